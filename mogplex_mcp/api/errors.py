@@ -1,0 +1,214 @@
+"""The exception tree of the upstream client, and the one place upstream failures are mapped onto it.
+
+    MogplexError
+    ├── MissingTokenError           no token configured; nothing was sent
+    ├── InvalidRequestError         an argument broke the API's rules; nothing was sent
+    ├── TransportError              no HTTP answer at all
+    │   ├── UpstreamConnectError    could not connect / connection dropped
+    │   └── UpstreamTimeoutError    no answer in time (or the call's deadline ran out)
+    └── ApiStatusError              an HTTP answer that is not a success (status, code, retry_after)
+        ├── BadRequestError             400 BAD_REQUEST
+        ├── AuthenticationError         401, or a redirect to the login page
+        ├── PermissionDeniedError       403 FORBIDDEN / AUTOMATION_REQUIRED
+        ├── NotFoundError               404
+        ├── ConflictError               409 CONFLICT (e.g. sandbox unreachable on cancel)
+        │   └── IdempotencyConflictError    409 IDEMPOTENCY_CONFLICT: same key, different body
+        ├── RateLimitedError            429
+        ├── ServerError                 5xx (envelope or not)
+        │   └── ServiceUnavailableError     503 SERVICE_UNAVAILABLE
+        └── UnexpectedResponseError     a body we cannot read (HTML, malformed JSON, wrong shape)
+
+No message ever contains the token: messages are built from status codes, API codes and the
+service's own `message` text, which we scrub of bearer-looking strings anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SECRETISH = re.compile(
+    r"(?i)(bearer\s+)?\b(mog_[A-Za-z0-9]+|gh[pousr]_[A-Za-z0-9]+|github_pat_\w+|sk-[\w-]{8,})"
+)
+_MAX_MESSAGE = 500
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """Remove token-looking strings (and any given secret) from text that may reach a user."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = _SECRETISH.sub("[redacted]", text)
+    if len(text) > _MAX_MESSAGE:
+        text = text[:_MAX_MESSAGE] + "…"
+    return text
+
+
+class MogplexError(Exception):
+    """Base of everything the client raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MissingTokenError(MogplexError):
+    """No personal access token is configured."""
+
+
+class InvalidRequestError(MogplexError, ValueError):
+    """An argument broke the API's rules; the request was never sent."""
+
+
+class TransportError(MogplexError):
+    """The service gave no HTTP answer."""
+
+
+class UpstreamConnectError(TransportError):
+    """The connection could not be made, or dropped before an answer came."""
+
+
+class UpstreamTimeoutError(TransportError):
+    """No answer within the timeout or the call's deadline."""
+
+
+class ApiStatusError(MogplexError):
+    """An HTTP answer that is not a success."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status}, code={self.code!r}, "
+            f"retry_after={self.retry_after}, message={self.message!r})"
+        )
+
+
+class BadRequestError(ApiStatusError):
+    pass
+
+
+class AuthenticationError(ApiStatusError):
+    pass
+
+
+class PermissionDeniedError(ApiStatusError):
+    pass
+
+
+class NotFoundError(ApiStatusError):
+    pass
+
+
+class ConflictError(ApiStatusError):
+    pass
+
+
+class IdempotencyConflictError(ConflictError):
+    pass
+
+
+class RateLimitedError(ApiStatusError):
+    pass
+
+
+class ServerError(ApiStatusError):
+    pass
+
+
+class ServiceUnavailableError(ServerError):
+    pass
+
+
+class UnexpectedResponseError(ApiStatusError):
+    pass
+
+
+_BY_CODE: dict[str, type[ApiStatusError]] = {
+    "BAD_REQUEST": BadRequestError,
+    "UNAUTHORIZED": AuthenticationError,
+    "FORBIDDEN": PermissionDeniedError,
+    "AUTOMATION_REQUIRED": PermissionDeniedError,
+    "NOT_FOUND": NotFoundError,
+    "CONFLICT": ConflictError,
+    "IDEMPOTENCY_CONFLICT": IdempotencyConflictError,
+    "RATE_LIMITED": RateLimitedError,
+    "SERVICE_UNAVAILABLE": ServiceUnavailableError,
+    "INTERNAL_ERROR": ServerError,
+}
+
+_BY_STATUS: dict[int, type[ApiStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+    429: RateLimitedError,
+    503: ServiceUnavailableError,
+}
+
+
+def error_class_for(status: int, code: str | None) -> type[ApiStatusError]:
+    """Status and API code → exception class. Known codes win; unknown codes fall back to the status."""
+    if code and code in _BY_CODE:
+        return _BY_CODE[code]
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return ServerError
+    return ApiStatusError
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds only; HTTP dates are rare here and ignored)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:
+        return None
+    return seconds
+
+
+def error_from_response(
+    status: int,
+    body: Any,
+    *,
+    retry_after: str | None = None,
+    secret: str | None = None,
+) -> ApiStatusError:
+    """Build the typed error for a non-success answer. `body` is the parsed JSON, or None when the
+    body was not JSON (an HTML error page from a proxy, say)."""
+    delay = parse_retry_after(retry_after)
+    code: str | None = None
+    detail: str | None = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        raw_code = body["error"].get("code")
+        raw_message = body["error"].get("message")
+        code = raw_code if isinstance(raw_code, str) else None
+        detail = raw_message if isinstance(raw_message, str) else None
+    cls = error_class_for(status, code)
+    if detail:
+        text = f"HTTP {status} {code or ''}: {detail}".replace("  ", " ")
+    elif body is None:
+        text = f"HTTP {status} with a non-JSON body (the service or a proxy in front of it failed)"
+    else:
+        text = f"HTTP {status}{' ' + code if code else ''} with no error message"
+    return cls(scrub(text, secret), status=status, code=code, retry_after=delay)

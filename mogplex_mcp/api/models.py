@@ -1,0 +1,322 @@
+"""Wire models of the Mogplex v1 runs API: documented and observed variants, normalized once here."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
+"""The only statuses after which a run never changes. Anything else — including statuses we have
+never seen, such as `awaiting_input` — is treated as still active."""
+
+KNOWN_STATUSES: tuple[str, ...] = ("pending", "streaming", "awaiting_input", "success", "failed", "cancelled")
+HARNESSES: tuple[str, ...] = ("codex", "claude-code")
+Harness = Literal["codex", "claude-code"]
+CancelOutcome = Literal["cancellation_requested", "already_terminal"]
+
+PROMPT_MAX_CHARS = 100_000
+IDEMPOTENCY_KEY_MAX_CHARS = 200
+EVENTS_LIMIT_MAX = 200
+REPOS_LIMIT_MAX = 200
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_BRANCH_ALLOWED = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+def is_uuid(value: str) -> bool:
+    """True for a canonical 8-4-4-4-12 hex UUID — the only shape a run or repo id may take in a URL."""
+    return bool(_UUID.match(value))
+
+
+def branch_name_problem(name: str) -> str | None:
+    """Why `name` is not a valid branch name by the service's rules, or None when it is."""
+    if name == "":
+        return "is empty"
+    if name in ("@", "HEAD"):
+        return f"cannot be {name!r}"
+    if name.startswith("/"):
+        return "cannot start with '/'"
+    for suffix in ("/", ".", ".lock"):
+        if name.endswith(suffix):
+            return f"cannot end with {suffix!r}"
+    for bad in ("..", "//", "@{"):
+        if bad in name:
+            return f"cannot contain {bad!r}"
+    if any(ch.isspace() for ch in name):
+        return "cannot contain whitespace"
+    for ch in "*:?[\\^~":
+        if ch in name:
+            return f"cannot contain {ch!r}"
+    if not _BRANCH_ALLOWED.match(name):
+        return "may only contain letters, digits and _ . / -"
+    return None
+
+
+def root_directory_problem(path: str) -> str | None:
+    """Why `path` is not an acceptable monorepo subpath, or None when it is."""
+    if "\x00" in path:
+        return "cannot contain a NUL character"
+    segments = path.strip("/").split("/")
+    if any(segment == ".." for segment in segments):
+        return "cannot contain '..'"
+    if path.strip("/") and any(segment == "" for segment in segments):
+        return "cannot contain empty segments ('//')"
+    return None
+
+
+def idempotency_key_problem(key: str) -> str | None:
+    stripped = key.strip()
+    if not stripped:
+        return "is empty"
+    if len(stripped) > IDEMPOTENCY_KEY_MAX_CHARS:
+        return f"is longer than {IDEMPOTENCY_KEY_MAX_CHARS} characters"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
+        return "contains control characters"
+    return None
+
+
+class _Wire(BaseModel):
+    """Base for camelCase wire objects: tolerant of fields we do not know."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+def _lenient_datetime(value: Any) -> Any:
+    """Timestamps are ISO-8601 but we never fail a whole response over a malformed one."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return None
+
+
+LenientDatetime = Annotated[datetime | None, BeforeValidator(_lenient_datetime)]
+
+
+def _error_text(value: Any) -> Any:
+    """A run's `error` is documented as a string but may arrive as an object; keep it readable."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        message = value.get("message") or value.get("code")
+        if isinstance(message, str):
+            return message
+    return str(value)
+
+
+class StartRunRequest(_Wire):
+    """`StartMogplexApiRunRequest`, validated with the service's own rules before anything is sent."""
+
+    repo_id: str = Field(min_length=1, max_length=200)
+    prompt: str
+    harness: Harness | None = None
+    base_branch: str | None = None
+    working_branch: str | None = None
+    create_branch: bool | None = None
+    root_directory: str | None = None
+    conversation_id: str | None = Field(default=None, max_length=200)
+    workspace_session_id: str | None = Field(default=None, max_length=200)
+    mode: str | None = Field(default=None, max_length=100)
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("repoId is required (get one from list_repos)")
+        if "/" in value or "\x00" in value:
+            raise ValueError("repoId must be a repository id from list_repos, not a name or path")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("prompt is required and cannot be blank")
+        if len(value) > PROMPT_MAX_CHARS:
+            raise ValueError(f"prompt is {len(value):,} characters; the limit is {PROMPT_MAX_CHARS:,}")
+        return value
+
+    @field_validator("base_branch", "working_branch")
+    @classmethod
+    def _branch(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = branch_name_problem(value)
+        if problem:
+            raise ValueError(f"invalid branch name: it {problem}")
+        return value
+
+    @field_validator("root_directory")
+    @classmethod
+    def _root_directory(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = root_directory_problem(value)
+        if problem:
+            raise ValueError(f"invalid rootDirectory: it {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _branches_differ(self) -> StartRunRequest:
+        if self.create_branch and self.working_branch is not None and self.working_branch == self.base_branch:
+            raise ValueError("workingBranch must differ from baseBranch when createBranch is true")
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body: camelCase, fields left unset are omitted so the service applies its defaults."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class Branch(_Wire):
+    base: str | None = None
+    working: str | None = None
+    create_branch: bool | None = None
+
+
+class Runtime(_Wire):
+    provider: str | None = None
+    run_id: str | None = None
+
+
+class RunDetail(_Wire):
+    """A run as GET /runs/{id} (wrapped in `run`) and POST /runs (bare) return it."""
+
+    run_id: str
+    status: str
+    harness: str | None = None
+    repo_id: str | None = None
+    ai_call_id: str | None = None
+    sandbox_record_id: str | None = None
+    sandbox_id: str | None = None
+    branch: Branch | None = None
+    root_directory: str | None = None
+    events_url: str | None = None
+    cancel_url: str | None = None
+    created_at: LenientDatetime = None
+    updated_at: LenientDatetime = None
+    error: Annotated[str | None, BeforeValidator(_error_text)] = None
+    runtime: Runtime | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.status)
+
+
+class StartedRun(BaseModel):
+    """What `start_run` gives back: the run, whether the service replayed it, and the key used."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run: RunDetail
+    replayed: bool
+    idempotency_key: str
+
+
+class RunEvent(_Wire):
+    """One event. `type` is an open set: unknown types pass through untouched."""
+
+    id: str
+    type: str
+    tool_name: str | None = None
+    message: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    created_at: LenientDatetime = None
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _payload(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            return {"value": value}
+        return value
+
+
+class EventPage(_Wire):
+    """GET /runs/{id}/events: the run and up to `limit` events, oldest first (no cursor upstream)."""
+
+    run: RunDetail
+    events: list[RunEvent] = Field(default_factory=list)
+
+
+class CancelResult(_Wire):
+    """POST /runs/{id}/cancel, normalized from both the documented and the observed shape.
+
+    Documented: `{run, status: "cancellation_requested" | "already_terminal"}`.
+    Observed:   `{run, status: <a run status>, alreadyTerminal: bool}`.
+    """
+
+    run: RunDetail
+    outcome: CancelOutcome
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "outcome" in data:
+            return data
+        status = data.get("status")
+        already = data.get("alreadyTerminal", data.get("already_terminal"))
+        if isinstance(already, bool):
+            outcome = "already_terminal" if already else "cancellation_requested"
+        elif status in ("cancellation_requested", "already_terminal"):
+            outcome = status
+        else:
+            outcome = "cancellation_requested"
+        return {"run": data.get("run"), "outcome": outcome}
+
+
+class Repo(BaseModel):
+    """A repository from GET /repos (snake_case on the wire, unlike runs)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    full_name: str = Field(validation_alias=AliasChoices("full_name", "fullName"))
+    installation_id: int | str | None = Field(
+        default=None, validation_alias=AliasChoices("installation_id", "installationId")
+    )
+    default_branch: str | None = Field(
+        default=None, validation_alias=AliasChoices("default_branch", "defaultBranch")
+    )
+    root_directory: str | None = Field(
+        default=None, validation_alias=AliasChoices("root_directory", "rootDirectory")
+    )
+
+
+class RepoList(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    repos: list[Repo] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    """The `error` object of a failure envelope."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    code: str = "UNKNOWN"
+    message: str = ""

@@ -1,0 +1,155 @@
+"""Settings: one frozen object built from the environment and command-line flags.
+
+A leaf module: it imports nothing of ours, so every layer may depend on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BASE_URL = "https://mogplex.com"
+TOKEN_ENV = "MOGPLEX_TOKEN"  # noqa: S105 - the variable name, not a secret
+BASE_URL_ENV = "MOGPLEX_BASE_URL"
+
+# Claude Desktop passes an unfilled optional user_config entry through as this literal text.
+_UNFILLED_PLACEHOLDER = re.compile(r"^\$\{user_config\.[^}]*\}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it and how to set it."""
+
+
+def mask_token(token: str | None) -> str:
+    """Show enough of a token to recognise it, never enough to use it."""
+    if not token:
+        return "<unset>"
+    if token.startswith("mog_") and len(token) > 8:
+        return f"mog_…{token[-2:]} ({len(token)} chars)"
+    return f"…({len(token)} chars)"
+
+
+def clean_env_value(value: str | None) -> str | None:
+    """Treat empty strings and unfilled `${user_config.x}` placeholders as unset."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or _UNFILLED_PLACEHOLDER.match(value):
+        return None
+    return value
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the start journal lives: $MOGPLEX_MCP_STATE_DIR, else XDG state, else ~/.local/state."""
+    env = os.environ if env is None else env
+    explicit = clean_env_value(env.get("MOGPLEX_MCP_STATE_DIR"))
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = clean_env_value(env.get("XDG_STATE_HOME"))
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "mogplex-mcp"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server and client need to know, fixed for the process's life."""
+
+    token: str | None = field(default=None, repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    # Retries: attempts after the first, and the wall-clock budget all retries of one call share.
+    max_retries: int = 2
+    retry_budget_seconds: float = 20.0
+    # The longest Retry-After we sleep through; beyond it we stop and report the delay.
+    max_retry_after_seconds: float = 10.0
+    # A start_run identical to one made this recently reuses its Idempotency-Key (0 disables).
+    dedupe_window_seconds: float = 600.0
+    state_dir: Path = field(default_factory=default_state_dir)
+    read_only: bool = False
+    wait_default_seconds: float = 20.0
+    wait_max_seconds: float = 50.0
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(token={mask_token(self.token)!s}, base_url={self.base_url!r}, "
+            f"read_only={self.read_only}, state_dir={str(self.state_dir)!r})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def masked_token(self) -> str:
+        return mask_token(self.token)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read MOGPLEX_* variables; explicit overrides (from flags) win over the environment."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        token = clean_env_value(env.get(TOKEN_ENV))
+        if token:
+            values["token"] = token
+        base_url = clean_env_value(env.get(BASE_URL_ENV))
+        if base_url:
+            values["base_url"] = _normalize_base_url(base_url, BASE_URL_ENV)
+        values["state_dir"] = default_state_dir(env)
+        read_only = clean_env_value(env.get("MOGPLEX_READ_ONLY"))
+        if read_only is not None:
+            values["read_only"] = _parse_bool(read_only, "MOGPLEX_READ_ONLY")
+        for name, env_name in (
+            ("dedupe_window_seconds", "MOGPLEX_DEDUPE_WINDOW_SECONDS"),
+            ("read_timeout", "MOGPLEX_READ_TIMEOUT_SECONDS"),
+            ("retry_budget_seconds", "MOGPLEX_RETRY_BUDGET_SECONDS"),
+        ):
+            raw = clean_env_value(env.get(env_name))
+            if raw is not None:
+                values[name] = _parse_seconds(raw, env_name)
+        raw_retries = clean_env_value(env.get("MOGPLEX_MAX_RETRIES"))
+        if raw_retries is not None:
+            if not raw_retries.isdigit() or int(raw_retries) > 10:
+                raise ConfigError(f"MOGPLEX_MAX_RETRIES must be a whole number 0..10, got {raw_retries!r}")
+            values["max_retries"] = int(raw_retries)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "base_url":
+                value = _normalize_base_url(str(value), "--base-url")
+            values[key] = value
+        return cls(**values)
+
+
+def _normalize_base_url(url: str, source: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"{source} must be an http(s) URL such as {DEFAULT_BASE_URL} (got {url[:80]!r})")
+    return url
+
+
+def _parse_bool(raw: str, name: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw[:40]!r}")
+
+
+def _parse_seconds(raw: str, name: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw[:40]!r}") from None
+    if seconds < 0 or seconds != seconds:
+        raise ConfigError(f"{name} must be zero or more seconds, got {raw[:40]!r}")
+    return seconds
