@@ -20,12 +20,16 @@
 
 No message ever contains the token: messages are built from status codes, API codes and the
 service's own `message` text, which we scrub of bearer-looking strings anyway.
+
+httpx2's own exceptions are turned into ours in exactly one place, `error_from_transport`.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+import httpx2
 
 _SECRETISH = re.compile(
     r"(?i)(bearer\s+)?\b(mog_[A-Za-z0-9]+|gh[pousr]_[A-Za-z0-9]+|github_pat_\w+|sk-[\w-]{8,})"
@@ -205,10 +209,32 @@ def error_from_response(
         code = raw_code if isinstance(raw_code, str) else None
         detail = raw_message if isinstance(raw_message, str) else None
     cls = error_class_for(status, code)
-    if detail:
-        text = f"HTTP {status} {code or ''}: {detail}".replace("  ", " ")
-    elif body is None:
-        text = f"HTTP {status} with a non-JSON body (the service or a proxy in front of it failed)"
-    else:
-        text = f"HTTP {status}{' ' + code if code else ''} with no error message"
+    text = _status_text(status, code, detail, body)
+    if delay is not None:
+        text += f" (retry after {delay:g} s)"
     return cls(scrub(text, secret), status=status, code=code, retry_after=delay)
+
+
+def _status_text(status: int, code: str | None, detail: str | None, body: Any) -> str:
+    if detail:
+        return f"HTTP {status} {code or ''}: {detail}".replace("  ", " ")
+    if body is None:
+        return f"HTTP {status} with a non-JSON body (the service or a proxy in front of it failed)"
+    return f"HTTP {status}{' ' + code if code else ''} with no error message"
+
+
+def error_from_transport(exc: httpx2.HTTPError, what: str, *, secret: str | None = None) -> TransportError:
+    """The one mapping of httpx2's failures onto ours. `what` names the call, e.g. "GET /runs/{id}"."""
+    detail = scrub(str(exc) or type(exc).__name__, secret)
+    if isinstance(exc, httpx2.TimeoutException):
+        phase = {
+            httpx2.ConnectTimeout: "connecting",
+            httpx2.PoolTimeout: "waiting for a free connection",
+            httpx2.WriteTimeout: "sending the request",
+        }.get(type(exc), "waiting for the answer")
+        return UpstreamTimeoutError(f"{what}: timed out {phase} ({detail})")
+    if isinstance(exc, httpx2.ConnectError):
+        return UpstreamConnectError(f"{what}: could not connect to the Mogplex API ({detail})")
+    return UpstreamConnectError(
+        f"{what}: the connection failed before an answer arrived ({type(exc).__name__}: {detail})"
+    )

@@ -32,7 +32,14 @@ EVENTS_LIMIT_MAX = 200
 REPOS_LIMIT_MAX = 200
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_BRANCH_ALLOWED = re.compile(r"^[A-Za-z0-9_./-]+$")
+_BRANCH_ALLOWED = re.compile(r"[A-Za-z0-9_./-]+")
+# A "." or ".." segment written percent-encoded: the service rejects these in a rootDirectory.
+_ENCODED_DOT_SEGMENT = re.compile(r"(?:^|/)%2e(?:%2e)?(?:/|$)", re.IGNORECASE)
+# What JavaScript's String.prototype.trim() removes (the service trims with it, not with Python's rules).
+_JS_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
 
 
 def is_terminal(status: str) -> bool:
@@ -41,7 +48,17 @@ def is_terminal(status: str) -> bool:
 
 def is_uuid(value: str) -> bool:
     """True for a canonical 8-4-4-4-12 hex UUID — the only shape a run or repo id may take in a URL."""
-    return bool(_UUID.match(value))
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
+
+
+def js_trim(value: str) -> str:
+    """Trim the way the service does (JavaScript's `trim()`), so our limits match its limits."""
+    return value.strip(_JS_WHITESPACE)
+
+
+def js_length(value: str) -> int:
+    """Length as JavaScript counts it (UTF-16 code units): the service's 100,000-char limit is in these."""
+    return len(value.encode("utf-16-le")) // 2
 
 
 def branch_name_problem(name: str) -> str | None:
@@ -63,7 +80,7 @@ def branch_name_problem(name: str) -> str | None:
     for ch in "*:?[\\^~":
         if ch in name:
             return f"cannot contain {ch!r}"
-    if not _BRANCH_ALLOWED.match(name):
+    if not _BRANCH_ALLOWED.fullmatch(name):
         return "may only contain letters, digits and _ . / -"
     return None
 
@@ -72,6 +89,9 @@ def root_directory_problem(path: str) -> str | None:
     """Why `path` is not an acceptable monorepo subpath, or None when it is."""
     if "\x00" in path:
         return "cannot contain a NUL character"
+    path = js_trim(path)
+    if _ENCODED_DOT_SEGMENT.search(path):
+        return "cannot contain a percent-encoded '.' or '..' segment"
     segments = path.strip("/").split("/")
     if any(segment == ".." for segment in segments):
         return "cannot contain '..'"
@@ -81,13 +101,15 @@ def root_directory_problem(path: str) -> str | None:
 
 
 def idempotency_key_problem(key: str) -> str | None:
+    """Why `key` cannot be sent as an Idempotency-Key header, or None when it can (after trimming)."""
     stripped = key.strip()
     if not stripped:
         return "is empty"
     if len(stripped) > IDEMPOTENCY_KEY_MAX_CHARS:
         return f"is longer than {IDEMPOTENCY_KEY_MAX_CHARS} characters"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
-        return "contains control characters"
+    # An HTTP header carries printable ASCII only; anything else would fail in the HTTP layer instead.
+    if any(not " " <= ch <= "~" for ch in stripped):
+        return "may only contain printable ASCII characters"
     return None
 
 
@@ -143,7 +165,7 @@ class StartRunRequest(_Wire):
     @field_validator("repo_id")
     @classmethod
     def _repo_id(cls, value: str) -> str:
-        value = value.strip()
+        value = js_trim(value)
         if not value:
             raise ValueError("repoId is required (get one from list_repos)")
         if "/" in value or "\x00" in value:
@@ -153,11 +175,15 @@ class StartRunRequest(_Wire):
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
-        value = value.strip()
+        value = js_trim(value)
         if not value:
             raise ValueError("prompt is required and cannot be blank")
-        if len(value) > PROMPT_MAX_CHARS:
-            raise ValueError(f"prompt is {len(value):,} characters; the limit is {PROMPT_MAX_CHARS:,}")
+        length = js_length(value)
+        if length > PROMPT_MAX_CHARS:
+            raise ValueError(
+                f"prompt is {length:,} characters (UTF-16 units, as the service counts); "
+                f"the limit is {PROMPT_MAX_CHARS:,}"
+            )
         return value
 
     @field_validator("base_branch", "working_branch")
