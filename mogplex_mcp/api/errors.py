@@ -21,15 +21,23 @@
 No message ever contains the token: messages are built from status codes, API codes and the
 service's own `message` text, which we scrub of bearer-looking strings anyway.
 
-httpx2's own exceptions are turned into ours in exactly one place, `error_from_transport`.
+httpx2's own exceptions are turned into ours in exactly one place, `error_from_transport`; an HTTP
+answer that is not a usable success becomes one of ours in `envelope_data`, `redirect_error` and
+`shape_error`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import httpx2
+from pydantic import ValidationError
+
+from mogplex_mcp.config import TOKEN_ENV
+
+_LOGIN_SEGMENTS = frozenset({"login", "signin", "sign-in", "sign_in"})
 
 _SECRETISH = re.compile(
     r"(?i)(bearer\s+)?\b(mog_[A-Za-z0-9]+|gh[pousr]_[A-Za-z0-9]+|github_pat_\w+|sk-[\w-]{8,})"
@@ -237,4 +245,60 @@ def error_from_transport(exc: httpx2.HTTPError, what: str, *, secret: str | None
         return UpstreamConnectError(f"{what}: could not connect to the Mogplex API ({detail})")
     return UpstreamConnectError(
         f"{what}: the connection failed before an answer arrived ({type(exc).__name__}: {detail})"
+    )
+
+
+def envelope_data(response: httpx2.Response, what: str, token: str) -> Any:
+    """The `data` of a success envelope; every other answer becomes a typed error."""
+    status = response.status_code
+    try:
+        body: Any = json.loads(response.content)
+    except ValueError:  # malformed JSON, HTML, or bytes that are not UTF-8
+        body = None
+    ok = isinstance(body, dict) and body.get("ok") is True and "data" in body
+    if not 200 <= status < 300 or (isinstance(body, dict) and body.get("ok") is False):
+        raise error_from_response(status, body, retry_after=response.headers.get("retry-after"), secret=token)
+    if ok:
+        return body["data"]
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    described = "a body that is not JSON" if body is None else "JSON that is not a Mogplex API envelope"
+    raise UnexpectedResponseError(
+        scrub(
+            f"{what}: HTTP {status} with {described} ({kind}); is MOGPLEX_BASE_URL the Mogplex API?", token
+        ),
+        status=status,
+    )
+
+
+def shape_error(exc: ValidationError, status: int, what: str, token: str) -> UnexpectedResponseError:
+    """A 2xx whose data does not fit the model: name the field, never echo the values."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "data"
+    return UnexpectedResponseError(
+        scrub(f"{what}: the answer did not have the expected shape ({where}: {first['msg']})", token),
+        status=status,
+    )
+
+
+def redirect_error(response: httpx2.Response, what: str) -> ApiStatusError:
+    """A redirect we do not follow: a login page means no valid token; anything else, misconfiguration."""
+    status = response.status_code
+    location = response.headers.get("location", "")
+    try:
+        target = response.request.url.join(location)
+    except httpx2.InvalidURL:
+        target = response.request.url
+    segments = {segment.lower() for segment in target.path.split("/")}
+    if segments & _LOGIN_SEGMENTS:
+        return AuthenticationError(
+            f"{what}: Mogplex redirected to its login page, which means the token is missing or invalid. "
+            f"Check {TOKEN_ENV} (a personal access token starting with mog_).",
+            status=status,
+            code="UNAUTHORIZED",
+        )
+    shown = scrub(f"{target.scheme}://{target.host}{target.path}")
+    return UnexpectedResponseError(
+        f"{what}: unexpected redirect (HTTP {status}) to {shown}; redirects are not followed. "
+        "Check MOGPLEX_BASE_URL (it should be https://mogplex.com).",
+        status=status,
     )

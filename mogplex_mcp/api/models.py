@@ -17,6 +17,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from mogplex_mcp.api.errors import InvalidRequestError, scrub
+
 TERMINAL_STATUSES: frozenset[str] = frozenset({"success", "failed", "cancelled"})
 """The only statuses after which a run never changes. Anything else — including statuses we have
 never seen, such as `awaiting_input` — is treated as still active."""
@@ -111,6 +113,31 @@ def idempotency_key_problem(key: str) -> str | None:
     if any(not " " <= ch <= "~" for ch in stripped):
         return "may only contain printable ASCII characters"
     return None
+
+
+def checked_uuid(value: object, name: str, hint: str) -> str:
+    """`value` if it is a canonical UUID, else InvalidRequestError naming `name` and where to get one."""
+    if not isinstance(value, str) or not is_uuid(value):
+        shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
+        raise InvalidRequestError(f"{name} must be a UUID ({hint}), got {scrub(shown)}")
+    return value
+
+
+def checked_limit(limit: object, maximum: int) -> int:
+    """`limit` if it is a whole number in 1..maximum, else InvalidRequestError."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+        raise InvalidRequestError(f"limit must be a whole number from 1 to {maximum}, got {limit!r}")
+    return limit
+
+
+def checked_idempotency_key(key: object) -> str:
+    """The trimmed key if the service (and an HTTP header) will take it, else InvalidRequestError."""
+    if not isinstance(key, str):
+        raise InvalidRequestError("idempotency_key must be a string")
+    problem = idempotency_key_problem(key)
+    if problem:
+        raise InvalidRequestError(f"idempotency_key {problem}")
+    return key.strip()
 
 
 class _Wire(BaseModel):

@@ -1,0 +1,404 @@
+"""MogplexClient: typed async methods over the Mogplex v1 runs API, all sharing one request loop."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import httpx2
+from pydantic import ValidationError
+
+from mogplex_mcp import __version__
+from mogplex_mcp.api.errors import (
+    ApiStatusError,
+    MissingTokenError,
+    TransportError,
+    UpstreamTimeoutError,
+    envelope_data,
+    error_from_transport,
+    redirect_error,
+    shape_error,
+)
+from mogplex_mcp.api.models import (
+    EVENTS_LIMIT_MAX,
+    REPOS_LIMIT_MAX,
+    CancelResult,
+    EventPage,
+    Repo,
+    RepoList,
+    RunDetail,
+    StartedRun,
+    StartRunRequest,
+    checked_idempotency_key,
+    checked_limit,
+    checked_uuid,
+)
+from mogplex_mcp.api.retry import RetryPolicy, next_delay
+from mogplex_mcp.config import TOKEN_ENV, Settings, mask_token
+
+API_PREFIX = "/api/v1/mogplex"
+USER_AGENT = f"mogplex-mcp/{__version__}"
+DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
+
+logger = logging.getLogger("mogplex_mcp.api")
+
+T = TypeVar("T")
+_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: all a bearer header can carry
+_UNSET: Any = object()
+
+# Base URLs learned from a www. → apex redirect, per connection pool: every client sharing the pool
+# goes straight to the apex afterwards, and a fresh pool (a test, another process) starts clean.
+_learned_bases: weakref.WeakKeyDictionary[httpx2.AsyncClient, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def make_http_client(
+    settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
+) -> httpx2.AsyncClient:
+    """The connection pool one process shares. It carries no token: each MogplexClient sends its own."""
+    return _new_pool(httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout), transport)
+
+
+def _new_pool(timeout: httpx2.Timeout, transport: httpx2.AsyncBaseTransport | None) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        limits=httpx2.Limits(max_connections=20, max_keepalive_connections=10),
+        transport=transport,
+    )
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical API call: what is sent on every attempt, unchanged."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def what(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+class MogplexClient:
+    """Async client for one user's token. Cheap to make; share the `http` pool between them."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str | None,
+        http: httpx2.AsyncClient | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if http is not None and transport is not None:
+            raise ValueError("pass either a shared `http` pool or a `transport`, not both")
+        self._base_url = _normalize_base_url(base_url)
+        self._token = token.strip() if token else None
+        self._owns_http = http is None
+        self._http = http if http is not None else _new_pool(DEFAULT_TIMEOUT, transport)
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()  # jitter, not secrets
+        self._request_count = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        token: str | None = _UNSET,
+        http: httpx2.AsyncClient | None = None,
+        **kw: Any,
+    ) -> MogplexClient:
+        """A client configured by `settings`; `token` defaults to `settings.token`."""
+        if kw.get("retry") is None:
+            kw["retry"] = RetryPolicy.from_settings(settings)
+        transport = kw.pop("transport", None)
+        owned = http is None
+        if owned:
+            http = make_http_client(settings, transport=transport)
+        elif transport is not None:
+            raise ValueError("pass either a shared `http` pool or a `transport`, not both")
+        client = cls(
+            base_url=settings.base_url,
+            token=settings.token if token is _UNSET else token,
+            http=http,
+            **kw,
+        )
+        client._owns_http = owned
+        return client
+
+    def __repr__(self) -> str:
+        return f"MogplexClient(base_url={self._base_url!r}, token={mask_token(self._token)})"
+
+    __str__ = __repr__
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pool if this client made it; a shared pool belongs to whoever passed it in."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests this client has sent (each retry and each followed redirect counts)."""
+        return self._request_count
+
+    @property
+    def base_url(self) -> str:
+        return self._learned_base()
+
+    # --- the API -------------------------------------------------------------------------------
+
+    async def list_repos(
+        self,
+        *,
+        query: str | None = None,
+        repo_id: str | None = None,
+        limit: int | None = None,
+        deadline: float | None = None,
+    ) -> list[Repo]:
+        """Repositories the token can start runs in, sorted by full name (`repo_id` wins over `query`)."""
+        params: dict[str, str] = {}
+        if query is not None and query.strip():
+            params["q"] = query.strip()
+        if repo_id is not None:
+            params["id"] = checked_uuid(repo_id, "repo_id", "a repository id from list_repos")
+        if limit is not None:
+            params["limit"] = str(checked_limit(limit, REPOS_LIMIT_MAX))
+        call = _Call("GET", "/repos", params=params)
+        repos = await self._call(call, RepoList.model_validate, deadline)
+        return repos.repos
+
+    async def start_run(
+        self,
+        request: StartRunRequest,
+        *,
+        idempotency_key: str | None = None,
+        deadline: float | None = None,
+    ) -> StartedRun:
+        """Start a run. One Idempotency-Key per call, the same on every retry; the caller's key wins."""
+        key = checked_idempotency_key(idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
+        call = _Call("POST", "/runs", body=request.to_wire(), headers={"Idempotency-Key": key})
+
+        def parse(data: Any) -> StartedRun:
+            replayed = isinstance(data, dict) and data.get("replayed") is True
+            return StartedRun(run=_run_from(data), replayed=replayed, idempotency_key=key)
+
+        return await self._call(call, parse, deadline)
+
+    async def get_run(self, run_id: str, *, deadline: float | None = None) -> RunDetail:
+        call = _Call("GET", _run_path(run_id))
+        return await self._call(call, _run_from, deadline)
+
+    async def list_events(
+        self, run_id: str, *, limit: int | None = None, deadline: float | None = None
+    ) -> EventPage:
+        """The run and its first `limit` events, oldest first (the API has no cursor)."""
+        path = _run_path(run_id, "events")
+        params = {"limit": str(checked_limit(limit, EVENTS_LIMIT_MAX))} if limit is not None else {}
+        call = _Call("GET", path, params=params)
+        return await self._call(call, EventPage.model_validate, deadline)
+
+    async def cancel_run(self, run_id: str, *, deadline: float | None = None) -> CancelResult:
+        """Ask the run to stop. Idempotent: on a finished run it changes nothing."""
+        call = _Call("POST", _run_path(run_id, "cancel"))
+        return await self._call(call, CancelResult.model_validate, deadline)
+
+    # --- the request loop ----------------------------------------------------------------------
+
+    async def _call(self, call: _Call, parse: Callable[[Any], T], deadline: float | None) -> T:
+        """Send `call`, retrying by the policy within the budget and the deadline; parse the data."""
+        token = self._require_token()
+        started = self._clock()
+        stop_at, limit_name = self._stop_at(started, deadline)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(call, parse, token, attempt, stop_at, limit_name)
+            except (TransportError, ApiStatusError) as exc:
+                now = self._clock()
+                remaining = None if deadline is None else deadline - now
+                delay = next_delay(exc, attempt, self._retry, now - started, self._rng, remaining=remaining)
+                if delay is None:
+                    raise
+                logger.debug(
+                    "%s: retrying in %.2f s after %s (attempt %d)",
+                    call.what,
+                    delay,
+                    type(exc).__name__,
+                    attempt,
+                )
+                await self._sleep(delay)
+
+    def _stop_at(self, started: float, deadline: float | None) -> tuple[float | None, str]:
+        budget = self._retry.budget_seconds
+        budget_end = started + budget if budget > 0 else None
+        if deadline is not None and (budget_end is None or deadline <= budget_end):
+            return deadline, "the call's deadline"
+        return budget_end, f"the {budget:g} s time budget for this call"
+
+    async def _attempt(
+        self,
+        call: _Call,
+        parse: Callable[[Any], T],
+        token: str,
+        attempt: int,
+        stop_at: float | None,
+        limit_name: str,
+    ) -> T:
+        response = await self._send(call, token, attempt, stop_at, limit_name)
+        if self._follow_www_to_apex(response):
+            response = await self._send(call, token, attempt, stop_at, limit_name)
+        if 300 <= response.status_code < 400:
+            raise redirect_error(response, call.what)
+        data = envelope_data(response, call.what, token)
+        try:
+            return parse(data)
+        except ValidationError as exc:
+            raise shape_error(exc, response.status_code, call.what, token) from None
+
+    async def _send(
+        self, call: _Call, token: str, attempt: int, stop_at: float | None, limit_name: str
+    ) -> httpx2.Response:
+        remaining = None if stop_at is None else stop_at - self._clock()
+        if remaining is not None and remaining <= 0:
+            raise _out_of_time(call, limit_name)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            **call.headers,
+        }
+        url = self._learned_base() + API_PREFIX + call.path
+        self._request_count += 1
+        try:
+            with anyio.fail_after(remaining):
+                response = await self._http.request(
+                    call.method,
+                    url,
+                    params=dict(call.params),
+                    json=call.body,
+                    headers=headers,
+                    timeout=_cut_timeout(self._http.timeout, remaining),
+                )
+        except httpx2.HTTPError as exc:
+            raise error_from_transport(exc, call.what, secret=token) from None
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"{call.what}: {limit_name} ran out before an answer arrived"
+            ) from None
+        logger.debug("%s -> %d (attempt %d)", call.what, response.status_code, attempt)
+        return response
+
+    def _require_token(self) -> str:
+        if not self._token:
+            raise MissingTokenError(
+                f"No Mogplex token is configured: set {TOKEN_ENV} to a personal access token (mog_…) "
+                "created in Mogplex settings. Nothing was sent."
+            )
+        if not _TOKEN_SHAPE.fullmatch(self._token):
+            raise MissingTokenError(
+                f"The configured Mogplex token is unusable: it contains spaces or non-ASCII characters. "
+                f"Set {TOKEN_ENV} to the token exactly as Mogplex showed it (mog_…). Nothing was sent."
+            )
+        return self._token
+
+    # --- redirects -----------------------------------------------------------------------------
+
+    def _learned_base(self) -> str:
+        learned = _learned_bases.get(self._http)
+        if learned is not None and self._base_url in learned:
+            self._base_url = learned[self._base_url]
+        return self._base_url
+
+    def _follow_www_to_apex(self, response: httpx2.Response) -> bool:
+        """Production answers www.mogplex.com with a 308 to the apex: adopt the apex, once, and resend."""
+        if response.status_code not in (307, 308) or "location" not in response.headers:
+            return False
+        sent = response.request.url
+        try:
+            target = sent.join(response.headers["location"])
+        except httpx2.InvalidURL:
+            return False
+        if not (
+            sent.host.startswith("www.")
+            and target.host == sent.host[4:]
+            and target.scheme == sent.scheme
+            and target.port == sent.port
+            and target.path == sent.path
+        ):
+            return False
+        apex = self._base_url.replace("://www.", "://", 1)
+        _learned_bases.setdefault(self._http, {})[self._base_url] = apex
+        logger.debug("%s redirects to %s: using the apex from now on", self._base_url, apex)
+        self._base_url = apex
+        return True
+
+
+def _out_of_time(call: _Call, limit_name: str) -> UpstreamTimeoutError:
+    return UpstreamTimeoutError(f"{call.what}: {limit_name} ran out before an answer arrived")
+
+
+def _normalize_base_url(base_url: str) -> str:
+    url = base_url.strip().rstrip("/")
+    if url.endswith(API_PREFIX):  # a pasted full API URL still works
+        url = url[: -len(API_PREFIX)].rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"base_url must be an http(s) URL such as https://mogplex.com, got {url[:80]!r}")
+    return url
+
+
+def _cut_timeout(base: httpx2.Timeout, remaining: float | None) -> httpx2.Timeout:
+    """The pool's timeouts, each shortened to what is left of the call's time."""
+    if remaining is None:
+        return base
+
+    def cut(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx2.Timeout(
+        connect=cut(base.connect), read=cut(base.read), write=cut(base.write), pool=cut(base.pool)
+    )
+
+
+def _run_path(run_id: str, action: str | None = None) -> str:
+    """A run id is one path segment, never a path: anything but a UUID is refused before sending."""
+    run_id = checked_uuid(run_id, "runId", "the runId that start_run or a run listing returned")
+    return f"/runs/{run_id}" + (f"/{action}" if action else "")
+
+
+def _run_from(data: Any) -> RunDetail:
+    """POST /runs answers the run bare (plus `replayed`); GET /runs/{id} wraps it in `run`."""
+    if isinstance(data, dict) and isinstance(data.get("run"), dict):
+        data = data["run"]
+    return RunDetail.model_validate(data)
