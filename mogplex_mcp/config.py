@@ -73,6 +73,8 @@ class Settings:
     dedupe_window_seconds: float = 600.0
     state_dir: Path = field(default_factory=default_state_dir)
     read_only: bool = False
+    # Over HTTP, use MOGPLEX_TOKEN when a request brings no bearer of its own (only safe on loopback).
+    http_token_fallback: bool = True
     wait_default_seconds: float = 20.0
     wait_max_seconds: float = 50.0
 

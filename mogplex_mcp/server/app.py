@@ -1,0 +1,98 @@
+"""`create_server(settings)`: the MCP server, its lifespan (HTTP pool, journal, followers) and prompt."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
+
+from mogplex_mcp import __version__
+from mogplex_mcp.api.client import make_http_client
+from mogplex_mcp.config import Settings
+from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
+from mogplex_mcp.runs.journal import StartJournal
+from mogplex_mcp.server import guidance
+from mogplex_mcp.server.errors import validation_error
+from mogplex_mcp.server.event_tools import register_event_tools
+from mogplex_mcp.server.prompts import register_prompts
+from mogplex_mcp.server.state import AppState, follower_client_factory
+from mogplex_mcp.server.tools import register_run_tools
+
+logger = logging.getLogger("mogplex_mcp.server")
+
+WRITE_TOOLS = frozenset({"start_run", "cancel_run"})
+
+
+class MogplexServer(MCPServer[AppState]):
+    """MCPServer whose argument errors never echo the rejected values (secrets, 100k-char prompts)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise validation_error(name, exc.__cause__) from None
+            raise
+
+
+def create_server(
+    settings: Settings,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    journal: StartJournal | None = None,
+    follow: FollowSettings | None = None,
+    on_state: Callable[[AppState], None] | None = None,
+) -> MogplexServer:
+    """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        own_journal = journal is None
+        the_journal = journal or StartJournal.in_state_dir(
+            settings.state_dir, window_seconds=settings.dedupe_window_seconds
+        )
+        try:
+            async with (
+                make_http_client(settings, transport=transport) as http,
+                anyio.create_task_group() as tg,
+            ):
+                hub = FollowerHub(tg, follower_client_factory(settings, http), follow)
+                state = AppState(settings=settings, http=http, journal=the_journal, hub=hub)
+                if on_state is not None:
+                    on_state(state)
+                yield state
+                tg.cancel_scope.cancel()
+        finally:
+            if own_journal:
+                the_journal.close()
+
+    server = MogplexServer(
+        "mogplex",
+        title="Mogplex",
+        version=__version__,
+        instructions=guidance.INSTRUCTIONS,
+        website_url="https://mogplex.com",
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    register_run_tools(server)
+    register_event_tools(server)
+    register_prompts(server)
+    if settings.read_only:
+        for name in WRITE_TOOLS:
+            server.remove_tool(name)
+    return server
+
+
+async def tool_names(server: MCPServer[Any]) -> list[str]:
+    """The registered tools' names, in registration order (for docs and the bundle manifest)."""
+    return [tool.name for tool in await server.list_tools()]

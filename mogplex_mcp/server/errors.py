@@ -1,0 +1,126 @@
+"""Upstream and argument errors turned into messages a model can act on (raised as `ToolError`)."""
+
+from __future__ import annotations
+
+import math
+
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
+
+from mogplex_mcp.api import errors as api
+from mogplex_mcp.config import TOKEN_ENV
+from mogplex_mcp.runs.sanitize import clean_text, shorten
+
+_MISSING_TOKEN = (
+    f"No Mogplex token is configured. Create a personal access token (mog_…) in Mogplex settings and set it "
+    f"as {TOKEN_ENV} in this MCP server's environment (Claude Desktop: the extension's settings; other hosts: "
+    f'the "env" block of the server entry), then restart the server. Over HTTP, send it as '
+    f"'Authorization: Bearer mog_…'."
+)
+
+
+def _seconds(value: float | None) -> str:
+    return f"{math.ceil(value)} s" if value is not None else "a minute"
+
+
+def _auth_message(exc: api.AuthenticationError) -> str:
+    return (
+        "Mogplex rejected the token (401): it is missing, mistyped, expired or revoked. "
+        f"Check {TOKEN_ENV} (it starts with 'mog_'), or create a new personal access token in Mogplex settings."
+    )
+
+
+def _forbidden_message(exc: api.PermissionDeniedError, action: str) -> str:
+    if exc.code == "AUTOMATION_REQUIRED":
+        return f"Mogplex refused to {action}: this account needs automation access enabled. ({exc.message})"
+    return (
+        f"Mogplex refused to {action} (403): the token lacks the scope for it. Starting and cancelling runs "
+        "need a token with the 'write' scope; reading needs 'read'. Create a token with both scopes."
+    )
+
+
+def _not_found_message(exc: api.NotFoundError, action: str) -> str:
+    return (
+        f"Not found while trying to {action}: the run or repository does not exist or belongs to another "
+        "account. Check the runId (from start_run) or the repoId (from list_repos)."
+    )
+
+
+def _rate_limited_message(exc: api.RateLimitedError) -> str:
+    return (
+        f"Mogplex rate limit reached (60 requests/min per token; run starts 10/min, 30/h, 150/day). "
+        f"Retry after {_seconds(exc.retry_after)}; do not retry sooner."
+    )
+
+
+def _status_message(exc: api.ApiStatusError, action: str) -> str:
+    """One function: which class of upstream answer becomes which sentence."""
+    if isinstance(exc, api.AuthenticationError):
+        return _auth_message(exc)
+    if isinstance(exc, api.PermissionDeniedError):
+        return _forbidden_message(exc, action)
+    if isinstance(exc, api.NotFoundError):
+        return _not_found_message(exc, action)
+    if isinstance(exc, api.IdempotencyConflictError):
+        return (
+            "This idempotencyKey was already used for a different request (409). Each key identifies one "
+            "start: reuse it only to retry exactly the same arguments, or pass a new key (or none) to "
+            "start a different run."
+        )
+    if isinstance(exc, api.ConflictError):
+        return (
+            f"Mogplex could not {action} right now (409 conflict: the run's sandbox is unreachable or not "
+            f"ready). Check the run with get_run and try again in a little while. ({exc.message})"
+        )
+    if isinstance(exc, api.RateLimitedError):
+        return _rate_limited_message(exc)
+    if isinstance(exc, api.ServiceUnavailableError):
+        return f"Mogplex is temporarily unavailable (503). Retry after {_seconds(exc.retry_after)}."
+    if isinstance(exc, api.BadRequestError):
+        return f"Mogplex rejected the request (400): {exc.message}. Fix the arguments and call again."
+    if isinstance(exc, api.UnexpectedResponseError):
+        return f"Mogplex answered with something unreadable while trying to {action}: {exc.message}"
+    if isinstance(exc, api.ServerError):
+        return (
+            f"Mogplex failed while trying to {action} (HTTP {exc.status}) even after retrying. "
+            "It is likely a temporary outage: try again in a minute."
+        )
+    return f"Mogplex answered HTTP {exc.status} while trying to {action}: {exc.message}"
+
+
+def tool_error(exc: api.MogplexError, action: str, *, token: str | None = None) -> ToolError:
+    """The ToolError for an upstream failure while doing `action` (e.g. "start the run")."""
+    if isinstance(exc, api.MissingTokenError):
+        message = _MISSING_TOKEN
+    elif isinstance(exc, api.InvalidRequestError):
+        message = f"Invalid arguments: {exc.message}"
+    elif isinstance(exc, api.UpstreamTimeoutError):
+        message = (
+            f"Mogplex did not answer in time while trying to {action}. Nothing is lost: call the same tool "
+            "again (start_run with the same arguments will not start a second run)."
+        )
+    elif isinstance(exc, api.UpstreamConnectError):
+        message = (
+            f"Could not reach Mogplex to {action} (connection failed or dropped). Check the network or "
+            "MOGPLEX_BASE_URL, then call again (a repeated start_run does not start a second run)."
+        )
+    elif isinstance(exc, api.ApiStatusError):
+        message = _status_message(exc, action)
+    else:
+        message = f"Could not {action}: {exc.message}"
+    return ToolError(shorten(clean_text(message, token), 1000))
+
+
+def missing_token_error() -> ToolError:
+    return ToolError(_MISSING_TOKEN)
+
+
+def validation_error(tool: str, exc: ValidationError) -> ToolError:
+    """Argument errors with field names and reasons, never the rejected values (secrets, huge prompts)."""
+    problems: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"] if part != "__root__") or "arguments"
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{field}: {reason}")
+    listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+    return ToolError(shorten(clean_text(f"Invalid arguments for {tool}: {listed}. Nothing was sent to Mogplex."), 1500))

@@ -1,0 +1,216 @@
+"""The following tools: list_run_events (paged with a cursor) and wait_for_run (bounded, with progress)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from mogplex_mcp.api.errors import InvalidRequestError
+from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, is_uuid
+from mogplex_mcp.runs.follower import RunFollower
+from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.views import describe_status, find_delivery
+from mogplex_mcp.server import guidance
+from mogplex_mcp.server.errors import tool_error
+from mogplex_mcp.server.results import (
+    EventView,
+    ListRunEventsResult,
+    RunView,
+    WaitForRunResult,
+    fit_events,
+)
+from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
+from mogplex_mcp.server.tools import READ_ONLY, RunId
+
+WAIT_EVENTS_SHOWN = 20
+
+
+def register_event_tools(server: MCPServer[Any]) -> None:
+    """Add list_run_events and wait_for_run to `server`."""
+
+    @server.tool(name="list_run_events", title="List a run's events", annotations=READ_ONLY)
+    async def list_run_events(
+        ctx: Context[Any, Any],
+        runId: RunId,
+        limit: Annotated[int, Field(ge=1, le=EVENTS_LIMIT_MAX, description="At most this many events.")] = 50,
+        afterEventId: Annotated[
+            str | None,
+            Field(description="Cursor: return only events after this id (use nextCursor).", max_length=200),
+        ] = None,
+        includePayload: Annotated[
+            bool, Field(description="Include each event's (cleaned, size-capped) payload.")
+        ] = False,
+    ) -> ListRunEventsResult:
+        """List a run's events, oldest first: what the agent did (tool calls, logs, status changes).
+        Page through with afterEventId = nextCursor."""
+        state = app_state(ctx)
+        token = require_token(ctx, state)
+        _check_run_id(runId)
+        run, events, window_exhausted = await _known_events(state, token, runId)
+        start = 0
+        if afterEventId is not None:
+            ids = [event.id for event in events]
+            if afterEventId not in ids:
+                raise ToolError(
+                    f"afterEventId {clean_text(afterEventId)[:80]!r} is not an event of run {runId}. "
+                    "Use the nextCursor from a previous list_run_events call, or omit it to start at the beginning."
+                )
+            start = ids.index(afterEventId) + 1
+        chosen = events[start : start + limit]
+        views = fit_events([EventView.build(e, include_payload=includePayload, secret=token) for e in chosen])
+        shown_until = start + len(views)
+        has_more = shown_until < len(events)
+        cursor = views[-1].id if views else afterEventId
+        exhausted = window_exhausted and not has_more
+        return ListRunEventsResult(
+            summary=_events_summary(run, len(views), start, has_more, exhausted, len(chosen) > len(views)),
+            next_steps=_events_steps(run, runId, cursor, has_more),
+            run_id=runId,
+            status=run.status,
+            terminal=run.terminal,
+            events=views,
+            next_cursor=cursor,
+            has_more=has_more,
+            window_exhausted=exhausted,
+        )
+
+    @server.tool(name="wait_for_run", title="Wait for a run", annotations=READ_ONLY)
+    async def wait_for_run(
+        ctx: Context[Any, Any],
+        runId: RunId,
+        timeoutSeconds: Annotated[
+            float,
+            Field(ge=1, le=50, description="Longest wait for this call (default 20 s; max 50)."),
+        ] = 20.0,
+    ) -> WaitForRunResult:
+        """Wait until the run finishes or the timeout passes, whichever is first (sends a progress
+        notification for each new event). If it is still running, call it again."""
+        state = app_state(ctx)
+        token = require_token(ctx, state)
+        _check_run_id(runId)
+        timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
+        started = time.monotonic()
+        async with state.hub.watch(token, runId) as follower:
+            known = {event.id for event in follower.events()}
+            await _follow_until_done(ctx, follower, timeout, len(known))
+            new = [event for event in follower.events() if event.id not in known]
+        waited = round(time.monotonic() - started, 1)
+        if follower.fatal is not None:
+            raise tool_error(follower.fatal, "wait for the run", token=token)
+        if follower.run is None:
+            reason = f" ({follower.error})" if follower.error else ""
+            raise ToolError(
+                f"Could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. Call wait_for_run again."
+            )
+        await state.remember(token, follower.run)
+        return _wait_result(follower, follower.run, new, waited, token)
+
+
+def _check_run_id(run_id: str) -> None:
+    if not is_uuid(run_id):
+        raise tool_error(
+            InvalidRequestError("runId must be a run id (a UUID) as returned by start_run"), "read the run"
+        )
+
+
+async def _known_events(state: AppState, token: str, run_id: str) -> tuple[RunDetail, list[RunEvent], bool]:
+    """Events from the run's follower when it is fresher and fuller than one upstream page, else one page."""
+    follower = state.hub.get(token, run_id)
+    if follower is not None and follower.run is not None and (follower.terminal or follower.active):
+        return follower.run, follower.events(), follower.window_exhausted
+    async with upstream("list the run's events", token, state.budget) as deadline, state.client(token) as api:
+        page = await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)
+    await state.remember(token, page.run)
+    return page.run, page.events, len(page.events) >= EVENTS_LIMIT_MAX
+
+
+async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait_seconds: float, seen: int) -> None:
+    """Block until the run is done or `wait_seconds` pass, reporting each new event as progress."""
+    reported = seen
+    ticks = 0
+    last_status = follower.run.status if follower.run else None
+    with anyio.move_on_after(wait_seconds):
+        while True:
+            version = follower.version
+            events = follower.events()
+            for event in events[reported:]:
+                ticks += 1
+                await ctx.report_progress(ticks, None, _progress_line(follower, event))
+            reported = len(events)
+            status = follower.run.status if follower.run else None
+            if status != last_status and status is not None:
+                ticks += 1
+                await ctx.report_progress(ticks, None, f"status: {status}")
+                last_status = status
+            if follower.done or (not follower.active and follower.ready.is_set()):
+                return
+            await follower.wait_changed(version)
+
+
+def _progress_line(follower: RunFollower, event: RunEvent) -> str:
+    status = follower.run.status if follower.run else "?"
+    parts = [event.type]
+    if event.tool_name:
+        parts.append(event.tool_name)
+    if event.message:
+        parts.append(event.message[:120])
+    return clean_text(f"[{status}] " + " · ".join(parts))
+
+
+def _wait_result(
+    follower: RunFollower, run: RunDetail, new: list[RunEvent], waited: float, token: str
+) -> WaitForRunResult:
+    delivery = find_delivery(follower.events())
+    view = RunView.build(run, delivery, token)
+    shown = fit_events(
+        [EventView.build(e, include_payload=False, secret=token) for e in new[-WAIT_EVENTS_SHOWN:]],
+        budget=8_000,
+    )
+    if run.terminal:
+        summary = f"Run {run.run_id} {describe_status(run, delivery)}."
+    else:
+        trouble = f" (Mogplex is having trouble: {follower.error})" if follower.error else ""
+        summary = f"Still going after {waited:.0f} s: run {run.run_id} {describe_status(run, delivery)}{trouble}."
+    return WaitForRunResult(
+        summary=clean_text(summary, token),
+        next_steps=guidance.after_wait(view),
+        run=view,
+        finished=run.terminal,
+        waited_seconds=waited,
+        new_events=shown,
+        new_event_count=len(new),
+    )
+
+
+def _events_summary(run: RunDetail, shown: int, start: int, has_more: bool, exhausted: bool, cut_for_size: bool) -> str:
+    text = f"{shown} event(s) of run {run.run_id} (status {run.status})"
+    if start:
+        text += f", after the first {start}"
+    if cut_for_size:
+        text += "; cut short to keep this result small"
+    if has_more:
+        text += "; more follow: page on with afterEventId = nextCursor"
+    if exhausted:
+        text += (
+            "; this is the end of what Mogplex exposes: its events API returns only the first 200 events "
+            "of a run, so later events cannot be listed"
+        )
+    return text + "."
+
+
+def _events_steps(run: RunDetail, run_id: str, cursor: str | None, has_more: bool) -> list[str]:
+    if has_more:
+        return [f"Call list_run_events with runId {run_id} and afterEventId {cursor} for the next page."]
+    if not run.terminal:
+        return [
+            f"The run is still {run.status}: call wait_for_run with runId {run_id}, then list_run_events "
+            f"with afterEventId {cursor} for what is new."
+            if cursor
+            else f"The run is still {run.status}: call wait_for_run with runId {run_id}."
+        ]
+    return guidance.next_steps(RunView.build(run))

@@ -1,0 +1,121 @@
+"""What the server holds while it runs: settings, the shared HTTP pool, the journal, the followers."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+from mcp.server.mcpserver import Context
+
+from mogplex_mcp.api.client import MogplexClient
+from mogplex_mcp.api.errors import MogplexError, UpstreamTimeoutError
+from mogplex_mcp.api.models import RunDetail
+from mogplex_mcp.api.retry import RetryPolicy
+from mogplex_mcp.config import Settings
+from mogplex_mcp.runs.follower import FollowerHub
+from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.server.errors import missing_token_error, tool_error
+
+
+@dataclass
+class AppState:
+    """The lifespan's value. Holds no per-user data: tokens arrive with each request."""
+
+    settings: Settings
+    http: httpx2.AsyncClient
+    journal: StartJournal
+    hub: FollowerHub
+    on_new_run: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def budget(self) -> float:
+        """Seconds one tool call may spend upstream, retries included: well inside hosts' 60 s limits."""
+        return self.settings.retry_budget_seconds + 5.0
+
+    async def remember(self, token: str, run: RunDetail, *, title: str | None = None) -> None:
+        """Record a run this server started or looked at (for resources/list); announce new ones."""
+        short_title = title.strip().splitlines()[0][:80] if title and title.strip() else None
+        new = await anyio.to_thread.run_sync(
+            functools.partial(
+                self.journal.remember_run,
+                token_fingerprint(token),
+                run.run_id,
+                title=short_title,
+                status=run.status,
+                repo_id=run.repo_id,
+            )
+        )
+        if new:
+            for announce in self.on_new_run:
+                await announce(run.run_id)
+
+    def client(self, token: str | None) -> MogplexClient:
+        return MogplexClient.from_settings(self.settings, token=token, http=self.http)
+
+
+def follower_client_factory(settings: Settings, http: httpx2.AsyncClient) -> Callable[[str], MogplexClient]:
+    """Clients for followers. They poll often, so no retries inside a poll: the next poll is the retry."""
+    policy = dataclasses.replace(RetryPolicy.from_settings(settings), max_retries=0)
+
+    def make(token: str) -> MogplexClient:
+        return MogplexClient.from_settings(settings, token=token, http=http, retry=policy)
+
+    return make
+
+
+def token_from_request(headers: Mapping[str, str] | None, settings: Settings) -> str | None:
+    """The PAT for this request: the caller's own `Authorization: Bearer` over HTTP, else the configured one.
+
+    The one place that decides whose token a call uses. Over HTTP (headers present) a bearer sent by the
+    caller always wins and is never stored; `settings.token` is the fallback only when the transport allows
+    it (stdio, or an HTTP server bound to loopback — see `Settings.http_token_fallback`).
+    """
+    if headers is not None:
+        value = headers.get("authorization") or headers.get("Authorization")
+        if value:
+            scheme, _, credentials = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+            return None
+        if not settings.http_token_fallback:
+            return None
+    return settings.token
+
+
+def app_state(ctx: Context[Any, Any]) -> AppState:
+    state = ctx.request_context.lifespan_context
+    if not isinstance(state, AppState):  # only when a tool is called outside create_server's lifespan
+        raise RuntimeError("mogplex-mcp server state is missing: build the server with create_server()")
+    return state
+
+
+def require_token(ctx: Context[Any, Any], state: AppState) -> str:
+    """This request's token, or the ToolError that says how to configure one."""
+    token = token_from_request(ctx.headers, state.settings)
+    if not token:
+        raise missing_token_error()
+    return token
+
+
+@asynccontextmanager
+async def upstream(action: str, token: str | None, budget_seconds: float) -> AsyncIterator[float]:
+    """Run upstream calls for one tool: yields their deadline; turns failures into ToolErrors.
+
+    The hard cap (`fail_after`) is a backstop above the client's own deadline handling, so a tool
+    returns inside its bound even if something below ignores the deadline.
+    """
+    deadline = time.monotonic() + budget_seconds
+    try:
+        with anyio.fail_after(budget_seconds + 2.0):
+            yield deadline
+    except MogplexError as exc:
+        raise tool_error(exc, action, token=token) from None
+    except TimeoutError:
+        raise tool_error(UpstreamTimeoutError("deadline reached"), action, token=token) from None
