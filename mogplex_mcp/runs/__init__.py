@@ -1,0 +1,1 @@
+"""Run supervision on top of the API client: de-duplication, following, derived views (no MCP here)."""
