@@ -25,7 +25,7 @@ from mogplex_mcp.server.results import (
     fit_events,
 )
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
-from mogplex_mcp.server.tools import READ_ONLY, RunId
+from mogplex_mcp.server.tools import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
 
@@ -33,7 +33,7 @@ WAIT_EVENTS_SHOWN = 20
 def register_event_tools(server: MCPServer[Any]) -> None:
     """Add list_run_events and wait_for_run to `server`."""
 
-    @server.tool(name="list_run_events", title="List a run's events", annotations=READ_ONLY)
+    @tool(server, "list_run_events", "List a run's events", READ_ONLY)
     async def list_run_events(
         ctx: Context[Any, Any],
         runId: RunId,
@@ -79,7 +79,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
             window_exhausted=exhausted,
         )
 
-    @server.tool(name="wait_for_run", title="Wait for a run", annotations=READ_ONLY)
+    @tool(server, "wait_for_run", "Wait for a run", READ_ONLY)
     async def wait_for_run(
         ctx: Context[Any, Any],
         runId: RunId,

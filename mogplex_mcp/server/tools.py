@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -40,11 +42,24 @@ RunId = Annotated[str, Field(description="The run's id (a UUID), as returned by 
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tool(server: MCPServer[Any], name: str, title: str, annotations: ToolAnnotations) -> Callable[[F], F]:
+    """`server.tool`, with the docstring dedented into the description models read."""
+
+    def decorator(fn: F) -> F:
+        description = inspect.cleandoc(fn.__doc__ or "").replace("\n", " ")
+        server.add_tool(fn, name=name, title=title, description=description, annotations=annotations)
+        return fn
+
+    return decorator
+
 
 def register_run_tools(server: MCPServer[Any]) -> None:
     """Add list_repos, start_run, get_run and cancel_run to `server`."""
 
-    @server.tool(name="list_repos", title="List repositories", annotations=READ_ONLY)
+    @tool(server, "list_repos", "List repositories", READ_ONLY)
     async def list_repos(
         ctx: Context[Any, Any],
         query: Annotated[
@@ -70,10 +85,11 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             steps = ["Call start_run with the chosen repo's id as repoId and a clear, self-contained prompt."]
         return ListReposResult(summary=summary, next_steps=steps, repos=views, count=len(views))
 
-    @server.tool(
-        name="start_run",
-        title="Start a coding-agent run",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
+    @tool(
+        server,
+        "start_run",
+        "Start a coding-agent run",
+        ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True),
     )
     async def start_run(
         ctx: Context[Any, Any],
@@ -135,7 +151,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         token = require_token(ctx, state)
         return await _start(state, token, request, idempotencyKey)
 
-    @server.tool(name="get_run", title="Get a run's state", annotations=READ_ONLY)
+    @tool(server, "get_run", "Get a run's state", READ_ONLY)
     async def get_run(ctx: Context[Any, Any], runId: RunId) -> GetRunResult:
         """Get a run's current state, plus what a person wants to know: is it done, how long has it
         taken, where is the pull request, did code change, is it probably stuck."""
@@ -155,10 +171,11 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             run=view,
         )
 
-    @server.tool(
-        name="cancel_run",
-        title="Cancel a run",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
+    @tool(
+        server,
+        "cancel_run",
+        "Cancel a run",
+        ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=True),
     )
     async def cancel_run(ctx: Context[Any, Any], runId: RunId) -> CancelRunResult:
         """Ask Mogplex to stop a run. Idempotent: cancelling a finished run changes nothing and says so.

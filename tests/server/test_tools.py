@@ -1,0 +1,158 @@
+"""Every tool's happy path through a real MCP client, in both protocol eras and both upstream flavours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mogplex_mcp.emulator import EmulatorConfig
+from tests.server.harness import MODES, Mode, session
+
+pytestmark = pytest.mark.anyio
+
+FLAVORS = ("documented", "observed")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_list_repos_gives_ids_a_model_can_start_on(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode) as s:
+        everything = await s.ok("list_repos")
+        assert everything["count"] == len(everything["repos"]) >= 2
+        assert all(repo["id"] and repo["fullName"] for repo in everything["repos"])
+        first = everything["repos"][0]["fullName"]
+        matching = await s.ok("list_repos", query=first.split("/")[1].upper(), limit=5)
+        assert [repo["fullName"] for repo in matching["repos"]] == [first]
+        nothing = await s.ok("list_repos", query="no-such-repo-anywhere")
+        assert nothing["repos"] == [] and "No repositories match" in nothing["summary"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("flavor", FLAVORS)
+async def test_start_wait_and_read_a_successful_run(tmp_path: Path, mode: Mode, flavor: str) -> None:
+    config = EmulatorConfig(flavor=flavor, speed=40.0)  # type: ignore[arg-type]
+    async with session(tmp_path, mode, config=config) as s:
+        started = await s.start("Refactor auth to bearer tokens [scenario:success]", createBranch=True)
+        run_id = started["run"]["runId"]
+        assert started["replayed"] is False and started["idempotencyKey"]
+        assert started["run"]["status"] in ("pending", "streaming")
+        assert "wait_for_run" in " ".join(started["nextSteps"])
+
+        progress: list[str] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(message or "")
+
+        finished = None
+        for _ in range(20):
+            result = await s.client.call_tool(
+                "wait_for_run", {"runId": run_id, "timeoutSeconds": 5}, progress_callback=on_progress
+            )
+            assert not result.is_error
+            finished = result.structured_content
+            assert finished is not None
+            if finished["finished"]:
+                break
+        assert finished is not None and finished["finished"] is True
+        assert finished["run"]["status"] == "success"
+        assert finished["run"]["pullRequestUrl"].startswith("https://")
+        assert finished["run"]["pullRequestUrl"] in finished["summary"]
+        assert progress, "wait_for_run sent no progress notifications"
+
+        got = await s.ok("get_run", runId=run_id)
+        assert got["run"]["terminal"] is True and got["run"]["codeChanged"] is True
+        assert got["run"]["pullRequestUrl"] == finished["run"]["pullRequestUrl"]
+
+        events = await s.ok("list_run_events", runId=run_id, limit=3)
+        assert len(events["events"]) == 3 and events["hasMore"] is True
+        rest = await s.ok("list_run_events", runId=run_id, afterEventId=events["nextCursor"], limit=200)
+        ids = [e["id"] for e in events["events"] + rest["events"]]
+        assert len(ids) == len(set(ids)), "paging repeated an event"
+        assert rest["hasMore"] is False and rest["terminal"] is True
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("flavor", FLAVORS)
+async def test_cancel_a_running_run_then_cancel_again(tmp_path: Path, mode: Mode, flavor: str) -> None:
+    async with session(tmp_path, mode, config=EmulatorConfig(flavor=flavor, speed=40.0)) as s:  # type: ignore[arg-type]
+        run_id = (await s.start("Keep going [scenario:endless]"))["run"]["runId"]
+        first = await s.ok("cancel_run", runId=run_id)
+        assert first["outcome"] == "cancellation_requested"
+        waited = await s.ok("wait_for_run", runId=run_id, timeoutSeconds=10)
+        assert waited["finished"] is True and waited["run"]["status"] == "cancelled"
+        second = await s.ok("cancel_run", runId=run_id)
+        assert second["outcome"] == "already_terminal"
+        assert "nothing was cancelled" in second["summary"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_wait_returns_within_its_bound_when_the_run_never_ends(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode) as s:
+        run_id = (await s.start("Never stop [scenario:endless]"))["run"]["runId"]
+        progress: list[float] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
+
+        result = await s.client.call_tool(
+            "wait_for_run", {"runId": run_id, "timeoutSeconds": 1.5}, progress_callback=on_progress
+        )
+        waited = result.structured_content
+        assert waited is not None and not result.is_error
+        assert waited["finished"] is False
+        assert waited["waitedSeconds"] < 5
+        assert "call wait_for_run again" in waited["nextSteps"][0]
+        assert progress == sorted(progress) and len(set(progress)) == len(progress), "progress must increase"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_two_hundred_events_stay_inside_the_result_budget(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode, config=EmulatorConfig(speed=1000.0)) as s:
+        run_id = (await s.start("Big job [scenario:long]"))["run"]["runId"]
+        await s.ok("wait_for_run", runId=run_id, timeoutSeconds=10)
+        result = await s.call("list_run_events", runId=run_id, limit=200, includePayload=True)
+        assert not result.is_error and result.structured_content is not None
+        body = result.structured_content
+        assert len(json.dumps(body)) <= 16_000
+        assert body["events"], "no events shown"
+        assert body["hasMore"] is True and body["nextCursor"] == body["events"][-1]["id"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_200_event_window_is_reported_honestly(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode, config=EmulatorConfig(speed=1000.0)) as s:
+        run_id = (await s.start("Big job [scenario:long]"))["run"]["runId"]
+        await s.ok("wait_for_run", runId=run_id, timeoutSeconds=10)
+        cursor = None
+        pages = 0
+        while True:
+            args = {"runId": run_id, "limit": 200} | ({"afterEventId": cursor} if cursor else {})
+            page = await s.ok("list_run_events", **args)
+            pages += 1
+            cursor = page["nextCursor"]
+            if not page["hasMore"]:
+                break
+            assert pages < 50
+        assert page["windowExhausted"] is True
+        assert "first 200 events" in page["summary"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_prompt_walks_a_model_through_delegation(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode) as s:
+        prompts = await s.client.list_prompts()
+        assert [p.name for p in prompts.prompts] == ["delegate_task"]
+        got = await s.client.get_prompt("delegate_task", {"repo": "acme/api", "task": "Add rate limiting"})
+        text = got.messages[0].content.text  # type: ignore[union-attr]
+        for step in ("list_repos", "start_run", "wait_for_run", "pull request"):
+            assert step in text
+        assert "acme/api" in text and "Add rate limiting" in text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_instructions_teach_the_workflow(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode) as s:
+        instructions = s.client.instructions or ""
+        order = [instructions.index(name) for name in ("list_repos", "start_run", "wait_for_run", "cancel_run")]
+        assert order == sorted(order)
