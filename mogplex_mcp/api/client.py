@@ -60,9 +60,7 @@ _UNSET: Any = object()
 _learned_bases: weakref.WeakKeyDictionary[httpx2.AsyncClient, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
-def make_http_client(
-    settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
-) -> httpx2.AsyncClient:
+def make_http_client(settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.AsyncClient:
     """The connection pool one process shares. It carries no token: each MogplexClient sends its own."""
     return _new_pool(httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout), transport)
 
@@ -219,9 +217,7 @@ class MogplexClient:
         call = _Call("GET", _run_path(run_id))
         return await self._call(call, _run_from, deadline)
 
-    async def list_events(
-        self, run_id: str, *, limit: int | None = None, deadline: float | None = None
-    ) -> EventPage:
+    async def list_events(self, run_id: str, *, limit: int | None = None, deadline: float | None = None) -> EventPage:
         """The run and its first `limit` events, oldest first (the API has no cursor)."""
         path = _run_path(run_id, "events")
         params = {"limit": str(checked_limit(limit, EVENTS_LIMIT_MAX))} if limit is not None else {}
@@ -280,7 +276,7 @@ class MogplexClient:
         if self._follow_www_to_apex(response):
             response = await self._send(call, token, attempt, stop_at, limit_name)
         if 300 <= response.status_code < 400:
-            raise redirect_error(response, call.what)
+            raise redirect_error(response, call.what, secret=token)
         data = envelope_data(response, call.what, token)
         try:
             return parse(data)
@@ -314,9 +310,7 @@ class MogplexClient:
         except httpx2.HTTPError as exc:
             raise error_from_transport(exc, call.what, secret=token) from None
         except TimeoutError:
-            raise UpstreamTimeoutError(
-                f"{call.what}: {limit_name} ran out before an answer arrived"
-            ) from None
+            raise UpstreamTimeoutError(f"{call.what}: {limit_name} ran out before an answer arrived") from None
         logger.debug("%s -> %d (attempt %d)", call.what, response.status_code, attempt)
         return response
 
@@ -386,9 +380,7 @@ def _cut_timeout(base: httpx2.Timeout, remaining: float | None) -> httpx2.Timeou
     def cut(value: float | None) -> float:
         return remaining if value is None else min(value, remaining)
 
-    return httpx2.Timeout(
-        connect=cut(base.connect), read=cut(base.read), write=cut(base.write), pool=cut(base.pool)
-    )
+    return httpx2.Timeout(connect=cut(base.connect), read=cut(base.read), write=cut(base.write), pool=cut(base.pool))
 
 
 def _run_path(run_id: str, action: str | None = None) -> str:

@@ -39,9 +39,7 @@ from mogplex_mcp.config import TOKEN_ENV
 
 _LOGIN_SEGMENTS = frozenset({"login", "signin", "sign-in", "sign_in"})
 
-_SECRETISH = re.compile(
-    r"(?i)(bearer\s+)?\b(mog_[A-Za-z0-9]+|gh[pousr]_[A-Za-z0-9]+|github_pat_\w+|sk-[\w-]{8,})"
-)
+_SECRETISH = re.compile(r"(?i)(bearer\s+)?\b(mog_[A-Za-z0-9]+|gh[pousr]_[A-Za-z0-9]+|github_pat_\w+|sk-[\w-]{8,})")
 _MAX_MESSAGE = 500
 
 
@@ -263,9 +261,7 @@ def envelope_data(response: httpx2.Response, what: str, token: str) -> Any:
     kind = response.headers.get("content-type", "no content type").split(";")[0]
     described = "a body that is not JSON" if body is None else "JSON that is not a Mogplex API envelope"
     raise UnexpectedResponseError(
-        scrub(
-            f"{what}: HTTP {status} with {described} ({kind}); is MOGPLEX_BASE_URL the Mogplex API?", token
-        ),
+        scrub(f"{what}: HTTP {status} with {described} ({kind}); is MOGPLEX_BASE_URL the Mogplex API?", token),
         status=status,
     )
 
@@ -280,7 +276,7 @@ def shape_error(exc: ValidationError, status: int, what: str, token: str) -> Une
     )
 
 
-def redirect_error(response: httpx2.Response, what: str) -> ApiStatusError:
+def redirect_error(response: httpx2.Response, what: str, *, secret: str | None = None) -> ApiStatusError:
     """A redirect we do not follow: a login page means no valid token; anything else, misconfiguration."""
     status = response.status_code
     location = response.headers.get("location", "")
@@ -296,7 +292,7 @@ def redirect_error(response: httpx2.Response, what: str) -> ApiStatusError:
             status=status,
             code="UNAUTHORIZED",
         )
-    shown = scrub(f"{target.scheme}://{target.host}{target.path}")
+    shown = scrub(f"{target.scheme}://{target.host}{target.path}", secret)
     return UnexpectedResponseError(
         f"{what}: unexpected redirect (HTTP {status}) to {shown}; redirects are not followed. "
         "Check MOGPLEX_BASE_URL (it should be https://mogplex.com).",

@@ -352,12 +352,8 @@ class Repo(BaseModel):
     installation_id: int | str | None = Field(
         default=None, validation_alias=AliasChoices("installation_id", "installationId")
     )
-    default_branch: str | None = Field(
-        default=None, validation_alias=AliasChoices("default_branch", "defaultBranch")
-    )
-    root_directory: str | None = Field(
-        default=None, validation_alias=AliasChoices("root_directory", "rootDirectory")
-    )
+    default_branch: str | None = Field(default=None, validation_alias=AliasChoices("default_branch", "defaultBranch"))
+    root_directory: str | None = Field(default=None, validation_alias=AliasChoices("root_directory", "rootDirectory"))
 
 
 class RepoList(BaseModel):
