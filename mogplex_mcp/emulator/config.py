@@ -1,0 +1,111 @@
+"""Emulator settings: the config dataclass, seeded tokens and repos, and the clocks it can run on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Flavor = Literal["documented", "observed"]
+FLAVORS: tuple[Flavor, ...] = ("documented", "observed")
+
+# Constant so docs, demos and MCP host configs can name them; they only ever open this emulator.
+DEMO_TOKEN = "mog_DemoToken4Emulator7xKq2V"  # noqa: S105 - a public, emulator-only token
+READ_ONLY_TOKEN = "mog_ReadOnly4Emulator9pLm8Rw"  # noqa: S105 - a public, emulator-only token
+
+DEMO_INSTALLATION_ID = 4242001
+
+
+def default_tokens() -> dict[str, frozenset[str]]:
+    """One read+write demo token and one read-only token, both owned by the demo user."""
+    return {DEMO_TOKEN: frozenset({"read", "write"}), READ_ONLY_TOKEN: frozenset({"read"})}
+
+
+def default_repos() -> list[dict[str, Any]]:
+    """The demo user's repos, snake_case as GET /repos answers them."""
+    return [
+        {
+            "id": "8f3a2b1c-1234-4abc-9def-1234567890ab",
+            "full_name": "acme/api",
+            "installation_id": DEMO_INSTALLATION_ID,
+            "default_branch": "main",
+            "root_directory": None,
+        },
+        {
+            "id": "1d2e3f4a-5b6c-4d7e-8f90-a1b2c3d4e5f6",
+            "full_name": "acme/web",
+            "installation_id": DEMO_INSTALLATION_ID,
+            "default_branch": "main",
+            "root_directory": "apps/web",
+        },
+        {
+            "id": "c0ffee00-7e57-4b1d-8a2c-0123456789ab",
+            "full_name": "acme/infra",
+            "installation_id": DEMO_INSTALLATION_ID,
+            "default_branch": None,
+            "root_directory": None,
+        },
+        {
+            "id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d",
+            "full_name": "acme/docs",
+            "installation_id": DEMO_INSTALLATION_ID,
+            "default_branch": "trunk",
+            "root_directory": None,
+        },
+    ]
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything that shapes one emulator: flavour, time, tokens, repos, limits and caps."""
+
+    flavor: Flavor = "documented"
+    speed: float = 1.0
+    seed: int = 0
+    tokens: dict[str, frozenset[str]] = field(default_factory=default_tokens)
+    repos: list[dict[str, Any]] = field(default_factory=default_repos)
+    rate_limit_per_minute: int = 60
+    start_limits: tuple[int, int, int] = (10, 30, 150)
+    default_scenario: str = "success"
+    max_runs: int = 1000
+    max_events_per_run: int = 2000
+    long_run_events: int = 500
+
+    def __post_init__(self) -> None:
+        if self.flavor not in FLAVORS:
+            raise ValueError(f"EmulatorConfig.flavor must be one of {FLAVORS}, not {self.flavor!r}")
+        if not self.speed > 0:
+            raise ValueError(f"EmulatorConfig.speed must be > 0, not {self.speed!r}")
+        if self.max_runs < 1 or self.max_events_per_run < 20:
+            raise ValueError("EmulatorConfig.max_runs must be >= 1 and max_events_per_run >= 20")
+        if len(self.start_limits) != 3 or any(limit < 0 for limit in self.start_limits):
+            raise ValueError("EmulatorConfig.start_limits must be three counts (per minute, hour, day), 0 = off")
+
+
+class ManualClock:
+    """A clock that only moves when told to: `now()` in seconds, `advance(seconds)`; also callable."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a ManualClock cannot go backwards")
+        self._now += seconds
+
+    def __call__(self) -> float:
+        return self._now
+
+
+def scaled_monotonic(speed: float) -> Callable[[], float]:
+    """Simulated seconds since this call: the monotonic clock times `speed`."""
+    origin = time.monotonic()
+
+    def now() -> float:
+        return (time.monotonic() - origin) * speed
+
+    return now
