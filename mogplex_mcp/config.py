@@ -119,7 +119,8 @@ class Settings:
                 values[name] = _parse_seconds(raw, env_name)
         raw_retries = clean_env_value(env.get("MOGPLEX_MAX_RETRIES"))
         if raw_retries is not None:
-            if not raw_retries.isdigit() or int(raw_retries) > 10:
+            # ASCII digits only: str.isdigit() also accepts "²", which int() then rejects with a bare ValueError.
+            if not re.fullmatch(r"[0-9]{1,2}", raw_retries) or int(raw_retries) > 10:
                 raise ConfigError(f"MOGPLEX_MAX_RETRIES must be a whole number 0..10, got {raw_retries!r}")
             values["max_retries"] = int(raw_retries)
         for key, value in overrides.items():
@@ -152,6 +153,6 @@ def _parse_seconds(raw: str, name: str) -> float:
         seconds = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw[:40]!r}") from None
-    if seconds < 0 or seconds != seconds:
-        raise ConfigError(f"{name} must be zero or more seconds, got {raw[:40]!r}")
+    if not 0 <= seconds < float("inf"):  # also rejects NaN, and "inf" which would unbound retries
+        raise ConfigError(f"{name} must be a finite number of seconds, zero or more, got {raw[:40]!r}")
     return seconds
