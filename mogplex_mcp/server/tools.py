@@ -130,15 +130,15 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         agent works in a cloud sandbox and usually opens a pull request. Safe to retry: repeating the
         same call does not start a second run."""
         fields = {
-            "repo_id": repoId,
+            "repoId": repoId,
             "prompt": prompt,
             "harness": harness,
-            "base_branch": baseBranch,
-            "working_branch": workingBranch,
-            "create_branch": createBranch,
-            "root_directory": rootDirectory,
-            "conversation_id": conversationId,
-            "workspace_session_id": workspaceSessionId,
+            "baseBranch": baseBranch,
+            "workingBranch": workingBranch,
+            "createBranch": createBranch,
+            "rootDirectory": rootDirectory,
+            "conversationId": conversationId,
+            "workspaceSessionId": workspaceSessionId,
             "mode": mode,
         }
         try:
