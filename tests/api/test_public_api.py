@@ -59,4 +59,4 @@ def test_every_error_is_a_mogplex_error() -> None:
 def test_the_user_agent_names_the_package_and_version() -> None:
     from mogplex_mcp import __version__
 
-    assert api.USER_AGENT == f"mogplex-mcp/{__version__}"
+    assert f"mogplex-mcp/{__version__}" == api.USER_AGENT
