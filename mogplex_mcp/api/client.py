@@ -91,7 +91,13 @@ class _Call:
 
 
 class MogplexClient:
-    """Async client for one user's token. Cheap to make; share the `http` pool between them."""
+    """Async client for one user's token. Cheap to make; share the `http` pool between them.
+
+    Every call accepts `deadline`, an absolute time on the injected `clock`: no attempt's timeout reaches
+    past it and no retry sleep ends after it. The policy's `budget_seconds` bounds each call the same way;
+    whichever comes first wins. Running out before a request is sent raises UpstreamTimeoutError; running
+    out between attempts re-raises the last failure (it says more than "timed out" would).
+    """
 
     def __init__(
         self,
@@ -108,7 +114,7 @@ class MogplexClient:
         if http is not None and transport is not None:
             raise ValueError("pass either a shared `http` pool or a `transport`, not both")
         self._base_url = _normalize_base_url(base_url)
-        self._token = token.strip() if token else None
+        self._token = _bare_token(token)
         self._owns_http = http is None
         self._http = http if http is not None else _new_pool(DEFAULT_TIMEOUT, transport)
         self._retry = retry if retry is not None else RetryPolicy()
@@ -357,6 +363,14 @@ class MogplexClient:
         logger.debug("%s redirects to %s: using the apex from now on", self._base_url, apex)
         self._base_url = apex
         return True
+
+
+def _bare_token(token: str | None) -> str | None:
+    """The token without surrounding space or a pasted "Bearer " prefix (we add that ourselves)."""
+    token = (token or "").strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    return token or None
 
 
 def _out_of_time(call: _Call, limit_name: str) -> UpstreamTimeoutError:

@@ -238,6 +238,13 @@ async def test_no_token_fails_before_sending_and_says_how_to_set_it(token: str |
     assert upstream.requests == []
 
 
+async def test_a_pasted_bearer_prefix_is_not_sent_twice() -> None:
+    upstream = Upstream([reply_fixture("get_run_200.json")])
+    async with make_client(upstream, token=f"  Bearer {TOKEN} ") as client:
+        await client.get_run(RUN_ID)
+    assert upstream.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
 async def test_a_token_with_inner_spaces_is_refused_before_sending() -> None:
     upstream = Upstream()
     async with make_client(upstream, token="mog_abc def") as client:
