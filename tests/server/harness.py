@@ -45,7 +45,8 @@ class Session:
         result = await self.call(tool, **arguments)
         assert not result.is_error, text_of(result)
         assert result.structured_content is not None
-        return result.structured_content
+        content: dict[str, Any] = result.structured_content
+        return content
 
     async def error(self, tool: str, **arguments: Any) -> str:
         """Call a tool that must fail; return the message the model sees."""

@@ -37,12 +37,14 @@ async def test_rejected_token_names_the_problem_and_never_the_token(tmp_path: Pa
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_read_only_token_cannot_start_and_is_told_which_scope(tmp_path: Path, mode: Mode) -> None:
-    async with running_emulator(EmulatorConfig()) as emu:
-        async with session(tmp_path, mode, emulator=emu, token=emu.read_only_token) as s:
-            repo = (await s.ok("list_repos"))["repos"][0]["id"]
-            message = await s.error("start_run", repoId=repo, prompt="Do a thing")
-            assert "write" in message and "403" in message
-            assert emu.emulator.run_ids() == []
+    async with (
+        running_emulator(EmulatorConfig()) as emu,
+        session(tmp_path, mode, emulator=emu, token=emu.read_only_token) as s,
+    ):
+        repo = (await s.ok("list_repos"))["repos"][0]["id"]
+        message = await s.error("start_run", repoId=repo, prompt="Do a thing")
+        assert "write" in message and "403" in message
+        assert emu.emulator.run_ids() == []
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -97,10 +99,12 @@ async def test_unreachable_upstream_is_reported_plainly(tmp_path: Path, mode: Mo
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    async with running_emulator(EmulatorConfig()) as emu:
-        async with session(tmp_path, mode, emulator=emu, base_url=f"http://127.0.0.1:{closed_port}") as s:
-            message = await s.error("list_repos")
-            assert "Could not reach Mogplex" in message
+    async with (
+        running_emulator(EmulatorConfig()) as emu,
+        session(tmp_path, mode, emulator=emu, base_url=f"http://127.0.0.1:{closed_port}") as s,
+    ):
+        message = await s.error("list_repos")
+        assert "Could not reach Mogplex" in message
 
 
 BAD_CALLS: list[tuple[str, dict[str, object], str]] = [
@@ -118,8 +122,11 @@ BAD_CALLS: list[tuple[str, dict[str, object], str]] = [
     ("start_run", {"repoId": "r", "prompt": "x", "rootDirectory": "../etc"}, "rootDirectory"),
     ("start_run", {"repoId": "r", "prompt": "x", "harness": "gpt"}, "harness"),
     ("start_run", {"repoId": "r", "prompt": "x", "idempotencyKey": "   "}, "idempotencyKey"),
-    ("start_run", {"repoId": "r", "prompt": "x", "createBranch": True, "baseBranch": "m", "workingBranch": "m"},
-     "workingBranch"),  # fmt: skip
+    (
+        "start_run",
+        {"repoId": "r", "prompt": "x", "createBranch": True, "baseBranch": "m", "workingBranch": "m"},
+        "workingBranch",
+    ),
 ]
 
 

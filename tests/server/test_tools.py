@@ -39,10 +39,10 @@ async def test_start_wait_and_read_a_successful_run(tmp_path: Path, mode: Mode, 
         assert started["run"]["status"] in ("pending", "streaming")
         assert "wait_for_run" in " ".join(started["nextSteps"])
 
-        progress: list[str] = []
+        messages: list[str] = []
 
-        async def on_progress(value: float, total: float | None, message: str | None) -> None:
-            progress.append(message or "")
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            messages.append(message or "")
 
         finished = None
         for _ in range(20):
@@ -58,7 +58,7 @@ async def test_start_wait_and_read_a_successful_run(tmp_path: Path, mode: Mode, 
         assert finished["run"]["status"] == "success"
         assert finished["run"]["pullRequestUrl"].startswith("https://")
         assert finished["run"]["pullRequestUrl"] in finished["summary"]
-        assert progress, "wait_for_run sent no progress notifications"
+        assert messages, "wait_for_run sent no progress notifications"
 
         got = await s.ok("get_run", runId=run_id)
         assert got["run"]["terminal"] is True and got["run"]["codeChanged"] is True
@@ -90,10 +90,10 @@ async def test_cancel_a_running_run_then_cancel_again(tmp_path: Path, mode: Mode
 async def test_wait_returns_within_its_bound_when_the_run_never_ends(tmp_path: Path, mode: Mode) -> None:
     async with session(tmp_path, mode) as s:
         run_id = (await s.start("Never stop [scenario:endless]"))["run"]["runId"]
-        progress: list[float] = []
+        seen: list[float] = []
 
-        async def on_progress(value: float, total: float | None, message: str | None) -> None:
-            progress.append(value)
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append(progress)
 
         result = await s.client.call_tool(
             "wait_for_run", {"runId": run_id, "timeoutSeconds": 1.5}, progress_callback=on_progress
@@ -103,7 +103,8 @@ async def test_wait_returns_within_its_bound_when_the_run_never_ends(tmp_path: P
         assert waited["finished"] is False
         assert waited["waitedSeconds"] < 5
         assert "call wait_for_run again" in waited["nextSteps"][0]
-        assert progress == sorted(progress) and len(set(progress)) == len(progress), "progress must increase"
+        assert seen, "no progress notification while the run was going"
+        assert seen == sorted(seen) and len(set(seen)) == len(seen), "progress must increase"
 
 
 @pytest.mark.parametrize("mode", MODES)
