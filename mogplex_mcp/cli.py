@@ -1,38 +1,210 @@
-"""The command line: parse, load settings, dispatch (serve | emulator | demo | doctor)."""
+"""The command line: parse, load settings, dispatch (serve | emulator | demo | doctor).
+
+The composition root. Heavy modules are imported only by the command that needs them, so the stdio server
+(what hosts launch, often) starts without loading the emulator, uvicorn or the demo.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from mogplex_mcp import __version__
+from mogplex_mcp.config import ConfigError, Settings
+
+COMMANDS = ("serve", "emulator", "demo", "doctor")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_ENV = "MOGPLEX_LOG_LEVEL"
+logger = logging.getLogger("mogplex_mcp")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser. The emulator's own flags are configured only when `command` is "emulator" (lazy import)."""
     parser = argparse.ArgumentParser(
         prog="mogplex-mcp",
-        description="MCP server that starts and supervises Mogplex coding-agent runs.",
+        description="MCP server that starts and supervises Mogplex coding-agent runs. "
+        "With no command, serves MCP over stdio (what MCP hosts launch).",
     )
     parser.add_argument("--version", action="version", version=f"mogplex-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    serve = commands.add_parser("serve", help="serve MCP over stdio (default) or streamable HTTP")
+    _configure_serve(serve)
+    serve.set_defaults(handler=_run_serve)
+
+    demo = commands.add_parser(
+        "demo", help="offline demo: emulator + the real server over stdio + an MCP client, with a transcript"
+    )
+    demo.add_argument("--speed", type=float, default=None, help="emulator speed (default: about 15 s in total)")
+    demo.set_defaults(handler=_run_demo)
+
+    doctor = commands.add_parser(
+        "doctor", help="check token, base URL and access; print ready-to-paste configs for MCP hosts"
+    )
+    doctor.add_argument("--base-url", help="Mogplex base URL to check (default: $MOGPLEX_BASE_URL or mogplex.com)")
+    doctor.add_argument("--no-network", action="store_true", help="skip the reachability and token checks")
+    doctor.set_defaults(handler=_run_doctor)
+
     emulator = commands.add_parser(
         "emulator", help="run a local emulator of the Mogplex v1 API (offline testing, no account)"
     )
-    from mogplex_mcp.emulator import command as emulator_command
+    if command == "emulator":
+        from mogplex_mcp.emulator import command as emulator_command
 
-    emulator_command.configure_parser(emulator)
-    emulator.set_defaults(handler=emulator_command.run)
+        emulator_command.configure_parser(emulator)
+        emulator.set_defaults(handler=emulator_command.run)
     return parser
 
 
+def _configure_serve(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--read-only", action="store_true", default=None, help="hide start_run and cancel_run (env MOGPLEX_READ_ONLY)"
+    )
+    serve.add_argument(
+        "--emulator",
+        action="store_true",
+        help="serve against an embedded Mogplex emulator on a free loopback port (offline, no account needed)",
+    )
+    serve.add_argument("--base-url", help="Mogplex base URL (env MOGPLEX_BASE_URL; default https://mogplex.com)")
+    serve.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=None, help="log level on stderr (env MOGPLEX_LOG_LEVEL; warning)"
+    )
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: %(default)s")
+    http = serve.add_argument_group("streamable HTTP (--transport http)")
+    http.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    http.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: %(default)s)")
+    http.add_argument(
+        "--stateless",
+        action="store_true",
+        help="no MCP sessions: any replica can answer any request (no server-initiated notifications)",
+    )
+    http.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="Host header to accept (repeatable); required for non-loopback binds; '*' disables the check",
+    )
+    http.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="browser Origin to accept, e.g. https://app.example.com (repeatable)",
+    )
+
+
+def configure_logging(level: str | None) -> None:
+    """Logs go to stderr: stdout belongs to the MCP protocol on stdio."""
+    name = (level or os.environ.get(LOG_LEVEL_ENV) or "warning").upper()
+    if name.lower() not in LOG_LEVELS:
+        name = "WARNING"
+    logging.basicConfig(
+        level=name, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    if name != "DEBUG":  # one line per upstream request is noise unless debugging
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    settings = Settings.from_env(base_url=args.base_url, read_only=args.read_only)
+    with contextlib.ExitStack() as stack:
+        if args.emulator:
+            settings = _with_embedded_emulator(settings, stack)
+        try:
+            if args.transport == "http":
+                return _serve_http(settings, args)
+            return _serve_stdio(settings)
+        except KeyboardInterrupt:
+            return 130
+
+
+def _with_embedded_emulator(settings: Settings, stack: contextlib.ExitStack) -> Settings:
+    """Start an emulator in a background thread; point the settings (token, URL, fresh state) at it."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from mogplex_mcp.emulator import EmulatorThread
+
+    handle = stack.enter_context(EmulatorThread())
+    # A throwaway state dir: the emulator's runs vanish with it, so they must not linger in resources/list.
+    state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mogplex-mcp-emulator-")))
+    logger.warning("serving against the embedded emulator at %s (demo token, no account)", handle.base_url)
+    return dataclasses.replace(settings, base_url=handle.base_url, token=handle.token, state_dir=state_dir)
+
+
+def _serve_stdio(settings: Settings) -> int:
+    import anyio
+
+    from mogplex_mcp.server.app import create_server
+
+    if not settings.token:
+        logger.warning("no MOGPLEX_TOKEN set: tools will answer with how to configure one")
+    server = create_server(settings)
+    anyio.run(server.run_stdio_async)
+    return 0
+
+
+def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
+    import anyio
+
+    from mogplex_mcp.server.http import HttpOptions, build_http_app, serve_http
+
+    options = HttpOptions(
+        host=args.host,
+        port=args.port,
+        stateless=args.stateless,
+        allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
+    )
+    if settings.token and not options.loopback:
+        logger.warning("MOGPLEX_TOKEN is ignored on a non-loopback bind: each request must send its own bearer")
+    app = build_http_app(settings, options)
+    anyio.run(lambda: serve_http(app, options, log_level=args.log_level or "warning"))
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from mogplex_mcp.demo import main as demo_main
+
+    return demo_main(speed=args.speed)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from mogplex_mcp.doctor import main as doctor_main
+
+    return doctor_main(base_url=args.base_url, network=not args.no_network)
+
+
+def _normalize_argv(argv: list[str]) -> list[str]:
+    """`mogplex-mcp` and `mogplex-mcp --read-only` mean `mogplex-mcp serve ...` (what host configs launch)."""
+    if not argv:
+        return ["serve"]
+    first = argv[0]
+    if first.startswith("-") and first not in ("-h", "--help", "--version"):
+        return ["serve", *argv]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args_list = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    command = args_list[0] if args_list and args_list[0] in COMMANDS else None
+    parser = build_parser(command)
+    args = parser.parse_args(args_list)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except ConfigError as exc:
+        print(f"mogplex-mcp: configuration error: {exc}", file=sys.stderr)
+        return 2
     return result

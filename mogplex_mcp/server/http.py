@@ -1,0 +1,183 @@
+"""Streamable HTTP: the ASGI app (`/mcp`, `/healthz`), DNS-rebinding rules, and serving it under uvicorn.
+
+Over HTTP this server is a multi-user gateway: every request brings its own `Authorization: Bearer mog_…`,
+which `state.token_from_request` forwards upstream and never stores. Falling back to `MOGPLEX_TOKEN` for
+requests without a bearer is allowed only on a loopback bind, where the only callers are local.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mogplex_mcp import __version__
+from mogplex_mcp.config import ConfigError, Settings
+from mogplex_mcp.server.app import create_server
+
+logger = logging.getLogger("mogplex_mcp.http")
+
+MCP_PATH = "/mcp"
+HEALTH_PATH = "/healthz"
+ANY_HOST = "*"
+_LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+_LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How the HTTP transport listens and whom it lets in."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    stateless: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    graceful_shutdown_seconds: float = 10.0
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_security(options: HttpOptions) -> TransportSecuritySettings:
+    """The Host/Origin allow-lists: loopback names on a loopback bind, plus whatever was allowed explicitly.
+
+    A non-loopback bind has no safe default (the server cannot know the name clients reach it by), so it
+    must name its hosts; `--allowed-host '*'` turns the check off on purpose (e.g. behind a proxy that does it).
+    """
+    if ANY_HOST in options.allowed_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts: list[str] = list(_LOOPBACK_HOSTS) if options.loopback else []
+    for host in options.allowed_hosts:
+        hosts.append(host)
+        if ":" not in host.rsplit("]", 1)[-1]:  # a bare name: accept it on any port too
+            hosts.append(f"{host}:*")
+    if not hosts:
+        raise ConfigError(
+            f"--host {options.host} is not a loopback address: name the host(s) clients use with --allowed-host "
+            "(e.g. --allowed-host mcp.example.com), or pass --allowed-host '*' if a proxy in front checks Host. "
+            "This protects against DNS-rebinding attacks."
+        )
+    origins = list(_LOOPBACK_ORIGINS) if options.loopback else []
+    origins.extend(options.allowed_origins)
+    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+
+
+def http_settings(settings: Settings, options: HttpOptions) -> Settings:
+    """Settings for an HTTP server: the env token may stand in for a missing bearer only on loopback."""
+    return dataclasses.replace(settings, http_token_fallback=options.loopback)
+
+
+def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: Any) -> Starlette:
+    """The ASGI app: MCP on `/mcp` (both protocol eras) and `/healthz`. Its lifespan runs the MCP server's."""
+    security = transport_security(options)
+    server = create_server(http_settings(settings, options), **server_kwargs)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "server": "mogplex-mcp", "version": __version__, "stateless": options.stateless}
+        )
+
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=options.stateless,
+        transport_security=security,
+        host=options.host,
+    )
+    app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    return app
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0 picks a free one), so the real port is known before serving."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_for(sock: socket.socket, path: str = MCP_PATH) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}"
+
+
+def uvicorn_server(app: Starlette, options: HttpOptions, *, log_level: str = "warning") -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=int(options.graceful_shutdown_seconds),
+        lifespan="on",
+        access_log=log_level.lower() in ("debug", "info"),
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "warning") -> None:
+    """Serve until SIGINT/SIGTERM; uvicorn then drains requests (bounded) and runs the lifespan's cleanup."""
+    sock = bind_socket(options.host, options.port)
+    try:
+        logger.warning("mogplex-mcp listening on %s (health: %s)", url_for(sock), url_for(sock, HEALTH_PATH))
+        await uvicorn_server(app, options, log_level=log_level).serve(sockets=[sock])
+    finally:
+        sock.close()
+
+
+@asynccontextmanager
+async def running_http(app: Starlette, options: HttpOptions) -> AsyncIterator[str]:
+    """Serve `app` in the background on `options.host` (a free port if `options.port` is 0); yield the MCP URL."""
+    sock = bind_socket(options.host, options.port)
+    server = uvicorn_server(app, options)
+    stopped = anyio.Event()
+
+    async def serve() -> None:
+        try:
+            await server.serve([sock])
+        finally:
+            stopped.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            with anyio.fail_after(10):
+                while not server.started and not stopped.is_set():  # noqa: ASYNC110 - uvicorn offers only a flag
+                    await anyio.sleep(0.01)
+            if not server.started:
+                raise RuntimeError("the HTTP server failed to start (see the log above)")
+            try:
+                yield url_for(sock)
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
