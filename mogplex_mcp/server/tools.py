@@ -129,9 +129,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         """Start a remote coding-agent run on a repository. Returns at once with the run's id; the
         agent works in a cloud sandbox and usually opens a pull request. Safe to retry: repeating the
         same call does not start a second run."""
-        fields = {
-            "repoId": repoId,
-            "prompt": prompt,
+        optional = {
             "harness": harness,
             "baseBranch": baseBranch,
             "workingBranch": workingBranch,
@@ -141,6 +139,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             "workspaceSessionId": workspaceSessionId,
             "mode": mode,
         }
+        # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
+        given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
+        fields = {"repoId": repoId, "prompt": prompt, **given}
         try:
             request = StartRunRequest.model_validate(fields)
         except ValidationError as exc:

@@ -157,3 +157,11 @@ async def test_instructions_teach_the_workflow(tmp_path: Path, mode: Mode) -> No
         instructions = s.client.instructions or ""
         order = [instructions.index(name) for name in ("list_repos", "start_run", "wait_for_run", "cancel_run")]
         assert order == sorted(order)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_empty_optional_fields_count_as_left_out(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode) as s:
+        started = await s.start("Tidy the README", baseBranch="", workingBranch=" ", rootDirectory="", mode="")
+        assert started["run"]["status"] in ("pending", "streaming")
+        assert started["run"]["baseBranch"], "the service's default branch applies"
