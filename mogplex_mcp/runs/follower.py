@@ -5,6 +5,12 @@ A follower polls the run's events, de-duplicates them by id, wakes its watchers 
 while nothing does, stops at a terminal status or when nobody has watched it for a while, and takes
 its requests from the token's shared `RequestPacer` so that followers never exhaust the token's
 upstream budget.
+
+Where the upstream serves the event stream (SSE), a follower polls once (the run's state and first
+200 events), then listens to the stream from the last event it has: push instead of polling, and
+the only way past the API's first 200 events. When the stream ends it polls once for the
+authoritative status and, unless the run is over, reconnects with the last event id. A 404 on the
+stream is remembered per base URL, so every follower of that upstream polls from then on.
 """
 
 from __future__ import annotations
@@ -23,20 +29,25 @@ from mogplex_mcp.api.client import MogplexClient
 from mogplex_mcp.api.errors import (
     ApiStatusError,
     AuthenticationError,
+    BadRequestError,
     InvalidRequestError,
     MissingTokenError,
     MogplexError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    UpstreamTimeoutError,
 )
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent
+from mogplex_mcp.api.stream import EventStreamClient, StreamItem, StreamUnsupportedError
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.pacer import RequestPacer
 
 logger = logging.getLogger("mogplex_mcp.runs")
 
 _FATAL = (NotFoundError, AuthenticationError, PermissionDeniedError, InvalidRequestError, MissingTokenError)
+# Event types after which the stream closes; the run's own status follows with the next poll.
+TERMINAL_EVENT_TYPES = frozenset({"finished", "failed", "cancelled"})
 
 Listener = Callable[["RunFollower", list[RunEvent], bool], Awaitable[None]]
 
@@ -49,6 +60,9 @@ class FollowSettings:
     requests_per_minute: int = 40
     max_events_per_run: int = 5_000
     max_finished_kept: int = 200
+    use_stream: bool = True
+    # A stream silent this long is reopened (production sends no heartbeats): a cheap status check.
+    stream_idle_seconds: float = 30.0
 
 
 class RunFollower:
@@ -67,6 +81,11 @@ class RunFollower:
         self.dropped_events = 0
         self.ready = anyio.Event()
         self.active = False
+        # True once an event stream carries this run: events past the first 200 then arrive too.
+        self.streaming = False
+        self.saw_terminal_event = False
+        self.stream_refused = False
+        self._page_full = False
         self._events: OrderedDict[str, RunEvent] = OrderedDict()
         self._max_events = max_events
         self._changed = anyio.Event()
@@ -87,16 +106,41 @@ class RunFollower:
     def event_count(self) -> int:
         return len(self._events)
 
+    @property
+    def last_event_id(self) -> str | None:
+        return next(reversed(self._events)) if self._events else None
+
     def merge(self, page: EventPage) -> tuple[list[RunEvent], bool]:
         """Take a fresh page; return the events not seen before and whether the status changed."""
         status_changed = self.run is None or self.run.status != page.run.status
         self.run = page.run
-        self.window_exhausted = len(page.events) >= EVENTS_LIMIT_MAX
-        fresh = self.add_events(page.events)
+        self._page_full = len(page.events) >= EVENTS_LIMIT_MAX
+        self._update_window()
+        # Once the cache has dropped its oldest events, a page (always the oldest 200) holds nothing new.
+        fresh = self.add_events(page.events) if not self.dropped_events else []
         self.error = None
         if fresh or status_changed:
             self.signal()
         return fresh, status_changed
+
+    def take(self, item: StreamItem) -> tuple[list[RunEvent], bool]:
+        """Take one item of the event stream (the run's state, or an event)."""
+        if isinstance(item, RunDetail):
+            status_changed = self.run is None or self.run.status != item.status
+            self.run = item
+            fresh: list[RunEvent] = []
+        else:
+            fresh = self.add_events([item])
+            status_changed = self._status_from(item) if fresh else False
+            self.saw_terminal_event = self.saw_terminal_event or item.type in TERMINAL_EVENT_TYPES
+        self.error = None
+        if fresh or status_changed:
+            self.signal()
+        return fresh, status_changed
+
+    def set_streaming(self, streaming: bool) -> None:
+        self.streaming = streaming
+        self._update_window()
 
     def add_events(self, events: list[RunEvent]) -> list[RunEvent]:
         fresh = [event for event in events if event.id not in self._events]
@@ -117,6 +161,19 @@ class RunFollower:
         while self.version == since_version and not (self.done or (not self.active and self.ready.is_set())):
             await self._changed.wait()
 
+    def _update_window(self) -> None:
+        self.window_exhausted = self._page_full and not self.streaming
+
+    def _status_from(self, event: RunEvent) -> bool:
+        """A non-terminal status change announced by a `status_changed` event (the final one comes by poll)."""
+        new = event.payload.get("to") if event.type == "status_changed" else None
+        if self.run is None or not isinstance(new, str) or new == self.run.status:
+            return False
+        if self.run.terminal:
+            return False
+        self.run = self.run.model_copy(update={"status": new})
+        return True
+
 
 class FollowerHub:
     """Owns every follower, one per (token, run); runs their loops in the server's task group."""
@@ -127,17 +184,20 @@ class FollowerHub:
         make_client: Callable[[str], MogplexClient],
         settings: FollowSettings | None = None,
         *,
+        make_stream: Callable[[str], EventStreamClient] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._tg = task_group
         self._make_client = make_client
+        self._make_stream = make_stream
         self.settings = settings or FollowSettings()
         self._clock = clock
         self._sleep = sleep
         self._followers: OrderedDict[tuple[str, str], RunFollower] = OrderedDict()
         self._pacers: dict[str, RequestPacer] = {}
         self._listeners: list[Listener] = []
+        self._no_stream: set[str] = set()
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -155,6 +215,18 @@ class FollowerHub:
     @property
     def active_count(self) -> int:
         return sum(1 for follower in self._followers.values() if follower.active)
+
+    @property
+    def follower_count(self) -> int:
+        return len(self._followers)
+
+    def stream_unsupported(self, base_url: str) -> bool:
+        """Whether the upstream at `base_url` answered 404 to the event stream (followers poll there)."""
+        return base_url.rstrip("/") in self._no_stream
+
+    def can_stream(self, base_url: str) -> bool:
+        """Whether followers would try the event stream at `base_url` (not known to lack it)."""
+        return self._make_stream is not None and self.settings.use_stream and not self.stream_unsupported(base_url)
 
     @asynccontextmanager
     async def watch(self, token: str, run_id: str) -> AsyncIterator[RunFollower]:
@@ -188,12 +260,21 @@ class FollowerHub:
 
     async def _follow(self, follower: RunFollower, token: str) -> None:
         interval = self.settings.poll_interval
+        stream = self._make_stream(token) if self._make_stream and self.settings.use_stream else None
         try:
             async with self._make_client(token) as client:
                 while True:
                     changed = await self._poll_once(follower, client)
+                    if stream is not None and self._needs_backfill(follower, client.base_url):
+                        await self._stream_once(follower, stream, client.base_url)
                     if follower.done or self._abandoned(follower):
                         return
+                    if stream is not None and self._may_stream(follower, client.base_url):
+                        if await self._stream_once(follower, stream, client.base_url):
+                            interval = self.settings.poll_interval
+                            continue  # the stream ended: poll once for the status, then reconnect
+                        if follower.done or self._abandoned(follower):
+                            return
                     if changed:
                         interval = self.settings.poll_interval
                     else:
@@ -208,29 +289,99 @@ class FollowerHub:
         idle_for = self._clock() - follower.last_release
         return follower.watchers <= 0 and idle_for >= self.settings.linger_seconds
 
+    def _may_stream(self, follower: RunFollower, base_url: str) -> bool:
+        # After the terminal event the stream has nothing more to say: only the status is missing.
+        return (
+            follower.run is not None and not follower.saw_terminal_event and base_url.rstrip("/") not in self._no_stream
+        )
+
+    def _needs_backfill(self, follower: RunFollower, base_url: str) -> bool:
+        """A finished run whose first page was full: the stream replays the events past it, then closes."""
+        return follower.terminal and follower.window_exhausted and self._may_stream(follower, base_url)
+
     async def _poll_once(self, follower: RunFollower, client: MogplexClient) -> bool:
         """One request; True when something changed. Errors are recorded on the follower."""
         pacer = self.pacer(follower.fingerprint)
         await pacer.acquire()
         try:
             page = await client.list_events(follower.run_id, limit=EVENTS_LIMIT_MAX)
-        except RateLimitedError as exc:
-            pacer.pause(exc.retry_after if exc.retry_after is not None else 60.0)
-            logger.info("following %s: rate limited, pausing %s s", follower.run_id, exc.retry_after)
-            return False
-        except _FATAL as exc:
-            follower.fatal = exc
-            follower.ready.set()
-            return False
         except MogplexError as exc:
-            follower.error = exc
-            status = exc.status if isinstance(exc, ApiStatusError) else None
-            logger.info("following %s: %s (HTTP %s)", follower.run_id, type(exc).__name__, status)
-            follower.ready.set()
+            self._record_failure(follower, exc, pacer)
             return False
         fresh, status_changed = follower.merge(page)
         follower.ready.set()
+        await self._announce(follower, fresh, status_changed)
+        return bool(fresh or status_changed)
+
+    async def _stream_once(self, follower: RunFollower, stream: EventStreamClient, base_url: str) -> bool:
+        """Listen to one connection of the event stream; True when it delivered anything.
+
+        A watchdog ends the connection once nobody has watched the run for `linger_seconds`.
+        """
+        pacer = self.pacer(follower.fingerprint)
+        await pacer.acquire()
+        delivered: list[bool] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._cancel_when_abandoned, follower, tg.cancel_scope)
+            try:
+                await self._listen(follower, stream, base_url, pacer, delivered)
+            finally:
+                tg.cancel_scope.cancel()
+        return bool(delivered)
+
+    async def _listen(
+        self,
+        follower: RunFollower,
+        stream: EventStreamClient,
+        base_url: str,
+        pacer: RequestPacer,
+        delivered: list[bool],
+    ) -> None:
+        try:
+            async with stream.open(
+                base_url,
+                follower.run_id,
+                last_event_id=follower.last_event_id,
+                idle_timeout=self.settings.stream_idle_seconds,
+            ) as items:
+                follower.set_streaming(True)
+                async for item in items:
+                    if not delivered:
+                        delivered.append(True)
+                    fresh, status_changed = follower.take(item)
+                    await self._announce(follower, fresh, status_changed)
+        except StreamUnsupportedError:
+            logger.info("%s has no event stream: following runs there by polling", base_url)
+            self._no_stream.add(base_url.rstrip("/"))
+            follower.set_streaming(False)
+        except BadRequestError as exc:  # e.g. the service no longer knows our Last-Event-ID
+            logger.info("following %s: the event stream refused to resume (%s); polling", follower.run_id, exc)
+            follower.stream_refused = True  # polls continue for this run
+            follower.set_streaming(False)
+        except UpstreamTimeoutError:
+            pass  # the stream was quiet for `stream_idle_seconds`: reconnecting doubles as a status check
+        except MogplexError as exc:
+            self._record_failure(follower, exc, pacer)
+
+    async def _cancel_when_abandoned(self, follower: RunFollower, scope: anyio.CancelScope) -> None:
+        while not self._abandoned(follower):
+            await self._sleep(max(0.05, min(self.settings.linger_seconds, self.settings.poll_interval)))
+        scope.cancel()
+
+    def _record_failure(self, follower: RunFollower, exc: MogplexError, pacer: RequestPacer) -> None:
+        if isinstance(exc, RateLimitedError):
+            pacer.pause(exc.retry_after if exc.retry_after is not None else 60.0)
+            logger.info("following %s: rate limited, pausing %s s", follower.run_id, exc.retry_after)
+            return
+        if isinstance(exc, _FATAL):
+            follower.fatal = exc
+        else:
+            follower.error = exc
+            status = exc.status if isinstance(exc, ApiStatusError) else None
+            logger.info("following %s: %s (HTTP %s)", follower.run_id, type(exc).__name__, status)
+        follower.ready.set()
+
+    async def _announce(self, follower: RunFollower, fresh: list[RunEvent], status_changed: bool) -> None:
         if fresh or status_changed:
             for listener in list(self._listeners):
                 await listener(follower, fresh, status_changed)
-        return bool(fresh or status_changed)

@@ -11,10 +11,12 @@ import anyio
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
 from mogplex_mcp.api.client import make_http_client
+from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
@@ -22,6 +24,7 @@ from mogplex_mcp.server import guidance
 from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools
 from mogplex_mcp.server.prompts import register_prompts
+from mogplex_mcp.server.resources import register_resources
 from mogplex_mcp.server.state import AppState, follower_client_factory
 from mogplex_mcp.server.tools import register_run_tools
 
@@ -54,6 +57,8 @@ def create_server(
 ) -> MogplexServer:
     """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state."""
 
+    bus = InMemorySubscriptionBus()
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_journal = journal is None
@@ -65,8 +70,9 @@ def create_server(
                 make_http_client(settings, transport=transport) as http,
                 anyio.create_task_group() as tg,
             ):
-                hub = FollowerHub(tg, follower_client_factory(settings, http), follow)
+                hub = FollowerHub(tg, follower_client_factory(settings, http), follow, make_stream=stream_clients(http))
                 state = AppState(settings=settings, http=http, journal=the_journal, hub=hub)
+                resources.attach(state, tg)
                 if on_state is not None:
                     on_state(state)
                 yield state
@@ -83,10 +89,12 @@ def create_server(
         website_url="https://mogplex.com",
         lifespan=lifespan,
         log_level="WARNING",
+        subscriptions=bus,
     )
     register_run_tools(server)
     register_event_tools(server)
     register_prompts(server)
+    resources = register_resources(server, bus)
     if settings.read_only:
         for name in WRITE_TOOLS:
             server.remove_tool(name)

@@ -1,0 +1,351 @@
+"""Run resources: mogplex://runs/{runId} (state), …/events (the event log) and …/log (a transcript).
+
+Reads come from the run's follower when one is following it (fresher, and past the API's first 200
+events where the upstream streams), else from one upstream call. `resources/list` shows the runs
+this server started or looked at with the caller's token, newest first; subscriptions live in
+`subscriptions.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.server.subscriptions import ListenHandler, SubscriptionBus
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INTERNAL_ERROR,
+    EmptyResult,
+    ListResourcesResult,
+    PaginatedRequestParams,
+    Resource,
+    SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
+    UnsubscribeRequestParams,
+)
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
+from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent, is_uuid
+from mogplex_mcp.runs.follower import RunFollower
+from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.sanitize import clean_text, clean_value, shorten
+from mogplex_mcp.runs.views import describe_status, find_delivery
+from mogplex_mcp.server.errors import missing_token_error, tool_error
+from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView
+from mogplex_mcp.server.state import AppState, app_state, token_from_request
+from mogplex_mcp.server.subscriptions import (
+    EVENTS_URI,
+    LOG_URI,
+    RUN_URI,
+    ResourceMiddleware,
+    RunNotifier,
+    _not_found,
+    request_headers,
+    run_uris,
+)
+
+LIST_LIMIT = 50
+TRANSCRIPT_LINE_CHARS = 400
+TRUNCATED_NOTE = (
+    "Mogplex's events API returns only the first 200 events of a run and this Mogplex deployment offers no "
+    "event stream, so later events cannot be shown."
+)
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run and the events known for it, from a follower or one upstream page."""
+
+    run: RunDetail
+    events: list[RunEvent]
+    window_exhausted: bool
+    dropped_events: int = 0
+    live: bool = False
+
+    @classmethod
+    def of(cls, follower: RunFollower, run: RunDetail) -> RunSnapshot:
+        return cls(run, follower.events(), follower.window_exhausted, follower.dropped_events, follower.active)
+
+    @classmethod
+    def of_page(cls, page: EventPage) -> RunSnapshot:
+        return cls(page.run, page.events, len(page.events) >= EVENTS_LIMIT_MAX)
+
+
+class RunDocument(_Doc):
+    """mogplex://runs/{runId}: where the run stands, with the facts derived from its events."""
+
+    uri: str
+    summary: str
+    run: RunView
+    event_count: int
+    last_event_at: datetime | None = None
+    live: bool = Field(description="A follower is watching this run now (subscriptions and waits share it).")
+    events_uri: str
+    log_uri: str
+
+
+class EventLogDocument(_Doc):
+    """mogplex://runs/{runId}/events: every event known, oldest first, cleaned of secrets."""
+
+    uri: str
+    run_id: str
+    status: str
+    terminal: bool
+    event_count: int
+    window_exhausted: bool = Field(description="Only the API's first 200 events could be read.")
+    dropped_earliest: int = Field(description="Earliest events dropped to keep this server's memory bounded.")
+    note: str | None = None
+    untrusted_content: str = UNTRUSTED_NOTE
+    events: list[EventView]
+
+
+def register_resources(server: MCPServer[Any], bus: SubscriptionBus) -> ResourceSurface:
+    """Add the run resources, resources/list, and live updates in both eras to `server`.
+
+    `bus` must be the bus the server was built with (`MCPServer(subscriptions=bus)`). Call
+    `attach(state, task_group)` on the result from the lifespan, once the state exists.
+    """
+    surface = ResourceSurface(bus)
+    lowlevel = server._lowlevel_server  # the SDK's documented way to serve what MCPServer does not
+
+    @server.resource(RUN_URI, name="run", title="Mogplex run", mime_type="application/json")
+    async def run_state(runId: str, ctx: Context[Any, Any]) -> str:
+        """A Mogplex run's state: status, outcome, pull request link, branches, timing."""
+        snap, token = await _snapshot(ctx, runId)
+        return _run_document(snap, token).model_dump_json(indent=2)
+
+    @server.resource(EVENTS_URI, name="run-events", title="Mogplex run event log", mime_type="application/json")
+    async def run_events(runId: str, ctx: Context[Any, Any]) -> str:
+        """Every event of a Mogplex run, oldest first (untrusted text written by the remote agent)."""
+        snap, token = await _snapshot(ctx, runId)
+        return _event_log(snap, token).model_dump_json(indent=2)
+
+    @server.resource(LOG_URI, name="run-log", title="Mogplex run transcript", mime_type="text/plain")
+    async def run_log(runId: str, ctx: Context[Any, Any]) -> str:
+        """A readable transcript of a Mogplex run: one line per event, then the outcome and PR link."""
+        snap, token = await _snapshot(ctx, runId)
+        return transcript(snap, token)
+
+    async def list_runs(
+        ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        resources = list(await server.list_resources())
+        state = ctx.lifespan_context
+        token = token_from_request(request_headers(ctx), state.settings) if isinstance(state, AppState) else None
+        if isinstance(state, AppState) and token:
+            known = await anyio.to_thread.run_sync(state.journal.known_runs, token_fingerprint(token), LIST_LIMIT)
+            resources += [_listed(run.run_id, run.title, run.status, run.first_seen) for run in known]
+        return ListResourcesResult(resources=resources)
+
+    async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
+        await surface.notifier_for(ctx).subscribe(ctx, str(params.uri))
+        return EmptyResult()
+
+    async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
+        await surface.notifier_for(ctx).unsubscribe(ctx, str(params.uri))
+        return EmptyResult()
+
+    listen_handler = ListenHandler(bus)
+
+    async def listen(
+        ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
+    ) -> SubscriptionsListenResult:
+        uris = params.notifications.resource_subscriptions or []
+        async with surface.notifier_for(ctx).holding(ctx, uris):
+            return await listen_handler(ctx, params)
+
+    lowlevel.add_request_handler("resources/list", PaginatedRequestParams, list_runs)
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
+    server.middleware.append(ResourceMiddleware(surface.notifiers))
+    return surface
+
+
+class ResourceSurface:
+    """The resources' per-lifespan notifiers (one server object may serve several lifespans in tests)."""
+
+    def __init__(self, bus: SubscriptionBus) -> None:
+        self.bus = bus
+        self.notifiers: dict[int, RunNotifier] = {}
+
+    def attach(self, state: AppState, task_group: TaskGroup) -> RunNotifier:
+        """Hook a new lifespan's state up: follower changes and new runs reach subscribers."""
+        notifier = RunNotifier(state, self.bus)
+        self.notifiers[id(state)] = notifier
+        task_group.start_soon(self._serve, id(state), notifier, name="resource notifications")
+        return notifier
+
+    async def _serve(self, key: int, notifier: RunNotifier) -> None:
+        try:
+            await notifier.run()
+        finally:
+            self.notifiers.pop(key, None)
+
+    def notifier_for(self, ctx: ServerRequestContext[Any, Any]) -> RunNotifier:
+        notifier = self.notifiers.get(id(ctx.lifespan_context))
+        if notifier is None:
+            raise MCPError(
+                INTERNAL_ERROR, "mogplex-mcp resources are not attached: build the server with create_server()"
+            )
+        return notifier
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+async def _snapshot(ctx: Context[Any, Any], run_id: str) -> tuple[RunSnapshot, str]:
+    """The run's state and events, from its follower when it has them, else from the API."""
+    if not is_uuid(run_id):
+        shown = shorten(clean_text(run_id), 80)
+        raise ResourceNotFoundError(f"No run {shown!r}: a runId is a UUID, as start_run returns it.")
+    state = app_state(ctx)
+    token = token_from_request(ctx.headers, state.settings)
+    if not token:
+        raise ResourceError(str(missing_token_error()))
+    cached = _from_follower(state.hub.get(token, run_id))
+    if cached is not None:
+        return cached, token
+    page = await _fetch(state, token, run_id)
+    await state.remember(token, page.run)
+    snap = RunSnapshot.of_page(page)
+    if snap.window_exhausted and page.run.terminal:
+        snap = await _backfill(state, token, run_id) or snap
+    return snap, token
+
+
+def _from_follower(follower: RunFollower | None) -> RunSnapshot | None:
+    """A follower's view, when it is current: still following, or the run is over."""
+    if follower is None or follower.run is None or not (follower.active or follower.terminal):
+        return None
+    return RunSnapshot.of(follower, follower.run)
+
+
+async def _fetch(state: AppState, token: str, run_id: str) -> EventPage:
+    deadline = time.monotonic() + state.budget
+    try:
+        with anyio.fail_after(state.budget + 2.0):
+            async with state.client(token) as api:
+                return await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)
+    except NotFoundError:
+        raise ResourceNotFoundError(_not_found(run_id)) from None
+    except TimeoutError:
+        error: MogplexError = UpstreamTimeoutError("deadline reached")
+    except MogplexError as exc:
+        error = exc
+    raise ResourceError(str(tool_error(error, "read the run", token=token))) from None
+
+
+async def _backfill(state: AppState, token: str, run_id: str) -> RunSnapshot | None:
+    """A finished run with more than 200 events: let a follower replay the rest from the stream."""
+    async with state.client(token) as api:
+        base_url = api.base_url
+    if not state.hub.can_stream(base_url):
+        return None
+    with anyio.move_on_after(state.budget):
+        async with state.hub.watch(token, run_id) as follower:
+            while follower.active:
+                await follower.wait_changed(follower.version)
+            return _from_follower(follower)
+    return None
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def _run_document(snap: RunSnapshot, token: str) -> RunDocument:
+    run = snap.run
+    delivery = find_delivery(snap.events)
+    uri, events_uri, log_uri = run_uris(run.run_id)
+    return RunDocument(
+        uri=uri,
+        summary=clean_text(f"Run {run.run_id} {describe_status(run, delivery)}.", token),
+        run=RunView.build(run, delivery, token),
+        event_count=len(snap.events) + snap.dropped_events,
+        last_event_at=snap.events[-1].created_at if snap.events else None,
+        live=snap.live,
+        events_uri=events_uri,
+        log_uri=log_uri,
+    )
+
+
+def _event_log(snap: RunSnapshot, token: str) -> EventLogDocument:
+    run = snap.run
+    return EventLogDocument(
+        uri=run_uris(run.run_id)[1],
+        run_id=run.run_id,
+        status=run.status,
+        terminal=run.terminal,
+        event_count=len(snap.events),
+        window_exhausted=snap.window_exhausted,
+        dropped_earliest=snap.dropped_events,
+        note=_coverage_note(snap),
+        events=[EventView.build(event, include_payload=True, secret=token) for event in snap.events],
+    )
+
+
+def transcript(snap: RunSnapshot, token: str) -> str:
+    """One line per event, oldest first, then the outcome (with the pull request link when there is one)."""
+    run = snap.run
+    lines = [f"Mogplex run {run.run_id} — status {clean_text(run.status, token)}", f"({UNTRUSTED_NOTE})", ""]
+    if snap.dropped_events:
+        lines.append(f"… {snap.dropped_events} earliest events not kept by this server …")
+    lines += [_transcript_line(event, token) for event in snap.events]
+    if not snap.events:
+        lines.append("(no events yet)")
+    note = _coverage_note(snap)
+    if note:
+        lines += ["", note]
+    verb = "Outcome" if run.terminal else "So far"
+    lines += ["", f"{verb}: run {run.run_id} {clean_text(describe_status(run, find_delivery(snap.events)), token)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _transcript_line(event: RunEvent, token: str) -> str:
+    when = event.created_at.astimezone(UTC).strftime("%H:%M:%S") if event.created_at else "--:--:--"
+    parts = [clean_text(event.type, token)[:40]]
+    if event.tool_name:
+        parts.append(clean_text(event.tool_name, token)[:80])
+    if event.message:
+        parts.append(clean_text(event.message, token))
+    elif event.payload:
+        parts.append(str(clean_value(event.payload, token)))
+    text = " · ".join(part for part in parts if part)
+    return f"{when}  {shorten(' '.join(text.split()), TRANSCRIPT_LINE_CHARS)}"
+
+
+def _coverage_note(snap: RunSnapshot) -> str | None:
+    if snap.window_exhausted:
+        return TRUNCATED_NOTE
+    if not snap.run.terminal:
+        return "The run is still going: subscribe to this resource (or call wait_for_run) for what comes next."
+    return None
+
+
+def _listed(run_id: str, title: str, status: str | None, first_seen: float) -> Resource:
+    seen = datetime.fromtimestamp(first_seen, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    named = title if title != run_id else f"run {run_id[:8]}"
+    return Resource(
+        uri=run_uris(run_id)[0],
+        name=f"run-{run_id}",
+        title=shorten(clean_text(f"{named} ({status or 'unknown'})"), 120),
+        description=(
+            f"Mogplex run {run_id}, first seen {seen}. Its event log is at …/events (JSON) and a readable "
+            "transcript at …/log."
+        ),
+        mime_type="application/json",
+    )
