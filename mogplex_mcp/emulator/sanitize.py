@@ -58,10 +58,11 @@ def sanitize_string(text: str) -> str:
 
 
 def _sanitize_value(value: Any, depth: int) -> Any:
-    if depth >= MAX_DEPTH:
-        return TRUNCATED
+    """`depth` is the nesting level of `value` (the payload's own fields are at 1)."""
     if isinstance(value, str):
         return sanitize_string(value)
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+        return TRUNCATED
     if isinstance(value, dict):
         items = list(value.items())[:MAX_ITEMS]
         return {

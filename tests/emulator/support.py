@@ -57,8 +57,14 @@ class Api:
         self.handle = handle
         self._keys = 0
 
-    async def start(self, prompt: str = "Add a health check endpoint", *, key: str | None = None,
-                    token: str | None = None, **fields: Any) -> httpx2.Response:  # fmt: skip
+    async def start(
+        self,
+        prompt: str = "Add a health check endpoint",
+        *,
+        key: str | None = None,
+        token: str | None = None,
+        **fields: Any,
+    ) -> httpx2.Response:
         if key is None:
             self._keys += 1
             key = f"test-key-{self._keys}"
@@ -88,8 +94,11 @@ class Api:
 
 
 @asynccontextmanager
-async def served(config: EmulatorConfig | None = None, *, clock: Callable[[], float] | None = None,
-                 ) -> AsyncIterator[Api]:  # fmt: skip
+async def served(
+    config: EmulatorConfig | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+) -> AsyncIterator[Api]:
     """A real loopback emulator and a client that sends the demo token."""
     async with running_emulator(config, clock=clock) as handle:
         headers = {"Authorization": f"Bearer {handle.token}"}

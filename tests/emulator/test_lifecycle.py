@@ -121,8 +121,9 @@ async def test_long_run_has_more_events_than_one_page_can_show() -> None:
     assert len(default_page) == 100 and len(biggest) == 200 and biggest[:100] == default_page
 
 
-@pytest.mark.parametrize(("flavor", "raw", "expected"), [("observed", "0", 1), ("observed", "900", 200),
-                                                           ("observed", "abc", 100)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("flavor", "raw", "expected"), [("observed", "0", 1), ("observed", "900", 200), ("observed", "abc", 100)]
+)
 async def test_observed_clamps_limit(flavor: Flavor, raw: str, expected: int) -> None:
     clock = ManualClock()
     with anyio.fail_after(10):

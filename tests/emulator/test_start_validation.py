@@ -91,8 +91,9 @@ async def test_defaults_come_from_the_repo_and_values_are_trimmed() -> None:
         async with served(NO_LIMITS) as api:
             web = (await api.start("  Fix the header  ", repoId=REPO_WEB)).json()["data"]
             infra = (await api.start("x", repoId=REPO_INFRA, harness="claude-code", createBranch="yes")).json()["data"]
-            explicit = await api.start("x", baseBranch="dev", workingBranch="feat/x", createBranch=True,
-                                       rootDirectory="/services/api/")  # fmt: skip
+            explicit = await api.start(
+                "x", baseBranch="dev", workingBranch="feat/x", createBranch=True, rootDirectory="/services/api/"
+            )
             longest = await api.start("y" * 100_000)
     assert web["rootDirectory"] == "apps/web" and web["harness"] == "codex"
     assert web["branch"] == {"base": "main", "working": "main", "createBranch": False}
