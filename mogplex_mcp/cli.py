@@ -33,7 +33,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve MCP over stdio (default) or streamable HTTP")
-    _configure_serve(serve)
+    configure_serve(serve)
     serve.set_defaults(handler=_run_serve)
 
     demo = commands.add_parser(
@@ -60,7 +60,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_serve(serve: argparse.ArgumentParser) -> None:
+def configure_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--read-only", action="store_true", default=None, help="hide start_run and cancel_run (env MOGPLEX_READ_ONLY)"
     )
@@ -183,7 +183,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
     return doctor_main(base_url=args.base_url, network=not args.no_network)
 
 
-def _normalize_argv(argv: list[str]) -> list[str]:
+def normalize_argv(argv: list[str]) -> list[str]:
     """`mogplex-mcp` and `mogplex-mcp --read-only` mean `mogplex-mcp serve ...` (what host configs launch)."""
     if not argv:
         return ["serve"]
@@ -194,7 +194,7 @@ def _normalize_argv(argv: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = _normalize_argv(list(sys.argv[1:] if argv is None else argv))
+    args_list = normalize_argv(list(sys.argv[1:] if argv is None else argv))
     command = args_list[0] if args_list and args_list[0] in COMMANDS else None
     parser = build_parser(command)
     args = parser.parse_args(args_list)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import signal
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import anyio
@@ -145,20 +147,36 @@ def uvicorn_server(app: Starlette, options: HttpOptions, *, log_level: str = "wa
 
 
 async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "warning") -> None:
-    """Serve until SIGINT/SIGTERM; uvicorn then drains requests (bounded) and runs the lifespan's cleanup."""
+    """Serve until SIGINT/SIGTERM, then stop gracefully: finish requests in flight (bounded), run the lifespan's
+    cleanup, return normally (exit 0). A second signal stops without waiting."""
     sock = bind_socket(options.host, options.port)
+    server = _EmbeddedServer(uvicorn_server(app, options, log_level=log_level).config)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         logger.warning("mogplex-mcp listening on %s (health: %s)", url_for(sock), url_for(sock, HEALTH_PATH))
-        await uvicorn_server(app, options, log_level=log_level).serve(sockets=[sock])
+        await server.serve(sockets=[sock])
+        logger.warning("mogplex-mcp stopped")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sock.close()
 
 
 @asynccontextmanager
-async def running_http(app: Starlette, options: HttpOptions) -> AsyncIterator[str]:
-    """Serve `app` in the background on `options.host` (a free port if `options.port` is 0); yield the MCP URL."""
-    sock = bind_socket(options.host, options.port)
-    server = uvicorn_server(app, options)
+async def running_http(app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve `app` in the background (port 0 = a free one) until the block ends; yield the MCP URL.
+
+    For embedding (tests, benchmarks): signals stay with the caller, and the bind address is independent of
+    the app's `HttpOptions`, so an app configured for a public bind can be exercised on loopback.
+    """
+    sock = bind_socket(host, port)
+    server = _EmbeddedServer(uvicorn_server(app, HttpOptions(graceful_shutdown_seconds=2)).config)
     stopped = anyio.Event()
 
     async def serve() -> None:
@@ -181,3 +199,11 @@ async def running_http(app: Starlette, options: HttpOptions) -> AsyncIterator[st
                 server.should_exit = True
     finally:
         sock.close()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the program embedding it."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield

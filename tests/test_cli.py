@@ -1,0 +1,114 @@
+"""The command line: version, help, the default command, lazy imports, configuration errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mogplex_mcp import __version__
+from mogplex_mcp.cli import build_parser, main, normalize_argv
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVE_FLAGS = (
+    "--read-only",
+    "--emulator",
+    "--base-url",
+    "--log-level",
+    "--transport",
+    "--host",
+    "--port",
+    "--stateless",
+    "--allowed-host",
+    "--allowed-origin",
+)
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mogplex_mcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"mogplex-mcp {__version__}"
+
+
+def test_help_lists_every_command() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in ("serve", "demo", "doctor", "emulator"):
+        assert name in result.stdout
+
+
+def test_serve_help_lists_every_flag() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for flag in SERVE_FLAGS:
+        assert flag in result.stdout
+
+
+def test_emulator_help_has_its_own_flags() -> None:
+    result = run_cli("emulator", "--help")
+    assert result.returncode == 0
+    assert "--flavor" in result.stdout and "--speed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ["serve"]),
+        (["--read-only"], ["serve", "--read-only"]),
+        (["--emulator", "--log-level", "debug"], ["serve", "--emulator", "--log-level", "debug"]),
+        (["--version"], ["--version"]),
+        (["--help"], ["--help"]),
+        (["demo"], ["demo"]),
+    ],
+)
+def test_no_command_means_serve(argv: list[str], expected: list[str]) -> None:
+    assert normalize_argv(argv) == expected
+
+
+def test_flags_parse_into_the_serve_command() -> None:
+    args = build_parser("serve").parse_args(
+        ["serve", "--transport", "http", "--allowed-host", "a.example", "--allowed-host", "b.example", "--stateless"]
+    )
+    assert args.transport == "http" and args.stateless
+    assert args.allowed_host == ["a.example", "b.example"]
+    assert args.read_only is None  # unset, so MOGPLEX_READ_ONLY decides
+
+
+def test_a_bad_setting_is_a_clear_error_not_a_traceback() -> None:
+    result = run_cli("serve", MOGPLEX_BASE_URL="ftp://example.com")
+    assert result.returncode == 2
+    assert "MOGPLEX_BASE_URL must be an http(s) URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_main_reports_config_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["serve", "--base-url", "not a url"])
+    assert code == 2
+    assert "--base-url must be an http(s) URL" in capsys.readouterr().err
+
+
+def test_stdio_startup_does_not_load_what_only_other_commands_need() -> None:
+    probe = (
+        "import sys; from mogplex_mcp import cli; cli.build_parser('serve');"
+        "import mogplex_mcp.server.app;"
+        "print(sorted(m for m in ('mogplex_mcp.emulator', 'mogplex_mcp.demo', 'mogplex_mcp.doctor',"
+        " 'mogplex_mcp.server.http') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
+    )
+    assert result.stdout.strip() == "[]"
