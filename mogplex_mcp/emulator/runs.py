@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -58,9 +57,8 @@ class Run:
         """Every event whose time has come, oldest first; once shown an event never changes."""
         offset = now - self.created
         self._add_heartbeats(offset)
-        planned = self.script.events
-        due = bisect.bisect_right([event.at for event in planned], offset)
-        while len(self._shown) < due:
+        planned = self.script.events  # sorted by time (build_script sorts; cancel and heartbeats append)
+        while len(self._shown) < len(planned) and planned[len(self._shown)].at <= offset:
             self._shown.append(self._render(planned[len(self._shown)], len(self._shown)))
         return list(self._shown)
 

@@ -235,7 +235,13 @@ def _queue_failure(ctx: RunContext) -> Script:
 
 
 def build_script(scenario: str, ctx: RunContext, *, max_events: int) -> Script:
-    """The script of one run of `scenario` (a name from SCENARIOS)."""
+    """The script of one run of `scenario` (a name from SCENARIOS), its events in time order."""
+    script = _script(scenario, ctx, max_events)
+    script.events.sort(key=lambda event: event.at)  # stable: same-time events keep their order
+    return script
+
+
+def _script(scenario: str, ctx: RunContext, max_events: int) -> Script:
     if scenario in ("success", "cancel_conflict"):
         script = _finished_run(ctx, 2.0)
         script.cancel_behaviour = "conflict" if scenario == "cancel_conflict" else "normal"

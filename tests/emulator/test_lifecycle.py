@@ -107,10 +107,11 @@ async def test_default_scenario_applies_to_prompts_without_a_marker() -> None:
     assert run["status"] == "failed"
 
 
-async def test_long_run_has_more_events_than_one_page_can_show() -> None:
+@pytest.mark.parametrize("flavor", ["documented", "observed"])
+async def test_long_run_has_more_events_than_one_page_can_show(flavor: Flavor) -> None:
     clock = ManualClock()
     with anyio.fail_after(10):
-        async with served(config(long_run_events=500), clock=clock) as api:
+        async with served(config(long_run_events=500, flavor=flavor), clock=clock) as api:
             run_id = await api.start_id("[scenario:long] big job")
             clock.advance(3600)
             default_page = await api.events(run_id)
@@ -118,6 +119,7 @@ async def test_long_run_has_more_events_than_one_page_can_show() -> None:
             emulator_total = len(api.handle.emulator.store.get(run_id).events(clock()))  # type: ignore[union-attr]
             run = await api.run(run_id)
     assert emulator_total == 500 and run["status"] == "success"
+    assert [event["createdAt"] for event in biggest] == sorted(event["createdAt"] for event in biggest)
     assert len(default_page) == 100 and len(biggest) == 200 and biggest[:100] == default_page
 
 

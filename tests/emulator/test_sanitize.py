@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mogplex_mcp.emulator.sanitize import (
@@ -82,13 +82,15 @@ def test_idempotency_keys_are_trimmed() -> None:
     assert idempotency_key("  key-1 \t") == "key-1"
 
 
+LONG_TEXT = st.builds(lambda unit, times: unit * times, st.text(min_size=1, max_size=4), st.integers(400, 1200))
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=3000),
-    lambda children: st.lists(children, max_size=40) | st.dictionaries(st.text(max_size=20), children, max_size=40),
-    max_leaves=200,
+    st.none() | st.booleans() | st.integers() | st.text(max_size=50) | LONG_TEXT,
+    lambda children: st.lists(children, max_size=30) | st.dictionaries(st.text(max_size=12), children, max_size=30),
+    max_leaves=60,
 )
 
 
+@settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.text(max_size=20), JSON_VALUES, max_size=40), st.sampled_from(SECRETS))
 def test_any_payload_comes_out_bounded_and_without_known_secrets(payload: dict[str, Any], secret: str) -> None:
     payload = payload | {"output": f"token {secret} leaked"}
