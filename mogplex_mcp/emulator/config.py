@@ -61,8 +61,8 @@ class EmulatorConfig:
     """Everything that shapes one emulator: flavour, time, tokens, repos, limits and caps."""
 
     flavor: Flavor = "documented"
-    speed: float = 1.0
-    seed: int = 0
+    speed: float = 1.0  # simulated seconds per real second, for the default clock only
+    seed: int = 0  # same seed and same requests: same ids and events
     tokens: dict[str, frozenset[str]] = field(default_factory=default_tokens)
     repos: list[dict[str, Any]] = field(default_factory=default_repos)
     rate_limit_per_minute: int = 60

@@ -203,6 +203,7 @@ def _long(ctx: RunContext, max_events: int) -> Script:
     target = max(10, min(ctx.long_run_events, max_events - 5))
     tl = _Timeline(ctx.flavor)
     tl.start(2.0)
+    _setup(tl, ctx, 2.0)
     at, step = 2.0, 0
     while len(tl.events) < target - 2:
         at, step = at + LONG_RUN_STEP, step + 1

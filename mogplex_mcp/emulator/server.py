@@ -127,17 +127,19 @@ async def running_emulator(
     server = make_server(emulator)
     started = anyio.Event()
     server.on_started = started.set
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(server.serve, [sock])
-        try:
-            with anyio.fail_after(STARTUP_TIMEOUT):
-                await started.wait()
-            yield _handle(emulator, sock)
-        finally:
-            emulator.closing.set()
-            server.should_exit = True
-    emulator.closing.clear()
-    sock.close()
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(server.serve, [sock])
+            try:
+                with anyio.fail_after(STARTUP_TIMEOUT):
+                    await started.wait()
+                yield _handle(emulator, sock)
+            finally:
+                emulator.closing.set()  # ends open event streams and hung requests
+                server.should_exit = True
+    finally:
+        emulator.closing.clear()
+        sock.close()
 
 
 class EmulatorThread:
