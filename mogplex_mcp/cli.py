@@ -155,7 +155,7 @@ def _serve_stdio(settings: Settings) -> int:
 def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
     import anyio
 
-    from mogplex_mcp.server.http import HttpOptions, build_http_app, serve_http
+    from mogplex_mcp.server.http import HttpOptions, build_http_app, local_only, serve_http
 
     options = HttpOptions(
         host=args.host,
@@ -164,8 +164,11 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allowed_host),
         allowed_origins=tuple(args.allowed_origin),
     )
-    if settings.token and not options.loopback:
-        logger.warning("MOGPLEX_TOKEN is ignored on a non-loopback bind: each request must send its own bearer")
+    if settings.token and not local_only(options):
+        logger.warning(
+            "MOGPLEX_TOKEN is not used over HTTP unless the server is local-only (loopback bind, no --allowed-host):"
+            " each request must send its own Authorization: Bearer"
+        )
     app = build_http_app(settings, options)
     anyio.run(lambda: serve_http(app, options, log_level=args.log_level or "warning"))
     return 0

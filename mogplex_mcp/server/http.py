@@ -2,7 +2,8 @@
 
 Over HTTP this server is a multi-user gateway: every request brings its own `Authorization: Bearer mog_…`,
 which `state.token_from_request` forwards upstream and never stores. Falling back to `MOGPLEX_TOKEN` for
-requests without a bearer is allowed only on a loopback bind, where the only callers are local.
+requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
+names only), where every caller is on this machine.
 """
 
 from __future__ import annotations
@@ -88,9 +89,17 @@ def transport_security(options: HttpOptions) -> TransportSecuritySettings:
     return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
 
 
+def local_only(options: HttpOptions) -> bool:
+    """Bound to loopback and answering to loopback names only: no other machine can be the caller.
+
+    Naming extra hosts means something (a reverse proxy, a tunnel) brings remote callers in.
+    """
+    return options.loopback and not options.allowed_hosts
+
+
 def http_settings(settings: Settings, options: HttpOptions) -> Settings:
-    """Settings for an HTTP server: the env token may stand in for a missing bearer only on loopback."""
-    return dataclasses.replace(settings, http_token_fallback=options.loopback)
+    """Settings for an HTTP server: the env token may stand in for a missing bearer only when local-only."""
+    return dataclasses.replace(settings, http_token_fallback=local_only(options))
 
 
 def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: Any) -> Starlette:

@@ -145,8 +145,19 @@ async def test_stateless_mode_serves_both_eras(tmp_path: Path, mode: Mode) -> No
         gateway(tmp_path, HttpOptions(port=0, stateless=True)) as (url, _),
         http_client(url, mode, DEMO_TOKEN) as client,
     ):
-        started = await ok(client, "start_run", repoId=REPO_ID, prompt="Stateless start")
-        assert (await ok(client, "get_run", runId=started["run"]["runId"]))["run"]["runId"] == started["run"]["runId"]
+        run_id = (await ok(client, "start_run", repoId=REPO_ID, prompt="Stateless start"))["run"]["runId"]
+        assert (await ok(client, "get_run", runId=run_id))["run"]["runId"] == run_id
+        messages: list[str] = []
+
+        async def progress(value: float, total: float | None, message: str | None) -> None:
+            messages.append(message or "")
+
+        # Progress still streams inside the call's own response, without a session.
+        result = await client.call_tool(
+            "wait_for_run", {"runId": run_id, "timeoutSeconds": 10}, progress_callback=progress
+        )
+        assert not result.is_error
+        assert messages
 
 
 def test_a_public_bind_must_name_its_hosts() -> None:
@@ -157,7 +168,16 @@ def test_a_public_bind_must_name_its_hosts() -> None:
     assert transport_security(HttpOptions(host="::", allowed_hosts=("*",))).enable_dns_rebinding_protection is False
 
 
-@pytest.mark.parametrize(("host", "fallback"), [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("10.1.2.3", False)])  # fmt: skip  # noqa: S104, E501
-def test_token_fallback_only_on_loopback(host: str, fallback: bool) -> None:
-    settings = Settings(token=DEMO_TOKEN)
-    assert http_settings(settings, HttpOptions(host=host)).http_token_fallback is fallback
+@pytest.mark.parametrize(
+    ("options", "fallback"),
+    [
+        (HttpOptions(host="127.0.0.1"), True),
+        (HttpOptions(host="localhost"), True),
+        (HttpOptions(host="::1"), True),
+        (HttpOptions(host="127.0.0.1", allowed_hosts=("mcp.example.com",)), False),  # behind a proxy
+        (HttpOptions(host="0.0.0.0", allowed_hosts=("mcp.example.com",)), False),  # noqa: S104
+        (HttpOptions(host="10.1.2.3", allowed_hosts=("10.1.2.3",)), False),
+    ],
+)
+def test_token_fallback_only_when_every_caller_is_local(options: HttpOptions, fallback: bool) -> None:
+    assert http_settings(Settings(token=DEMO_TOKEN), options).http_token_fallback is fallback
