@@ -88,7 +88,7 @@ def _short(value: Any, limit: int = 60) -> str:
 async def wait_until_done(client: Client, out: Transcript, run_id: str) -> dict[str, Any]:
     """Call wait_for_run until the run is terminal, printing each progress notification as it arrives."""
 
-    async def progress(value: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         if message:
             out.line(f"  · {message}", indent=6)
 

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEXT = README.read_text(encoding="utf-8")
 
 
-def code_blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", TEXT, re.DOTALL)
+def code_blocks(language: str, text: str = TEXT) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
 
 
 def test_the_top_shows_the_prerequisite_and_the_two_commands() -> None:
@@ -54,9 +54,18 @@ def test_every_serve_flag_is_documented() -> None:
 
 
 def test_json_and_toml_snippets_parse() -> None:
-    assert [json.loads(block) for block in code_blocks("json")]
-    for block in code_blocks("toml"):
-        tomllib.loads(block)
+    for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for block in code_blocks("json", text):
+            json.loads(block)
+        for block in code_blocks("toml", text):
+            tomllib.loads(block)
+
+
+def test_the_install_guides_exist_for_every_host() -> None:
+    for page in ("claude-desktop", "vscode", "cursor", "claude-code", "codex"):
+        assert (ROOT / "docs" / "install" / f"{page}.md").is_file()
+    assert (ROOT / "docs" / "http.md").is_file()
 
 
 def test_host_snippets_agree_with_what_doctor_prints() -> None:

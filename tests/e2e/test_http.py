@@ -149,7 +149,7 @@ async def test_stateless_mode_serves_both_eras(tmp_path: Path, mode: Mode) -> No
         assert (await ok(client, "get_run", runId=run_id))["run"]["runId"] == run_id
         messages: list[str] = []
 
-        async def progress(value: float, total: float | None, message: str | None) -> None:
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
             messages.append(message or "")
 
         # Progress still streams inside the call's own response, without a session.
