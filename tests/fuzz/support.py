@@ -1,0 +1,58 @@
+"""Fuzzing support: one live server for a whole hypothesis run, called from synchronous test bodies.
+
+Hypothesis drives synchronous functions; the server, its client and the upstream live in an event loop
+on a blocking portal, started once per test rather than once per example (thousands of examples).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from mcp.types import CallToolResult
+
+from tests.server.harness import Session, text_of
+
+# What a crash looks like to the model: the SDK's generic text, with nothing after the tool's name.
+CRASH_PREFIX = "Error executing tool "
+
+
+@dataclass
+class LiveSession:
+    """A connected session reachable from synchronous code."""
+
+    portal: BlockingPortal
+    session: Session
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        result: CallToolResult = self.portal.call(self.session.client.call_tool, tool, arguments)
+        return result
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        return self.portal.call(fn)
+
+
+@contextmanager
+def live(session_cm: AbstractAsyncContextManager[Session]) -> Iterator[LiveSession]:
+    with start_blocking_portal(backend="asyncio") as portal, portal.wrap_async_context_manager(session_cm) as session:
+        yield LiveSession(portal, session)
+
+
+def assert_clear_error(tool: str, result: CallToolResult, *, names: str | None = None) -> str:
+    """An isError result a model can act on: no crash, no traceback, short, naming `names` if given."""
+    text = text_of(result)
+    assert result.is_error, f"{tool}: expected an error, got {json.dumps(result.structured_content)[:300]}"
+    assert_no_crash(tool, text)
+    assert len(text) < 2_000, f"{tool}: error text of {len(text)} chars"
+    if names is not None:
+        assert names in text, f"{tool}: the error does not name {names!r}: {text[:300]}"
+    return text
+
+
+def assert_no_crash(tool: str, text: str) -> None:
+    assert text.strip() != f"{CRASH_PREFIX}{tool}", f"{tool} crashed (an unexpected exception reached the SDK)"
+    assert "Traceback" not in text and 'File "' not in text, f"{tool}: traceback text reached the model: {text}"

@@ -1,0 +1,202 @@
+"""Fuzzed tool arguments: every invalid call is a clear error naming the field, and nothing reaches upstream.
+
+Each example breaks exactly one argument of an otherwise valid call (or sends a wrong type, or leaves a
+required one out), so the error must name that argument. Across the whole run the emulator must have
+received zero requests: validation happens before anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mogplex_mcp.api.models import is_uuid
+from mogplex_mcp.emulator import EmulatorConfig
+from tests.faults.support import served
+from tests.fuzz.support import LiveSession, assert_clear_error, live
+
+UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
+REPO_ID = "8f3a2b1c-1234-4abc-9def-1234567890ab"
+CANARY = "mog_FuzzCanary7Tq2Lx9Wv4Np"
+TOKENISH = re.compile(r"mog_[A-Za-z0-9]{8,}")
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSession]:
+    """One emulator and one server for every example of this module; it must never see a request."""
+    tmp: Path = tmp_path_factory.mktemp("fuzz-args")
+    with live(served(tmp, "legacy", config=EmulatorConfig(speed=50.0))) as session:
+        yield session
+
+
+# --- strategies ------------------------------------------------------------------------------
+
+WRONG_TYPES = st.one_of(
+    st.integers(), st.floats(), st.booleans(), st.none(), st.lists(st.integers(), max_size=3), st.just({"a": 1})
+)
+# Characters that look like hex digits or hyphens to a person, and are not.
+LOOK_ALIKES = "０１２３４５６７８９ａｂｃｄｅｆ٠١٢٣٤٥٦٧٨٩۰۱۲аеосᴀ𝟎𝟏𝟐²³‐‑‒–—−﹣－ｰ"
+PATHS = [
+    "../repos",
+    "a/cancel",
+    "%2e%2e",
+    "%2E%2E%2Frepos",
+    "..",
+    ".",
+    "/",
+    "",
+    " ",
+    "runs",
+    "?limit=200",
+    "#events",
+    "..%2f..%2frepos",
+    "\x00",
+    f"{UNKNOWN_RUN}/cancel",
+    f"{UNKNOWN_RUN}/../../repos",
+    f"../{UNKNOWN_RUN}",
+    f"{UNKNOWN_RUN}\n",
+    f" {UNKNOWN_RUN}",
+    f"{UNKNOWN_RUN}?x=1",
+    f"{{{UNKNOWN_RUN}}}",
+    UNKNOWN_RUN.replace("-", ""),
+    f"urn:uuid:{UNKNOWN_RUN}",
+    CANARY,
+]
+
+
+@st.composite
+def look_alike_uuid(draw: st.DrawFn) -> str:
+    """A real-looking UUID with one to three characters swapped for look-alikes."""
+    chars = list(str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)), version=4)))
+    for _ in range(draw(st.integers(1, 3))):
+        chars[draw(st.integers(0, len(chars) - 1))] = draw(st.sampled_from(LOOK_ALIKES))
+    return "".join(chars)
+
+
+BAD_RUN_IDS = st.one_of(
+    st.sampled_from(PATHS),
+    look_alike_uuid(),
+    st.text(max_size=80).filter(lambda text: not is_uuid(text)),
+    st.builds(lambda a, b: f"{a}/{b}", st.text(max_size=10), st.text(max_size=10)),
+    WRONG_TYPES,
+)
+HUGE_INTS = st.one_of(st.integers(max_value=0), st.integers(min_value=201), st.just(2**70), st.just(-(2**70)))
+NOT_INTEGERS = st.one_of(
+    st.sampled_from(["ten", "", "1e400", "0x10", "NaN"]), st.floats(1.1, 1e6).filter(lambda f: f != int(f))
+)
+NOT_BOOLEANS: st.SearchStrategy[Any] = st.one_of(
+    st.sampled_from(["maybe", "tru", "2", "yes please"]), st.integers(2, 10**6), st.just([])
+)
+BRANCH_RULE_BREAKERS = ["@", "HEAD", "/main", "main/", "main.", "main.lock", "a..b", "a//b", "a@{1}", "a*b", "a:b"]
+BRANCH_RULE_BREAKERS += ["a?b", "a[b", "a\\b", "a^b", "a~1", "fé", "ｍain", "a b", "a\tb", "main\n", "ma\u200bin"]
+INVALID_BRANCHES = st.one_of(
+    st.sampled_from(BRANCH_RULE_BREAKERS),
+    st.builds(
+        lambda a, bad, b: f"{a}{bad}{b}",
+        st.text("abc", min_size=1, max_size=5),
+        st.sampled_from(list("*:?[\\^~ ")),
+        st.text("abc", max_size=5),
+    ),
+)
+INVALID_ROOTS = st.sampled_from(
+    ["../etc", "a/../b", "a/..", "..", "a//b", "%2e%2e/x", "a/%2E/b", "a/%2e%2E", "x\x00y", "/a//b/"]
+)
+OVERSIZED_PROMPTS = st.one_of(
+    st.just("x" * 100_001),
+    st.just("😀" * 50_001),  # 50,001 characters, but 100,002 UTF-16 units: over the service's limit
+    st.just(CANARY + " " + "y" * 100_000),
+)
+BLANK_PROMPTS = st.sampled_from(["", " ", "\n\t ", "\u3000\u00a0\ufeff", "\u2028"])
+
+# (field, strategy of bad values) per tool; each example breaks one field of a valid call.
+BAD_FIELDS: dict[str, list[tuple[str, st.SearchStrategy[Any]]]] = {
+    "list_repos": [
+        ("query", st.one_of(st.text(min_size=201, max_size=400), WRONG_TYPES.filter(lambda v: v is not None))),
+        ("limit", st.one_of(HUGE_INTS, NOT_INTEGERS)),
+    ],
+    "get_run": [("runId", BAD_RUN_IDS)],
+    "cancel_run": [("runId", BAD_RUN_IDS)],
+    "wait_for_run": [
+        ("runId", BAD_RUN_IDS),
+        ("timeoutSeconds", st.one_of(st.floats(max_value=0.99), st.floats(min_value=50.01), st.just("soon"))),
+    ],
+    "list_run_events": [
+        ("runId", BAD_RUN_IDS),
+        ("limit", st.one_of(HUGE_INTS, NOT_INTEGERS)),
+        ("afterEventId", st.one_of(st.text(min_size=201, max_size=300), st.integers())),
+        ("includePayload", NOT_BOOLEANS),
+    ],
+    "start_run": [
+        ("repoId", st.one_of(st.sampled_from(["", " ", "acme/api", "a/b", "x" * 201, "r\x00"]), WRONG_TYPES)),
+        ("prompt", st.one_of(BLANK_PROMPTS, OVERSIZED_PROMPTS, WRONG_TYPES)),
+        ("harness", st.one_of(st.sampled_from(["Codex", "claude_code", "gpt", "", "mogplex"]), st.integers())),
+        ("baseBranch", INVALID_BRANCHES),
+        ("workingBranch", INVALID_BRANCHES),
+        ("rootDirectory", INVALID_ROOTS),
+        ("createBranch", NOT_BOOLEANS),
+        ("conversationId", st.text(min_size=201, max_size=260).filter(str.strip)),
+        ("mode", st.text(min_size=101, max_size=150).filter(str.strip)),
+        ("idempotencyKey", st.sampled_from(["   ", "k" * 201, "ключ", "a\x01b", "tab\tinside", "é"])),
+    ],
+}
+VALID: dict[str, dict[str, Any]] = {
+    "list_repos": {},
+    "get_run": {"runId": UNKNOWN_RUN},
+    "cancel_run": {"runId": UNKNOWN_RUN},
+    "wait_for_run": {"runId": UNKNOWN_RUN, "timeoutSeconds": 1},
+    "list_run_events": {"runId": UNKNOWN_RUN},
+    "start_run": {"repoId": REPO_ID, "prompt": "Add a health check endpoint"},
+}
+REQUIRED = {"get_run": ["runId"], "cancel_run": ["runId"], "wait_for_run": ["runId"], "list_run_events": ["runId"],
+            "start_run": ["repoId", "prompt"]}  # fmt: skip
+
+
+@st.composite
+def invalid_call(draw: st.DrawFn, tool: str) -> tuple[dict[str, Any], str]:
+    """Valid arguments for `tool` with exactly one made invalid (or a required one left out)."""
+    arguments = dict(VALID[tool])
+    if REQUIRED.get(tool) and draw(st.integers(0, 9)) == 0:
+        missing = draw(st.sampled_from(REQUIRED[tool]))
+        del arguments[missing]
+        return arguments, missing
+    field, values = draw(st.sampled_from(BAD_FIELDS[tool]))
+    arguments[field] = draw(values)
+    if tool == "start_run" and field == "workingBranch" and draw(st.booleans()):
+        arguments |= {"createBranch": True, "baseBranch": "main", "workingBranch": "main"}  # must differ
+    if draw(st.integers(0, 4)) == 0:
+        arguments["unexpectedExtra"] = CANARY  # ignored by the SDK; must never be echoed
+    return arguments, field
+
+
+# --- the properties ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", sorted(BAD_FIELDS))
+def test_an_invalid_argument_is_a_clear_error_and_never_a_request(server: LiveSession, tool: str) -> None:
+    emulator = server.session.emulator.emulator
+
+    @FUZZ
+    @given(invalid_call(tool))
+    def check(case: tuple[dict[str, Any], str]) -> None:
+        arguments, field = case
+        before = emulator.request_count()
+        text = assert_clear_error(tool, server.call(tool, arguments), names=field)
+        assert emulator.request_count() == before, f"{tool}({field}) reached the upstream"
+        assert not TOKENISH.search(text), f"{tool}: a token-looking value was echoed: {text[:300]}"
+
+    check()
+
+
+def test_the_server_still_serves_after_the_fuzzing(server: LiveSession) -> None:
+    assert server.session.emulator.emulator.request_count() == 0, "an invalid argument reached the upstream"
+    repos = server.call("list_repos", {})
+    assert not repos.is_error and repos.structured_content is not None
+    assert repos.structured_content["count"] >= 1
