@@ -161,6 +161,11 @@ class RunFollower:
         while self.version == since_version and not (self.done or (not self.active and self.ready.is_set())):
             await self._changed.wait()
 
+    async def wait_stopped(self) -> None:
+        """Return once the follower's loop has ended (a finished run may still be backfilling)."""
+        while self.active:
+            await self._changed.wait()
+
     def _update_window(self) -> None:
         self.window_exhausted = self._page_full and not self.streaming
 

@@ -258,8 +258,7 @@ async def _backfill(state: AppState, token: str, run_id: str) -> RunSnapshot | N
         return None
     with anyio.move_on_after(state.budget):
         async with state.hub.watch(token, run_id) as follower:
-            while follower.active:
-                await follower.wait_changed(follower.version)
+            await follower.wait_stopped()
             return _from_follower(follower)
     return None
 
