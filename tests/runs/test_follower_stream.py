@@ -1,0 +1,126 @@
+"""The event stream client the followers use: SSE parsing, and what each kind of answer becomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import pytest
+
+from mogplex_mcp.api.errors import AuthenticationError, RateLimitedError, ServerError
+from mogplex_mcp.api.models import RunDetail, RunEvent
+from mogplex_mcp.api.stream import (
+    EventStreamClient,
+    SseMessage,
+    SseParser,
+    StreamItem,
+    StreamUnsupportedError,
+    stream_item,
+)
+
+pytestmark = pytest.mark.anyio
+
+RUN_ID = "82fd2a53-1a67-4718-8e58-51052af58da8"
+TOKEN = "mog_StreamTestToken12345"
+BASE = "https://mogplex.test"
+
+
+def feed(lines: list[str]) -> list[SseMessage]:
+    parser = SseParser()
+    return [message for line in lines if (message := parser.feed(line)) is not None]
+
+
+def test_messages_are_dispatched_on_blank_lines_with_multi_line_data_and_ids() -> None:
+    messages = feed([": connected", "", "id: e1", "event: log", 'data: {"a":', "data:  1}", "", "data: x", ""])
+    assert [(m.id, m.event, m.data) for m in messages] == [("e1", "log", '{"a":\n 1}'), ("e1", "message", "x")]
+
+
+def test_a_message_without_data_is_not_dispatched_but_its_id_sticks() -> None:
+    parser = SseParser()
+    assert feed(["id: e9", "", "retry: 10", ""]) == []
+    parser.feed("id: e9")
+    parser.feed("")
+    assert parser.last_event_id == "e9"
+
+
+def test_the_run_message_and_events_become_typed_items() -> None:
+    run = {"runId": RUN_ID, "status": "streaming"}
+    event = {"id": "e1", "type": "log", "message": "hi", "payload": {}, "createdAt": "2026-08-01T00:00:00Z"}
+    assert isinstance(stream_item(SseMessage("run", json.dumps(run))), RunDetail)
+    assert isinstance(stream_item(SseMessage("run", json.dumps({"run": run}))), RunDetail)
+    item = stream_item(SseMessage("message", json.dumps(event), id="e1"))
+    assert isinstance(item, RunEvent) and item.type == "log"
+    typed_by_field = stream_item(SseMessage("tool_started", json.dumps({"message": "x"}), id="e2"))
+    assert isinstance(typed_by_field, RunEvent) and (typed_by_field.id, typed_by_field.type) == ("e2", "tool_started")
+
+
+@pytest.mark.parametrize("data", ["not json", "[1, 2]", '{"no": "id or type"}'])
+def test_unreadable_messages_are_skipped_not_fatal(data: str) -> None:
+    assert stream_item(SseMessage("message", data)) is None
+
+
+@asynccontextmanager
+async def answering(
+    status: int, body: bytes, headers: dict[str, str] | None = None
+) -> AsyncIterator[tuple[EventStreamClient, list[httpx2.Request]]]:
+    seen: list[httpx2.Request] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(status, content=body, headers=headers or {})
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handle)) as http:
+        yield EventStreamClient(token=TOKEN, http=http), seen
+
+
+async def read_all(client: EventStreamClient, **kw: Any) -> list[StreamItem]:
+    async with client.open(BASE, RUN_ID, **kw) as items:
+        return [item async for item in items]
+
+
+async def test_a_stream_yields_the_run_then_its_events_and_resumes_with_last_event_id() -> None:
+    body = (
+        ": connected\n\n"
+        f'event: run\ndata: {{"runId": "{RUN_ID}", "status": "streaming"}}\n\n'
+        'id: e2\r\nevent: log\r\ndata: {"id": "e2", "type": "log", "message": "two"}\r\n\r\n'
+    ).encode()
+    async with answering(200, body, {"content-type": "text/event-stream"}) as (client, seen):
+        items = await read_all(client, last_event_id="e1")
+    assert [type(item).__name__ for item in items] == ["RunDetail", "RunEvent"]
+    sent = seen[0]
+    assert sent.url.path == f"/api/v1/mogplex/runs/{RUN_ID}/events/stream"
+    assert sent.headers["last-event-id"] == "e1" and sent.headers["authorization"] == f"Bearer {TOKEN}"
+    assert sent.headers["accept"] == "text/event-stream"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (404, b'{"ok": false, "error": {"code": "NOT_FOUND", "message": "Run not found"}}', "application/json"),
+        (404, b"<html>Not Found</html>", "text/html"),
+        (405, b"", "text/plain"),
+        (200, b'{"ok": true, "data": {}}', "application/json"),
+    ],
+)
+async def test_a_deployment_without_the_stream_is_a_typed_signal(status: int, body: bytes, content_type: str) -> None:
+    async with answering(status, body, {"content-type": content_type}) as (client, _):
+        with pytest.raises(StreamUnsupportedError):
+            await read_all(client)
+
+
+async def test_other_failures_are_the_clients_typed_errors_without_the_token() -> None:
+    limited = b'{"ok": false, "error": {"code": "RATE_LIMITED", "message": "slow down"}}'
+    async with answering(429, limited, {"retry-after": "7", "content-type": "application/json"}) as (client, _):
+        with pytest.raises(RateLimitedError) as caught:
+            await read_all(client)
+    assert caught.value.retry_after == 7
+    async with answering(500, f"<html>boom {TOKEN}</html>".encode(), {"content-type": "text/html"}) as (client, _):
+        with pytest.raises(ServerError) as failed:
+            await read_all(client)
+    assert TOKEN not in str(failed.value)
+    async with answering(307, b"", {"location": "/login?next=/x"}) as (client, _):
+        with pytest.raises(AuthenticationError):
+            await read_all(client)
