@@ -20,7 +20,10 @@ _MISSING_TOKEN = (
 
 
 def _seconds(value: float | None) -> str:
-    return f"{math.ceil(value)} s" if value is not None else "a minute"
+    # An upstream Retry-After can be anything a float parses: "1e309" is infinity, and ceil(inf) raises.
+    if value is None or not math.isfinite(value):
+        return "a minute"
+    return f"{math.ceil(value)} s"
 
 
 def _auth_message(exc: api.AuthenticationError) -> str:

@@ -7,15 +7,19 @@ on a blocking portal, started once per test rather than once per example (thousa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from mcp import Client
 from mcp.types import CallToolResult
 
-from tests.server.harness import Session, text_of
+from mogplex_mcp.config import Settings
+from mogplex_mcp.server.app import create_server
+from tests.server.harness import FAST_FOLLOW, Session, text_of
 
 # What a crash looks like to the model: the SDK's generic text, with nothing after the tool's name.
 CRASH_PREFIX = "Error executing tool "
@@ -23,23 +27,34 @@ CRASH_PREFIX = "Error executing tool "
 
 @dataclass
 class LiveSession:
-    """A connected session reachable from synchronous code."""
+    """A connected client reachable from synchronous code."""
 
     portal: BlockingPortal
-    session: Session
+    client: Client
 
     def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        result: CallToolResult = self.portal.call(self.session.client.call_tool, tool, arguments)
+        result: CallToolResult = self.portal.call(self.client.call_tool, tool, arguments)
         return result
-
-    def run(self, fn: Callable[[], Any]) -> Any:
-        return self.portal.call(fn)
 
 
 @contextmanager
-def live(session_cm: AbstractAsyncContextManager[Session]) -> Iterator[LiveSession]:
+def live_session(session_cm: AbstractAsyncContextManager[Session]) -> Iterator[tuple[LiveSession, Session]]:
+    """The harness's session (server + emulator), on a portal."""
     with start_blocking_portal(backend="asyncio") as portal, portal.wrap_async_context_manager(session_cm) as session:
-        yield LiveSession(portal, session)
+        yield LiveSession(portal, session.client), session
+
+
+@contextmanager
+def live_server(settings: Settings, transport: httpx2.AsyncBaseTransport) -> Iterator[LiveSession]:
+    """Our server on an upstream transport seam (no emulator), with a legacy-era client, on a portal."""
+
+    @asynccontextmanager
+    async def connected() -> AsyncIterator[Client]:
+        async with Client(create_server(settings, transport=transport, follow=FAST_FOLLOW), mode="legacy") as client:
+            yield client
+
+    with start_blocking_portal(backend="asyncio") as portal, portal.wrap_async_context_manager(connected()) as client:
+        yield LiveSession(portal, client)
 
 
 def assert_clear_error(tool: str, result: CallToolResult, *, names: str | None = None) -> str:

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from mogplex_mcp.api.models import is_uuid
 from mogplex_mcp.emulator import EmulatorConfig
 from tests.faults.support import served
-from tests.fuzz.support import LiveSession, assert_clear_error, live
+from tests.fuzz.support import LiveSession, assert_clear_error, live_session
+from tests.server.harness import Session
 
 UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
 REPO_ID = "8f3a2b1c-1234-4abc-9def-1234567890ab"
@@ -30,17 +31,22 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSession]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSession, Session]]:
     """One emulator and one server for every example of this module; it must never see a request."""
     tmp: Path = tmp_path_factory.mktemp("fuzz-args")
-    with live(served(tmp, "legacy", config=EmulatorConfig(speed=50.0))) as session:
-        yield session
+    with live_session(served(tmp, "legacy", config=EmulatorConfig(speed=50.0))) as pair:
+        yield pair
 
 
 # --- strategies ------------------------------------------------------------------------------
 
 WRONG_TYPES = st.one_of(
-    st.integers(), st.floats(), st.booleans(), st.none(), st.lists(st.integers(), max_size=3), st.just({"a": 1})
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.just({"a": 1}),
 )
 # Characters that look like hex digits or hyphens to a person, and are not.
 LOOK_ALIKES = "０１２３４５６７８９ａｂｃｄｅｆ٠١٢٣٤٥٦٧٨٩۰۱۲аеосᴀ𝟎𝟏𝟐²³‐‑‒–—−﹣－ｰ"
@@ -180,23 +186,27 @@ def invalid_call(draw: st.DrawFn, tool: str) -> tuple[dict[str, Any], str]:
 
 
 @pytest.mark.parametrize("tool", sorted(BAD_FIELDS))
-def test_an_invalid_argument_is_a_clear_error_and_never_a_request(server: LiveSession, tool: str) -> None:
-    emulator = server.session.emulator.emulator
+def test_an_invalid_argument_is_a_clear_error_and_never_a_request(
+    server: tuple[LiveSession, Session], tool: str
+) -> None:
+    client, session = server
+    emulator = session.emulator.emulator
 
     @FUZZ
     @given(invalid_call(tool))
     def check(case: tuple[dict[str, Any], str]) -> None:
         arguments, field = case
         before = emulator.request_count()
-        text = assert_clear_error(tool, server.call(tool, arguments), names=field)
+        text = assert_clear_error(tool, client.call(tool, arguments), names=field)
         assert emulator.request_count() == before, f"{tool}({field}) reached the upstream"
         assert not TOKENISH.search(text), f"{tool}: a token-looking value was echoed: {text[:300]}"
 
     check()
 
 
-def test_the_server_still_serves_after_the_fuzzing(server: LiveSession) -> None:
-    assert server.session.emulator.emulator.request_count() == 0, "an invalid argument reached the upstream"
-    repos = server.call("list_repos", {})
+def test_the_server_still_serves_after_the_fuzzing(server: tuple[LiveSession, Session]) -> None:
+    client, session = server
+    assert session.emulator.emulator.request_count() == 0, "an invalid argument reached the upstream"
+    repos = client.call("list_repos", {})
     assert not repos.is_error and repos.structured_content is not None
     assert repos.structured_content["count"] >= 1
