@@ -230,8 +230,15 @@ def run_checks(
         return [*checks, Check("problem", str(exc), "fix the value, or unset it to use the default")], None
     source = "--base-url" if base_url else (BASE_URL_ENV if clean_env_value(env.get(BASE_URL_ENV)) else "default")
     checks.append(Check("ok", f"base URL {settings.base_url} ({source})"))
-    if settings.read_only:
-        checks.append(Check("ok", "read-only mode: start_run and cancel_run are hidden"))
+    shown = Settings.from_env(env)  # as `serve` will run (the checks below use shorter timeouts)
+    checks.append(
+        Check(
+            "ok",
+            f"settings: read-only {'on' if shown.read_only else 'off'}; read timeout {shown.read_timeout:g} s; "
+            f"{shown.max_retries} retries within {shown.retry_budget_seconds:g} s; "
+            f"duplicate-start window {shown.dedupe_window_seconds:g} s",
+        )
+    )
     checks += token_checks(env.get(TOKEN_ENV))
     checks.append(state_dir_check(settings))
     if network:

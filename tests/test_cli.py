@@ -10,6 +10,8 @@ import pytest
 
 from mogplex_mcp import __version__
 from mogplex_mcp.cli import build_parser, main, normalize_argv
+from mogplex_mcp.config import DEFAULT_BASE_URL
+from mogplex_mcp.doctor import host_configs, token_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_FLAGS = (
@@ -112,3 +114,32 @@ def test_stdio_startup_does_not_load_what_only_other_commands_need() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("raw", "level", "says"),
+    [
+        (None, "problem", "is not set"),
+        ("${user_config.token}", "problem", "unfilled placeholder"),
+        ('"mog_abcDEF123456"', "problem", "quote"),
+        ("Bearer mog_abcDEF123456", "problem", "Bearer"),
+        ("ghp_notAMogplexToken", "warn", "not a Mogplex PAT"),
+        ("mog_abcDEF123456\n", "warn", "whitespace"),
+        ("mog_abcDEF123456", "ok", "is set: mog_…56"),
+    ],
+)
+def test_doctor_token_checks_name_the_problem_without_the_token(raw: str | None, level: str, says: str) -> None:
+    checks = token_checks(raw)
+    assert checks[0].level == level
+    assert says in checks[0].what
+    for check in checks:
+        assert "abcDEF1234" not in check.what + (check.fix or "")
+
+
+def test_doctor_configs_use_a_placeholder_and_the_chosen_base_url() -> None:
+    configs = host_configs("http://127.0.0.1:9999", "/opt/uv/uvx")
+    for snippet in configs.values():
+        assert "/opt/uv/uvx" in snippet
+        assert "mog_YOUR_TOKEN" in snippet or "${input:mogplex-token}" in snippet
+        assert "http://127.0.0.1:9999" in snippet
+    assert "MOGPLEX_BASE_URL" not in host_configs(DEFAULT_BASE_URL, "uvx")["Codex (~/.codex/config.toml)"]
