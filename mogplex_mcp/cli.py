@@ -147,6 +147,12 @@ def _serve_stdio(settings: Settings) -> int:
 
     if not settings.token:
         logger.warning("no MOGPLEX_TOKEN set: tools will answer with how to configure one")
+    if sys.stdin.isatty():  # a person, not a host: say what is going on instead of waiting silently
+        print(
+            "mogplex-mcp is serving MCP over stdio, for an MCP host to launch (Ctrl-C to stop).\n"
+            "Try `mogplex-mcp demo`, `mogplex-mcp doctor` or `mogplex-mcp --help`.",
+            file=sys.stderr,
+        )
     server = create_server(settings)
     anyio.run(server.run_stdio_async)
     return 0
