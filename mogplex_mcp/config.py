@@ -73,8 +73,9 @@ class Settings:
     dedupe_window_seconds: float = 600.0
     state_dir: Path = field(default_factory=default_state_dir)
     read_only: bool = False
-    # Over HTTP, use MOGPLEX_TOKEN when a request brings no bearer of its own (only safe on loopback).
-    http_token_fallback: bool = True
+    # Over HTTP, use MOGPLEX_TOKEN when a request brings no bearer of its own. Off unless the HTTP
+    # transport decides it is safe (bound to loopback, no proxy in front); stdio always uses MOGPLEX_TOKEN.
+    http_token_fallback: bool = False
     wait_default_seconds: float = 20.0
     wait_max_seconds: float = 50.0
 
