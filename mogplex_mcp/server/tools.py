@@ -35,6 +35,7 @@ from mogplex_mcp.server.results import (
     RepoView,
     RunView,
     StartRunResult,
+    fit_events,
 )
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 
@@ -74,15 +75,18 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         token = require_token(ctx, state)
         async with upstream("list repositories", token, state.budget) as deadline, state.client(token) as api:
             repos = await api.list_repos(query=query or None, limit=limit, deadline=deadline)
-        views = [RepoView.build(repo) for repo in repos]
+        views = fit_events([RepoView.build(repo) for repo in repos])
+        matching = f" matching {clean_text(query)[:100]!r}" if query else ""
         if not views:
-            summary = f"No repositories match {query!r}." if query else "No repositories are connected."
+            summary = f"No repositories{matching}." if query else "No repositories are connected."
             steps = ["Try a shorter query, or connect the repository in Mogplex first."]
         else:
-            summary = f"{len(views)} repositor{'y' if len(views) == 1 else 'ies'}" + (
-                f" matching {query!r}." if query else "."
-            )
+            noun = "repository" if len(repos) == 1 else "repositories"
+            summary = f"{len(repos)} {noun}{matching}."
             steps = ["Call start_run with the chosen repo's id as repoId and a clear, self-contained prompt."]
+        if len(views) < len(repos):
+            summary += f" Showing the first {len(views)} to keep this result small."
+            steps.insert(0, "Pass a query (part of the repository name) to find the one you need.")
         return ListReposResult(summary=summary, next_steps=steps, repos=views, count=len(views))
 
     @tool(

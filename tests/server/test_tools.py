@@ -25,7 +25,7 @@ async def test_list_repos_gives_ids_a_model_can_start_on(tmp_path: Path, mode: M
         matching = await s.ok("list_repos", query=first.split("/")[1].upper(), limit=5)
         assert [repo["fullName"] for repo in matching["repos"]] == [first]
         nothing = await s.ok("list_repos", query="no-such-repo-anywhere")
-        assert nothing["repos"] == [] and "No repositories match" in nothing["summary"]
+        assert nothing["repos"] == [] and "No repositories matching" in nothing["summary"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -165,3 +165,23 @@ async def test_empty_optional_fields_count_as_left_out(tmp_path: Path, mode: Mod
         started = await s.start("Tidy the README", baseBranch="", workingBranch=" ", rootDirectory="", mode="")
         assert started["run"]["status"] in ("pending", "streaming")
         assert started["run"]["baseBranch"], "the service's default branch applies"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_long_repository_list_is_cut_to_the_budget_and_says_so(tmp_path: Path, mode: Mode) -> None:
+    repos = [
+        {
+            "id": f"00000000-0000-4000-8000-{index:012d}",
+            "full_name": f"acme-corporation-with-a-long-name/service-number-{index:03d}-of-the-monorepo",
+            "installation_id": 1,
+            "default_branch": "main",
+            "root_directory": None,
+        }
+        for index in range(200)
+    ]
+    async with session(tmp_path, mode, config=EmulatorConfig(repos=repos)) as s:
+        result = await s.ok("list_repos", limit=200)
+        assert len(json.dumps(result)) <= 16_000
+        assert 0 < len(result["repos"]) < 200
+        assert "Showing the first" in result["summary"] and "200 repositories" in result["summary"]
+        assert "query" in result["nextSteps"][0]
