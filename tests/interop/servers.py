@@ -73,7 +73,7 @@ async def http_server(env: dict[str, str], *extra: str) -> AsyncIterator[HttpSer
                 output.stderr.extend(await stderr.receive())
         tg.start_soon(_drain, stderr, output.stderr)
         try:
-            yield HttpServer(found.group(1).rstrip("/") + "/mcp", process, output)
+            yield HttpServer(found.group(1), process, output)
         finally:
             process.terminate()
             with anyio.move_on_after(10):
