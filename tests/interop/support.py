@@ -54,8 +54,9 @@ class Upstream:
 
 
 @asynccontextmanager
-async def upstream(tmp_path: Path) -> AsyncIterator[Upstream]:
-    require_clients()
+async def upstream(tmp_path: Path, *, node: bool = True) -> AsyncIterator[Upstream]:
+    if node:
+        require_clients()
     async with running_emulator(INTEROP_UPSTREAM) as emu:
         yield Upstream(emu, tmp_path)
 
