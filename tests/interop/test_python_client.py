@@ -25,19 +25,20 @@ async def drive(client: Client, up: Upstream) -> None:
     async def ok(name: str, **arguments: Any) -> dict[str, Any]:
         result = await client.call_tool(name, arguments, progress_callback=on_progress)
         assert not result.is_error and result.structured_content is not None, result.content
-        return result.structured_content
+        content: dict[str, Any] = result.structured_content
+        return content
 
-    progress: list[str] = []
+    messages: list[str] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(message or "")
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
 
     repo = (await ok("list_repos"))["repos"][0]["id"]
     run_id = (await ok("start_run", repoId=repo, prompt="Python client: fix a typo [scenario:success]"))["run"]["runId"]
     with anyio.fail_after(60):
         while not (await ok("wait_for_run", runId=run_id, timeoutSeconds=5))["finished"]:
             pass
-    assert progress, "wait_for_run sent no progress in the modern era"
+    assert messages, "wait_for_run sent no progress in the modern era"
     assert (await ok("get_run", runId=run_id))["run"]["status"] == "success"
     assert (await ok("list_run_events", runId=run_id))["events"]
     endless = (await ok("start_run", repoId=repo, prompt="Python client: loop [scenario:endless]"))["run"]["runId"]
