@@ -49,8 +49,8 @@ from mogplex_mcp.server.subscriptions import (
     RUN_URI,
     ResourceMiddleware,
     RunNotifier,
-    _not_found,
     request_headers,
+    run_not_found,
     run_uris,
 )
 
@@ -120,8 +120,13 @@ def register_resources(server: MCPServer[Any], bus: SubscriptionBus) -> Resource
     `attach(state, task_group)` on the result from the lifespan, once the state exists.
     """
     surface = ResourceSurface(bus)
-    lowlevel = server._lowlevel_server  # the SDK's documented way to serve what MCPServer does not
+    _add_templates(server)
+    _add_protocol_handlers(server, surface)
+    server.middleware.append(ResourceMiddleware(surface.notifiers))
+    return surface
 
+
+def _add_templates(server: MCPServer[Any]) -> None:
     @server.resource(RUN_URI, name="run", title="Mogplex run", mime_type="application/json")
     async def run_state(runId: str, ctx: Context[Any, Any]) -> str:
         """A Mogplex run's state: status, outcome, pull request link, branches, timing."""
@@ -139,6 +144,16 @@ def register_resources(server: MCPServer[Any], bus: SubscriptionBus) -> Resource
         """A readable transcript of a Mogplex run: one line per event, then the outcome and PR link."""
         snap, token = await _snapshot(ctx, runId)
         return transcript(snap, token)
+
+
+def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> None:
+    """resources/list with the caller's token, and subscriptions in both eras, on the lowlevel server.
+
+    MCPServer's `list_resources()` sees no request (so no per-request token over HTTP), and it has no
+    hook for resources/subscribe; registering on the lowlevel server is the SDK's documented way.
+    """
+    lowlevel = server._lowlevel_server
+    listen_handler = ListenHandler(surface.bus)
 
     async def list_runs(
         ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
@@ -159,8 +174,6 @@ def register_resources(server: MCPServer[Any], bus: SubscriptionBus) -> Resource
         await surface.notifier_for(ctx).unsubscribe(ctx, str(params.uri))
         return EmptyResult()
 
-    listen_handler = ListenHandler(bus)
-
     async def listen(
         ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
@@ -172,8 +185,6 @@ def register_resources(server: MCPServer[Any], bus: SubscriptionBus) -> Resource
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
-    server.middleware.append(ResourceMiddleware(surface.notifiers))
-    return surface
 
 
 class ResourceSurface:
@@ -242,7 +253,7 @@ async def _fetch(state: AppState, token: str, run_id: str) -> EventPage:
             async with state.client(token) as api:
                 return await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)
     except NotFoundError:
-        raise ResourceNotFoundError(_not_found(run_id)) from None
+        raise ResourceNotFoundError(run_not_found(run_id)) from None
     except TimeoutError:
         error: MogplexError = UpstreamTimeoutError("deadline reached")
     except MogplexError as exc:

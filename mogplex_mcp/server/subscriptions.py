@@ -52,7 +52,8 @@ MAX_SUBSCRIPTIONS_PER_CLIENT = 100
 
 def run_uris(run_id: str) -> tuple[str, str, str]:
     """The three resources of one run: state, event log, transcript."""
-    return tuple(template.replace("{runId}", run_id) for template in (RUN_URI, EVENTS_URI, LOG_URI))  # type: ignore[return-value]
+    base = f"mogplex://runs/{run_id}"
+    return base, f"{base}/events", f"{base}/log"
 
 
 def run_id_in(uri: str) -> str | None:
@@ -185,7 +186,7 @@ class RunNotifier:
         if follower.fatal is not None:
             await self.unsubscribe(ctx, uri)
             if isinstance(follower.fatal, NotFoundError):
-                raise MCPError(INVALID_PARAMS, _not_found(run_id), data={"uri": uri})
+                raise MCPError(INVALID_PARAMS, run_not_found(run_id), data={"uri": uri})
             raise MCPError(INVALID_PARAMS, str(tool_error(follower.fatal, "follow the run", token=token)))
         if follower.run is not None:
             await self.state.remember(token, follower.run)
@@ -245,7 +246,7 @@ def _checked_run_id(uri: str) -> str:
     return run_id
 
 
-def _not_found(run_id: str) -> str:
+def run_not_found(run_id: str) -> str:
     return (
         f"Run {run_id} was not found: it does not exist or belongs to another account's token. "
         "Check the runId (start_run returns it; resources/list shows the runs this server knows)."
