@@ -57,7 +57,7 @@ async def start_storm(
     *,
     seed: int,
     starts: int,
-    concurrency: int = 48,
+    concurrency: int = 64,
     max_host_calls: int = 12,
     fresh_key_per_call: bool = False,
 ) -> StormOutcome:

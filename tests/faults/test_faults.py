@@ -152,9 +152,9 @@ async def test_a_429_storm_costs_a_bounded_number_of_requests(tmp_path: Path) ->
                 if retry_after > s.settings.max_retry_after_seconds:
                     assert sent == 1, (tool, sent)
             before = requests(about_watched=True)
-            error_is, message = await call_bounded(s, "wait_for_run", runId=watched, timeoutSeconds=2)
+            error_is, message = await call_bounded(s, "wait_for_run", runId=watched, timeoutSeconds=1.5)
             # The follower pauses for Retry-After after a 429: one poll per pause, never a loop.
-            assert requests(about_watched=True) - before <= 1 + 2 // retry_after, message
+            assert requests(about_watched=True) - before <= 2, message
             emu.clear_faults()
         assert len(emu.run_ids()) == 2
         await still_serving(s)
