@@ -319,7 +319,10 @@ class FollowerHub:
         return bool(fresh or status_changed)
 
     async def _stream_once(self, follower: RunFollower, stream: EventStreamClient, base_url: str) -> bool:
-        """Listen to one connection of the event stream; True when it delivered anything.
+        """Listen to one connection of the event stream; True when it delivered new events.
+
+        A connection that brought nothing new (only the run's state, or only silence) is not retried at
+        once: the caller backs off, so a stream that keeps closing early cannot eat the token's budget.
 
         A watchdog ends the connection once nobody has watched the run for `linger_seconds`.
         """
@@ -351,9 +354,9 @@ class FollowerHub:
             ) as items:
                 follower.set_streaming(True)
                 async for item in items:
-                    if not delivered:
-                        delivered.append(True)
                     fresh, status_changed = follower.take(item)
+                    if fresh and not delivered:
+                        delivered.append(True)
                     await self._announce(follower, fresh, status_changed)
         except StreamUnsupportedError:
             logger.info("%s has no event stream: following runs there by polling", base_url)
