@@ -1,12 +1,14 @@
-"""The event stream client the followers use: SSE parsing, and what each kind of answer becomes."""
+"""The event stream the followers use: SSE parsing, what each kind of answer becomes, production's shape."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
@@ -18,8 +20,12 @@ from mogplex_mcp.api.stream import (
     SseParser,
     StreamItem,
     StreamUnsupportedError,
+    stream_clients,
     stream_item,
 )
+from mogplex_mcp.config import Settings
+from mogplex_mcp.runs.follower import FollowerHub, FollowSettings, RunFollower
+from mogplex_mcp.server.state import follower_client_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -124,3 +130,60 @@ async def test_other_failures_are_the_clients_typed_errors_without_the_token() -
     async with answering(307, b"", {"location": "/login?next=/x"}) as (client, _):
         with pytest.raises(AuthenticationError):
             await read_all(client)
+
+
+class ProductionShapedUpstream:
+    """A MockTransport handler shaped like production's newer code: the first 200 events by polling,
+    the rest from the stream, which opens with `event: run`, names each event's type, and closes
+    after the terminal event."""
+
+    def __init__(self, total: int) -> None:
+        self.events = [{"id": f"e{n:03d}", "type": "log", "message": f"step {n}", "payload": {}} for n in range(total)]
+        self.events[220] = {
+            "id": "e220",
+            "type": "status_changed",
+            "payload": {"from": "streaming", "to": "awaiting_input"},
+        }
+        self.events[-1] = {"id": self.events[-1]["id"], "type": "finished", "payload": {"exit_code": 0}}
+        self.done = False
+        self.resumed_after: list[str | None] = []
+
+    def run(self, status: str) -> dict[str, Any]:
+        return {"runId": RUN_ID, "status": status}
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/events/stream"):
+            last = request.headers.get("last-event-id")
+            self.resumed_after.append(last)
+            start = next(n for n, e in enumerate(self.events) if e["id"] == last) + 1 if last else 0
+            frames = [": connected\n\n", f"event: run\ndata: {json.dumps(self.run('streaming'))}\n\n"]
+            frames += [f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in self.events[start:]]
+            self.done = True
+            return httpx2.Response(200, content="".join(frames).encode(), headers={"content-type": "text/event-stream"})
+        data = {"run": self.run("success" if self.done else "streaming"), "events": self.events[:200]}
+        return httpx2.Response(200, json={"ok": True, "data": data})
+
+
+async def test_a_follower_reads_a_production_shaped_stream_past_200_events() -> None:
+    upstream = ProductionShapedUpstream(total=260)
+    statuses: list[str] = []
+
+    async def listener(follower: RunFollower, fresh: list[RunEvent], status_changed: bool) -> None:
+        if status_changed and follower.run is not None:
+            statuses.append(follower.run.status)
+
+    settings = Settings(token=TOKEN, base_url=BASE, state_dir=Path("/nonexistent"))
+    async with (
+        httpx2.AsyncClient(transport=httpx2.MockTransport(upstream)) as http,
+        anyio.create_task_group() as tg,
+    ):
+        follow = FollowSettings(poll_interval=0.01, max_poll_interval=0.02, linger_seconds=1.0)
+        hub = FollowerHub(tg, follower_client_factory(settings, http), follow, make_stream=stream_clients(http))
+        hub.add_listener(listener)
+        async with hub.watch(TOKEN, RUN_ID) as follower:
+            with anyio.fail_after(10):
+                await follower.wait_stopped()
+    assert upstream.resumed_after == ["e199"], "the stream must resume after the last polled event"
+    assert [event.id for event in follower.events()] == [event["id"] for event in upstream.events]
+    assert not follower.window_exhausted and follower.saw_terminal_event
+    assert statuses == ["streaming", "awaiting_input", "success"], "status from the stream, the final one by poll"
