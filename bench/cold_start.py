@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +71,7 @@ def _read_line(process: subprocess.Popen[bytes], deadline: float) -> bytes:
     return buffer
 
 
-def _send(process: subprocess.Popen[bytes], message: dict[str, object]) -> None:
+def _send(process: subprocess.Popen[bytes], message: Mapping[str, object]) -> None:
     assert process.stdin is not None
     process.stdin.write(json.dumps(message).encode() + b"\n")
     process.stdin.flush()
@@ -101,6 +103,43 @@ def spawn_once(command: list[str], env: dict[str, str]) -> Startup:
     return Startup(initialized, listed)
 
 
+def startup_phases(env: dict[str, str], samples: int) -> dict[str, float]:
+    """Median milliseconds per start-up phase over `samples` fresh processes (`bench.startup_probe`)."""
+    runs: list[dict[str, float]] = []
+    for _ in range(samples):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.startup_probe"], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        runs.append(json.loads(out))
+    return {name: median([run[name] for run in runs]) for name in runs[0]}
+
+
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
+
+
+def _imported(command: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Module -> self import time (ms) for one start of `command` (stdin: initialize, then EOF)."""
+    request = (json.dumps(_INITIALIZE) + "\n").encode()
+    done = subprocess.run(
+        [command[0], "-X", "importtime", *command[1:]], input=request, env=env, capture_output=True, timeout=60
+    )
+    modules: dict[str, float] = {}
+    for line in done.stderr.decode(errors="replace").splitlines():
+        match = _IMPORT_LINE.match(line)
+        if match:
+            modules[match.group(4)] = int(match.group(1)) / 1000
+    return modules
+
+
+def import_difference(env: dict[str, str], samples: int = 3) -> tuple[float, list[tuple[str, float]]]:
+    """Modules our serve path imports and the bare server does not: total and the heaviest (median self ms)."""
+    ours = [_imported(OURS, env) for _ in range(samples)]
+    bare = set().union(*(set(_imported(BARE, env)) for _ in range(samples)))
+    extra = {name: median([run.get(name, 0.0) for run in ours]) for name in ours[0] if name not in bare}
+    heaviest = sorted(extra.items(), key=lambda item: item[1], reverse=True)
+    return sum(extra.values()), heaviest
+
+
 def run(samples: int) -> Section:
     section = Section(
         key="cold_start",
@@ -123,6 +162,8 @@ def run(samples: int) -> Section:
         for _ in range(samples):
             ours.append(spawn_once(OURS, env))
             bare.append(spawn_once(BARE, env))
+        phases = startup_phases(env, max(3, samples // 3))
+        extra_total, heaviest = import_difference(env)
     ours_init = Summary.of([s.initialize for s in ours])
     bare_init = Summary.of([s.initialize for s in bare])
     ratio = ours_init.median / bare_init.median
@@ -142,15 +183,29 @@ def run(samples: int) -> Section:
         f"{ours_list * 1000:.0f} ms vs {bare_list * 1000:.0f} ms ({ours_list / bare_list:.2f}×)",
     )
     section.notes.append(
-        f"Our extra start-up time: {(ours_init.median - bare_init.median) * 1000:.0f} ms at the median. What goes "
-        "into it (from `python -X importtime -m mogplex_mcp serve`): our own modules (pydantic result and wire "
-        "models are built at import), httpx2 (which a bare server never loads), creating the server "
-        "(registering six tools builds their argument and output schemas) and the lifespan (HTTP pool, "
-        "SQLite journal) before the first message is read."
+        f"Our extra start-up time: {(ours_init.median - bare_init.median) * 1000:.0f} ms at the median. Where it goes, "
+        "phase by phase in fresh processes (`bench/startup_probe.py`, medians): "
+        + "; ".join(f"{name} {ms:.0f} ms" for name, ms in phases.items())
+        + ". The lifespan runs before the server reads its first message, so the pool and the journal are paid "
+        "before `initialize` is answered."
+    )
+    section.notes.append(
+        f"Modules the serve path imports that the bare server does not (`python -X importtime`, self time, "
+        f"medians of 3): {extra_total:.0f} ms in total; heaviest: "
+        + ", ".join(f"`{name}` {ms:.1f} ms" for name, ms in heaviest[:10])
+        + ". httpcore2/h11/truststore are imported lazily by httpx2 when the lifespan creates the pool. The "
+        "emulator, starlette's app, uvicorn's server and the HTTP transport module are not on the stdio path "
+        "(the CLI imports them only for `--transport http`/`--emulator`; uvicorn and starlette modules that do "
+        "load come from the SDK itself and load for the bare server too)."
     )
     if ratio > TARGET_RATIO:
         section.notes.append(
-            "Miss: see the import-time findings in the notes below for what is left and what would close it."
+            "Miss — what would close it, largest first: (1) create the httpx2 pool on first use instead of in the "
+            "lifespan (`AppState.http` built lazily; followers and tools take it from the state), which takes the "
+            "httpcore2/h11 imports and the SSL context (the `make_http_client` phase above) off the path to "
+            "`initialize`; (2) `defer_build=True` on the wire models in `mogplex_mcp/api/models.py`, built on the "
+            "first upstream answer instead of at import; (3) tool registration is the SDK building argument and "
+            "output schemas for six tools — inherent to having six typed tools."
         )
     return section
 
@@ -163,3 +218,4 @@ if __name__ == "__main__":
     result = run(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
     for row in result.rows:
         print(f"{row.metric}: {row.value} {row.target} {row.verdict}")
+    print(*result.notes, sep="\n")

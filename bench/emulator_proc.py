@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -55,6 +56,8 @@ class EmulatorStats:
     by_kind: dict[str, int]
     by_status: dict[str, int]
     cpu_seconds: float
+    # When each API request was answered (time.monotonic(), the same clock in every process on Linux).
+    times: tuple[float, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EmulatorStats:
@@ -63,6 +66,7 @@ class EmulatorStats:
             by_kind={str(k): int(v) for k, v in data["by_kind"].items()},
             by_status={str(k): int(v) for k, v in data["by_status"].items()},
             cpu_seconds=float(data["cpu_seconds"]),
+            times=tuple(float(t) for t in data.get("times", ())),
         )
 
     def __sub__(self, earlier: EmulatorStats) -> EmulatorStats:
@@ -71,11 +75,21 @@ class EmulatorStats:
             by_kind=_diff(self.by_kind, earlier.by_kind),
             by_status=_diff(self.by_status, earlier.by_status),
             cpu_seconds=self.cpu_seconds - earlier.cpu_seconds,
+            times=self.times[len(earlier.times) :] if self.times else (),
         )
 
     @property
     def rate_limited(self) -> int:
         return self.by_status.get("429", 0)
+
+    def busiest_minute(self) -> int:
+        """The most requests answered in any 60 s (sliding) within these times: what a per-minute limit sees."""
+        most, start = 0, 0
+        for end, moment in enumerate(self.times):
+            while moment - self.times[start] >= 60.0:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
 
 
 def _diff(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -105,6 +119,7 @@ def _serve(args: argparse.Namespace) -> None:
     inner = DropConnections(emulator.asgi_app())
     kinds: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
+    answered: list[float] = []
     lock = threading.Lock()
 
     def create_runs(count: int, scenario: str) -> list[str]:
@@ -134,6 +149,8 @@ def _serve(args: argparse.Namespace) -> None:
                     "by_status": dict(statuses),
                     "cpu_seconds": cpu_seconds_self(),
                 }
+                if b"times=1" in scope.get("query_string", b""):
+                    data["times"] = list(answered)
             await reply(send, data)
             return None
         if path == RUNS_PATH:
@@ -155,6 +172,7 @@ def _serve(args: argparse.Namespace) -> None:
                 with lock:
                     kinds[kind] += 1
                     statuses[str(message["status"])] += 1
+                    answered.append(time.monotonic())
             await send(message)
 
         return await inner(scope, receive, counting_send)
@@ -212,8 +230,9 @@ class EmulatorProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    async def stats(self, http: httpx2.AsyncClient) -> EmulatorStats:
-        response = await http.get(self.base_url + STATS_PATH)
+    async def stats(self, http: httpx2.AsyncClient, *, times: bool = False) -> EmulatorStats:
+        """The counters now; with `times`, also when each request was answered."""
+        response = await http.get(self.base_url + STATS_PATH, params={"times": "1"} if times else {})
         response.raise_for_status()
         return EmulatorStats.from_json(response.json())
 

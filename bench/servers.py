@@ -22,6 +22,7 @@ from bench.measure import children_of, find_child
 
 SERVE = [sys.executable, "-m", "mogplex_mcp", "serve"]
 BARE = [sys.executable, "-m", "bench.bare_server"]
+WIDE_BUDGET = [sys.executable, "-m", "bench.wide_budget_server"]
 READY_TIMEOUT_S = 30.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
