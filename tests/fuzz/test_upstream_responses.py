@@ -291,8 +291,8 @@ def test_huge_run_fields_are_cut_to_size(lying: tuple[LiveSession, LyingUpstream
 
 @pytest.mark.xfail(
     strict=True,
-    reason="server/tools.py list_repos shows every repo the upstream returns, not at most `limit`: an upstream "
-    "that over-answers (1,000 repos for limit=50) makes a 93k-char result",
+    reason="server/tools.py list_repos shows more than `limit` repos when the upstream over-answers: 1,000 repos "
+    "for limit=50 show 173 (the result's size is capped, its count is not cut to the limit asked for)",
 )
 def test_list_repos_shows_at_most_its_limit(lying: tuple[LiveSession, LyingUpstream]) -> None:
     live_session, upstream = lying
