@@ -24,6 +24,7 @@ from mogplex_mcp.server.results import (
     WaitForRunResult,
     fit_events,
 )
+from mogplex_mcp.server.snapshots import load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools import READ_ONLY, RunId, tool
 
@@ -119,14 +120,10 @@ def _check_run_id(run_id: str) -> None:
 
 
 async def _known_events(state: AppState, token: str, run_id: str) -> tuple[RunDetail, list[RunEvent], bool]:
-    """Events from the run's follower when it is fresher and fuller than one upstream page, else one page."""
-    follower = state.hub.get(token, run_id)
-    if follower is not None and follower.run is not None and (follower.terminal or follower.active):
-        return follower.run, follower.events(), follower.window_exhausted
-    async with upstream("list the run's events", token, state.budget) as deadline, state.client(token) as api:
-        page = await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)
-    await state.remember(token, page.run)
-    return page.run, page.events, len(page.events) >= EVENTS_LIMIT_MAX
+    """Every event known for the run: the follower's when current, else the API's (plus the stream)."""
+    async with upstream("list the run's events", token, state.budget) as deadline:
+        snap = await load_snapshot(state, token, run_id, deadline)
+    return snap.run, snap.events, snap.window_exhausted
 
 
 async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait_seconds: float, seen: int) -> None:

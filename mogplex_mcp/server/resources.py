@@ -9,7 +9,6 @@ this server started or looked at with the caller's token, newest first; subscrip
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,13 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
-from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent, is_uuid
-from mogplex_mcp.runs.follower import RunFollower
+from mogplex_mcp.api.models import RunEvent, is_uuid
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, clean_value, shorten
 from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView
+from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, token_from_request
 from mogplex_mcp.server.subscriptions import (
     EVENTS_URI,
@@ -64,25 +63,6 @@ TRUNCATED_NOTE = (
 
 class _Doc(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
-
-
-@dataclass(frozen=True)
-class RunSnapshot:
-    """A run and the events known for it, from a follower or one upstream page."""
-
-    run: RunDetail
-    events: list[RunEvent]
-    window_exhausted: bool
-    dropped_events: int = 0
-    live: bool = False
-
-    @classmethod
-    def of(cls, follower: RunFollower, run: RunDetail) -> RunSnapshot:
-        return cls(run, follower.events(), follower.window_exhausted, follower.dropped_events, follower.active)
-
-    @classmethod
-    def of_page(cls, page: EventPage) -> RunSnapshot:
-        return cls(page.run, page.events, len(page.events) >= EVENTS_LIMIT_MAX)
 
 
 class RunDocument(_Doc):
@@ -220,7 +200,7 @@ class ResourceSurface:
 
 
 async def _snapshot(ctx: Context[Any, Any], run_id: str) -> tuple[RunSnapshot, str]:
-    """The run's state and events, from its follower when it has them, else from the API."""
+    """The run's state and events (see `snapshots.load_snapshot`), with failures as resource errors."""
     if not is_uuid(run_id):
         shown = shorten(clean_text(run_id), 80)
         raise ResourceNotFoundError(f"No run {shown!r}: a runId is a UUID, as start_run returns it.")
@@ -228,30 +208,10 @@ async def _snapshot(ctx: Context[Any, Any], run_id: str) -> tuple[RunSnapshot, s
     token = token_from_request(ctx.headers, state.settings)
     if not token:
         raise ResourceError(str(missing_token_error()))
-    cached = _from_follower(state.hub.get(token, run_id))
-    if cached is not None:
-        return cached, token
-    page = await _fetch(state, token, run_id)
-    await state.remember(token, page.run)
-    snap = RunSnapshot.of_page(page)
-    if snap.window_exhausted and page.run.terminal:
-        snap = await _backfill(state, token, run_id) or snap
-    return snap, token
-
-
-def _from_follower(follower: RunFollower | None) -> RunSnapshot | None:
-    """A follower's view, when it is current: still following, or the run is over."""
-    if follower is None or follower.run is None or not (follower.active or follower.terminal):
-        return None
-    return RunSnapshot.of(follower, follower.run)
-
-
-async def _fetch(state: AppState, token: str, run_id: str) -> EventPage:
     deadline = time.monotonic() + state.budget
     try:
         with anyio.fail_after(state.budget + 2.0):
-            async with state.client(token) as api:
-                return await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)
+            return await load_snapshot(state, token, run_id, deadline), token
     except NotFoundError:
         raise ResourceNotFoundError(run_not_found(run_id)) from None
     except TimeoutError:
@@ -259,19 +219,6 @@ async def _fetch(state: AppState, token: str, run_id: str) -> EventPage:
     except MogplexError as exc:
         error = exc
     raise ResourceError(str(tool_error(error, "read the run", token=token))) from None
-
-
-async def _backfill(state: AppState, token: str, run_id: str) -> RunSnapshot | None:
-    """A finished run with more than 200 events: let a follower replay the rest from the stream."""
-    async with state.client(token) as api:
-        base_url = api.base_url
-    if not state.hub.can_stream(base_url):
-        return None
-    with anyio.move_on_after(state.budget):
-        async with state.hub.watch(token, run_id) as follower:
-            await follower.wait_stopped()
-            return _from_follower(follower)
-    return None
 
 
 # --- rendering --------------------------------------------------------------------------------------

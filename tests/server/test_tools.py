@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mogplex_mcp.emulator import EmulatorConfig
+from mogplex_mcp.emulator import EmulatorConfig, running_emulator
 from tests.server.harness import MODES, Mode, session
 
 pytestmark = pytest.mark.anyio
@@ -185,3 +185,25 @@ async def test_a_long_repository_list_is_cut_to_the_budget_and_says_so(tmp_path:
         assert 0 < len(result["repos"]) < 200
         assert "Showing the first" in result["summary"] and "200 repositories" in result["summary"]
         assert "query" in result["nextSteps"][0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_cold_read_of_a_finished_long_run_reaches_every_event_through_the_stream(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with running_emulator(EmulatorConfig(flavor="observed", speed=1000.0)) as emu:
+        async with session(tmp_path, mode, emulator=emu) as s:
+            run_id = (await s.start("Big job [scenario:long]"))["run"]["runId"]
+            assert (await s.ok("wait_for_run", runId=run_id, timeoutSeconds=20))["finished"] is True
+        async with session(tmp_path / "fresh", mode, emulator=emu) as s:  # no follower knows the run
+            seen: list[str] = []
+            cursor = None
+            for _ in range(40):
+                args = {"runId": run_id, "limit": 200} | ({"afterEventId": cursor} if cursor else {})
+                page = await s.ok("list_run_events", **args)
+                seen += [event["id"] for event in page["events"]]
+                cursor = page["nextCursor"]
+                if not page["hasMore"]:
+                    break
+            assert len(seen) == len(set(seen)) > 200
+            assert page["windowExhausted"] is False
