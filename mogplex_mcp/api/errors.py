@@ -251,7 +251,7 @@ def envelope_data(response: httpx2.Response, what: str, token: str) -> Any:
     status = response.status_code
     try:
         body: Any = json.loads(response.content)
-    except ValueError:  # malformed JSON, HTML, or bytes that are not UTF-8
+    except (ValueError, RecursionError):  # malformed JSON, HTML, bytes that are not UTF-8, absurd nesting
         body = None
     ok = isinstance(body, dict) and body.get("ok") is True and "data" in body
     if not 200 <= status < 300 or (isinstance(body, dict) and body.get("ok") is False):

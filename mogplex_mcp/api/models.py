@@ -164,6 +164,19 @@ def _lenient_datetime(value: Any) -> Any:
 LenientDatetime = Annotated[datetime | None, BeforeValidator(_lenient_datetime)]
 
 
+FIELD_MAX_CHARS = 500
+
+
+def _cap(value: Any) -> Any:
+    """Upstream strings are data we echo to a model: never let one be unbounded (a broken answer)."""
+    if isinstance(value, str) and len(value) > FIELD_MAX_CHARS:
+        return value[:FIELD_MAX_CHARS] + "…"
+    return value
+
+
+Short = Annotated[str, BeforeValidator(_cap)]
+
+
 def _error_text(value: Any) -> Any:
     """A run's `error` is documented as a string but may arrive as an object; keep it readable."""
     if value is None or isinstance(value, str):
@@ -245,33 +258,33 @@ class StartRunRequest(_Wire):
 
 
 class Branch(_Wire):
-    base: str | None = None
-    working: str | None = None
+    base: Short | None = None
+    working: Short | None = None
     create_branch: bool | None = None
 
 
 class Runtime(_Wire):
-    provider: str | None = None
-    run_id: str | None = None
+    provider: Short | None = None
+    run_id: Short | None = None
 
 
 class RunDetail(_Wire):
     """A run as GET /runs/{id} (wrapped in `run`) and POST /runs (bare) return it."""
 
-    run_id: str
-    status: str
-    harness: str | None = None
-    repo_id: str | None = None
-    ai_call_id: str | None = None
-    sandbox_record_id: str | None = None
-    sandbox_id: str | None = None
+    run_id: Short
+    status: Short
+    harness: Short | None = None
+    repo_id: Short | None = None
+    ai_call_id: Short | None = None
+    sandbox_record_id: Short | None = None
+    sandbox_id: Short | None = None
     branch: Branch | None = None
-    root_directory: str | None = None
-    events_url: str | None = None
-    cancel_url: str | None = None
+    root_directory: Short | None = None
+    events_url: Short | None = None
+    cancel_url: Short | None = None
     created_at: LenientDatetime = None
     updated_at: LenientDatetime = None
-    error: Annotated[str | None, BeforeValidator(_error_text)] = None
+    error: Annotated[str | None, BeforeValidator(_error_text), BeforeValidator(_cap)] = None
     runtime: Runtime | None = None
 
     @property
@@ -292,9 +305,9 @@ class StartedRun(BaseModel):
 class RunEvent(_Wire):
     """One event. `type` is an open set: unknown types pass through untouched."""
 
-    id: str
-    type: str
-    tool_name: str | None = None
+    id: Short
+    type: Short
+    tool_name: Short | None = None
     message: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
     created_at: LenientDatetime = None
@@ -347,13 +360,13 @@ class Repo(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    id: str
-    full_name: str = Field(validation_alias=AliasChoices("full_name", "fullName"))
+    id: Short
+    full_name: Short = Field(validation_alias=AliasChoices("full_name", "fullName"))
     installation_id: int | str | None = Field(
         default=None, validation_alias=AliasChoices("installation_id", "installationId")
     )
-    default_branch: str | None = Field(default=None, validation_alias=AliasChoices("default_branch", "defaultBranch"))
-    root_directory: str | None = Field(default=None, validation_alias=AliasChoices("root_directory", "rootDirectory"))
+    default_branch: Short | None = Field(default=None, validation_alias=AliasChoices("default_branch", "defaultBranch"))
+    root_directory: Short | None = Field(default=None, validation_alias=AliasChoices("root_directory", "rootDirectory"))
 
 
 class RepoList(BaseModel):

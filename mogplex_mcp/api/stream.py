@@ -92,7 +92,7 @@ def stream_item(message: SseMessage) -> StreamItem | None:
     """The run state or event a message carries; None for anything unreadable (skipped, never fatal)."""
     try:
         data = json.loads(message.data)
-    except ValueError:
+    except (ValueError, RecursionError):
         logger.debug("event stream: skipped a %r message that is not JSON", message.event[:40])
         return None
     if not isinstance(data, dict):
@@ -184,7 +184,7 @@ async def _check_opened(response: httpx2.Response, what: str, token: str) -> Non
         body = await _bounded_body(response)
         try:
             parsed = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         raise error_from_response(status, parsed, retry_after=response.headers.get("retry-after"), secret=token)
     kind = response.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -74,7 +74,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         state = app_state(ctx)
         token = require_token(ctx, state)
         async with upstream("list repositories", token, state.budget) as deadline, state.client(token) as api:
-            repos = await api.list_repos(query=query or None, limit=limit, deadline=deadline)
+            repos = (await api.list_repos(query=query or None, limit=limit, deadline=deadline))[:limit]
         views = fit_events([RepoView.build(repo) for repo in repos])
         matching = f" matching {clean_text(query)[:100]!r}" if query else ""
         if not views:
