@@ -272,6 +272,15 @@ async def test_a_500_event_run_is_fully_readable_through_the_stream(tmp_path: Pa
                 await stack.enter_async_context(s.client.listen(resource_subscriptions=[uri]))
             follower = s.follower(followed)
             await until(lambda: follower.done and not follower.active)
+
+        # `cold` started a moment after `followed`: make sure it has finished too (get_run follows nothing).
+        async def cold_finished() -> bool:
+            got = (await s.client.call_tool("get_run", {"runId": cold})).structured_content
+            return got is not None and got["run"]["terminal"] is True
+
+        with anyio.fail_after(WAIT_LIMIT):
+            while not await cold_finished():  # noqa: ASYNC110 - polling the upstream is the point here
+                await anyio.sleep(0.05)
         for run_id in (followed, cold):  # `cold` was never followed: its read replays the stream once
             log = await s.read_json(f"mogplex://runs/{run_id}/events")
             assert log["eventCount"] == 500 and log["windowExhausted"] is False and log["note"] is None
