@@ -34,7 +34,7 @@ def server_env(emulator: EmulatorProcess, state_dir: Path) -> dict[str, str]:
         MOGPLEX_TOKEN=emulator.token,
         MOGPLEX_BASE_URL=emulator.base_url,
         MOGPLEX_MCP_STATE_DIR=str(state_dir),
-        MOGPLEX_LOG_LEVEL="warning",
+        MOGPLEX_LOG_LEVEL="error",  # no "listening on" lines in the benchmark's output
         PYTHONPATH=str(PROJECT_ROOT),
     )
     return env
