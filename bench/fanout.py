@@ -27,6 +27,7 @@ from bench.emulator_proc import EmulatorProcess, EmulatorStats, emulator_process
 from bench.measure import cpu_seconds
 from bench.report import Section
 from bench.servers import http_server, server_env
+from mogplex_mcp.runs.follower import FollowSettings
 
 PAT_BUDGET_PER_MINUTE = 60
 WATCHER_COUNTS = (1, 10, 100)
@@ -252,7 +253,7 @@ async def run(*, seconds: float, naive_seconds: float, with_stream: bool) -> Sec
             else ""
         )
         section.add(
-            f"{_plural(count, 'watcher')} of 1 run ({waits} waits + {subscribers} subscribers)",
+            f"{_plural(count, 'watcher')} of 1 run ({_plural(waits, 'wait')} + {_plural(subscribers, 'subscriber')})",
             _ours(measured) + received,
         )
         section.add(f"naive polling, {_plural(count, 'watcher')} of 1 run", _naive(naive_results[f"watchers {count}"]))
@@ -302,14 +303,37 @@ def _explain(section: Section, ours: dict[str, Window | str], seconds: float) ->
             "covers the whole observation (quick mode)."
         )
     fifty = ours.get("runs 50")
-    if isinstance(fifty, Window) and fifty.upstream.requests:
-        per_run = fifty.seconds * 50 / fifty.upstream.requests
+    if isinstance(fifty, Window):
+        budget = FollowSettings().requests_per_minute
         section.notes.append(
-            f"The price of a fixed budget: with 50 runs followed by polling, each run is polled about every "
-            f"{per_run:.0f} s, so a change (or the end of a run) can take that long to be seen, and a first "
-            "`wait_for_run` may end before its run was polled at all (it says so and asks to be called again). "
-            "Where the upstream serves the event stream (observed flavour), followers listen instead of polling: "
-            "about one request per run per reconnect."
+            f"The price of a fixed budget: 50 runs followed by polling share {budget} requests a minute, so once "
+            f"the first burst is spent each run is polled about every {50 * 60 / budget:.0f} s, and a change (or "
+            "the end of a run) can take that long to be seen; a first `wait_for_run` may even end before its run was "
+            "polled at all (it says so and asks to be called again — counted in the table). Where the upstream "
+            "serves the event stream (observed flavour), followers listen instead of polling: one poll and one "
+            "stream connection per run, updates as they happen."
+        )
+    busiest = max(
+        (window.upstream.busiest_minute() for window in ours.values() if isinstance(window, Window)), default=0
+    )
+    budget = FollowSettings().requests_per_minute
+    if busiest > budget:
+        section.notes.append(
+            f"The busiest 60 s at the emulator held up to {busiest} requests although the pacer allows {budget}: the "
+            "pacer frees a slot exactly 60 s after a request left, while the emulator counts answers, so a request "
+            "sent at 60.00 s after one answered a few milliseconds late lands in the same 60 s. Harmless with "
+            f"{budget} of 60, but a reason never to give followers the whole budget (or to pace over ~61 s)."
+        )
+    stream_404s = sum(
+        window.upstream.by_kind.get("GET /runs/{id}/events/stream", 0)
+        for key, window in ours.items()
+        if isinstance(window, Window) and not key.startswith("stream")
+    )
+    if stream_404s:
+        section.notes.append(
+            f"In the documented flavour (no event stream) the counts include {stream_404s} `GET "
+            "/runs/{id}/events/stream` → 404 in all: the 404 is remembered per base URL, but followers that start "
+            "together each try the stream once before any of them has learned it."
         )
     for row in section.misses:
         section.notes.append(
