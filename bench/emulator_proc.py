@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -254,7 +255,8 @@ def emulator_process(
     """Start `python -m bench.emulator_proc` with these settings; stop it on exit."""
     args = [sys.executable, "-m", "bench.emulator_proc", "--flavor", flavor, "--speed", str(speed)]
     args += ["--rate-limit", str(rate_limit), "--max-runs", str(max_runs), "--long-events", str(long_events)]
-    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    root = Path(__file__).resolve().parent.parent  # `-m bench.emulator_proc` must resolve from any cwd
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

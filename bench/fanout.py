@@ -319,10 +319,12 @@ def _explain(section: Section, ours: dict[str, Window | str], seconds: float) ->
     budget = FollowSettings().requests_per_minute
     if busiest > budget:
         section.notes.append(
-            f"The busiest 60 s at the emulator held up to {busiest} requests although the pacer allows {budget}: the "
-            "pacer frees a slot exactly 60 s after a request left, while the emulator counts answers, so a request "
-            "sent at 60.00 s after one answered a few milliseconds late lands in the same 60 s. Harmless with "
-            f"{budget} of 60, but a reason never to give followers the whole budget (or to pace over ~61 s)."
+            f"The busiest 60 s at the emulator held up to {busiest} requests although the pacer allows {budget}: "
+            "the pacer counts a request when it is sent and frees its slot exactly 60 s later, while the upstream "
+            "counts arrivals. A burst sent together is answered over tens of milliseconds on a loaded machine, the "
+            "next burst leaves exactly 60 s after the first was sent, and the upstream sees parts of both in one "
+            f"60 s. Harmless with {budget} of 60; to make the pacer's promise exact, let a slot expire 60 s after "
+            "its answer arrived (or pace over 61 s), and never give followers the whole budget."
         )
     stream_404s = sum(
         window.upstream.by_kind.get("GET /runs/{id}/events/stream", 0)
