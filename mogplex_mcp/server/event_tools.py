@@ -134,16 +134,16 @@ async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait
     with anyio.move_on_after(wait_seconds):
         while True:
             version = follower.version
-            events = follower.events()
-            for event in events[reported:]:
-                ticks += 1
-                await ctx.report_progress(ticks, None, _progress_line(follower, event))
-            reported = len(events)
             status = follower.run.status if follower.run else None
             if status != last_status and status is not None:
                 ticks += 1
                 await ctx.report_progress(ticks, None, f"status: {status}")
                 last_status = status
+            events = follower.events()
+            for event in events[reported:]:
+                ticks += 1
+                await ctx.report_progress(ticks, None, _progress_line(follower, event))
+            reported = len(events)
             if follower.done or (not follower.active and follower.ready.is_set()):
                 return
             await follower.wait_changed(version)

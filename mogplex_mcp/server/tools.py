@@ -162,12 +162,17 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         taken, where is the pull request, did code change, is it probably stuck."""
         state = app_state(ctx)
         token = require_token(ctx, state)
-        async with upstream("get the run", token, state.budget) as deadline, state.client(token) as api:
-            run = await api.get_run(runId, deadline=deadline)
-            delivery = None
-            if run.terminal:
-                page = await api.list_events(runId, limit=200, deadline=deadline)
-                delivery = find_delivery(page.events)
+        follower = state.hub.get(token, runId)
+        if follower is not None and follower.run is not None and follower.terminal:
+            # A finished run never changes: answer from what its follower already saw.
+            run, delivery = follower.run, find_delivery(follower.events())
+        else:
+            async with upstream("get the run", token, state.budget) as deadline, state.client(token) as api:
+                run = await api.get_run(runId, deadline=deadline)
+                delivery = None
+                if run.terminal:
+                    page = await api.list_events(runId, limit=200, deadline=deadline)
+                    delivery = find_delivery(page.events)
         await state.remember(token, run)
         view = RunView.build(run, delivery, token)
         return GetRunResult(

@@ -60,7 +60,9 @@ async def test_start_wait_and_read_a_successful_run(tmp_path: Path, mode: Mode, 
         assert finished["run"]["pullRequestUrl"] in finished["summary"]
         assert messages, "wait_for_run sent no progress notifications"
 
+        before = s.emulator.emulator.request_count()
         got = await s.ok("get_run", runId=run_id)
+        assert s.emulator.emulator.request_count() == before, "a finished, followed run costs no upstream call"
         assert got["run"]["terminal"] is True and got["run"]["codeChanged"] is True
         assert got["run"]["pullRequestUrl"] == finished["run"]["pullRequestUrl"]
 
