@@ -217,10 +217,13 @@ async def _items(response: httpx2.Response, what: str, token: str) -> AsyncGener
         raise error_from_transport(exc, what, secret=token) from None
 
 
-def stream_clients(http: httpx2.AsyncClient) -> Callable[[str], EventStreamClient]:
-    """A factory of stream clients sharing `http`, one per token (for the follower hub)."""
+def stream_clients(
+    http: httpx2.AsyncClient | Callable[[], httpx2.AsyncClient],
+) -> Callable[[str], EventStreamClient]:
+    """A factory of stream clients sharing one pool (a client, or a function returning the lazily built one)."""
 
     def make(token: str) -> EventStreamClient:
-        return EventStreamClient(token=token, http=http)
+        pool = http if isinstance(http, httpx2.AsyncClient) else http()
+        return EventStreamClient(token=token, http=pool)
 
     return make

@@ -60,6 +60,9 @@ class FollowSettings:
     requests_per_minute: int = 40
     max_events_per_run: int = 5_000
     max_finished_kept: int = 200
+    # Events kept, across all followers nobody watches any more: a cache, so it is bounded by size, not
+    # only by count (a parsed event costs ~2 KB; 5,000 ≈ 10 MB). Re-reading a dropped run re-fetches it.
+    max_idle_events: int = 5_000
     use_stream: bool = True
     # A stream silent this long is reopened (production sends no heartbeats): a cheap status check.
     stream_idle_seconds: float = 30.0
@@ -242,6 +245,7 @@ class FollowerHub:
         finally:
             follower.watchers -= 1
             follower.last_release = self._clock()
+            self._prune()
 
     def _acquire(self, token: str, run_id: str) -> RunFollower:
         key = (token_fingerprint(token), run_id)
@@ -258,9 +262,14 @@ class FollowerHub:
         return follower
 
     def _prune(self) -> None:
+        """Drop the least recently used idle followers beyond the count and event budgets."""
         idle = [key for key, f in self._followers.items() if not f.active and f.watchers == 0]
-        excess = len(idle) - self.settings.max_finished_kept
-        for key in idle[: max(0, excess)]:
+        held = sum(self._followers[key].event_count for key in idle)
+        for position, key in enumerate(idle):
+            over_count = len(idle) - position > self.settings.max_finished_kept
+            if not over_count and held <= self.settings.max_idle_events:
+                break
+            held -= self._followers[key].event_count
             del self._followers[key]
 
     async def _follow(self, follower: RunFollower, token: str) -> None:
@@ -289,6 +298,7 @@ class FollowerHub:
             follower.active = False
             follower.ready.set()
             follower.signal()
+            self._prune()
 
     def _abandoned(self, follower: RunFollower) -> bool:
         idle_for = self._clock() - follower.last_release

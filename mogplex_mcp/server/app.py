@@ -15,7 +15,6 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
-from mogplex_mcp.api.client import make_http_client
 from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
@@ -25,7 +24,7 @@ from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources import register_resources
-from mogplex_mcp.server.state import AppState, follower_client_factory
+from mogplex_mcp.server.state import AppState, HttpPool, follower_client_factory
 from mogplex_mcp.server.tools import register_run_tools
 
 logger = logging.getLogger("mogplex_mcp.server")
@@ -65,19 +64,20 @@ def create_server(
         the_journal = journal or StartJournal.in_state_dir(
             settings.state_dir, window_seconds=settings.dedupe_window_seconds
         )
+        pool = HttpPool(settings, transport)
         try:
-            async with (
-                make_http_client(settings, transport=transport) as http,
-                anyio.create_task_group() as tg,
-            ):
-                hub = FollowerHub(tg, follower_client_factory(settings, http), follow, make_stream=stream_clients(http))
-                state = AppState(settings=settings, http=http, journal=the_journal, hub=hub)
+            async with anyio.create_task_group() as tg:
+                hub = FollowerHub(
+                    tg, follower_client_factory(settings, pool.get), follow, make_stream=stream_clients(pool.get)
+                )
+                state = AppState(settings=settings, pool=pool, journal=the_journal, hub=hub)
                 resources.attach(state, tg)
                 if on_state is not None:
                     on_state(state)
                 yield state
                 tg.cancel_scope.cancel()
         finally:
+            await pool.aclose()
             if own_journal:
                 the_journal.close()
 

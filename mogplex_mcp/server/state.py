@@ -14,7 +14,7 @@ import anyio
 import httpx2
 from mcp.server.mcpserver import Context
 
-from mogplex_mcp.api.client import MogplexClient
+from mogplex_mcp.api.client import MogplexClient, make_http_client
 from mogplex_mcp.api.errors import MogplexError, UpstreamTimeoutError
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.api.retry import RetryPolicy
@@ -24,15 +24,47 @@ from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
+class HttpPool:
+    """The shared connection pool, built on first use.
+
+    Building it imports the transport stack and makes a TLS context (~36 ms): a cost the server's
+    startup — which hosts wait on before `initialize` — should not pay.
+    """
+
+    def __init__(self, settings: Settings, transport: httpx2.AsyncBaseTransport | None = None) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._client: httpx2.AsyncClient | None = None
+
+    def get(self) -> httpx2.AsyncClient:
+        if self._client is None:
+            self._client = make_http_client(self._settings, transport=self._transport)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+REMEMBERED_MAX = 2_000
+
+
 @dataclass
 class AppState:
     """The lifespan's value. Holds no per-user data: tokens arrive with each request."""
 
     settings: Settings
-    http: httpx2.AsyncClient
+    pool: HttpPool
     journal: StartJournal
     hub: FollowerHub
     on_new_run: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
+    _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def http(self) -> httpx2.AsyncClient:
+        return self.pool.get()
 
     @property
     def budget(self) -> float:
@@ -41,17 +73,18 @@ class AppState:
 
     async def remember(self, token: str, run: RunDetail, *, title: str | None = None) -> None:
         """Record a run this server started or looked at (for resources/list); announce new ones."""
+        key = (token_fingerprint(token), run.run_id)
+        if title is None and self._remembered.get(key) == run.status:
+            return
         short_title = title.strip().splitlines()[0][:80] if title and title.strip() else None
         new = await anyio.to_thread.run_sync(
             functools.partial(
-                self.journal.remember_run,
-                token_fingerprint(token),
-                run.run_id,
-                title=short_title,
-                status=run.status,
-                repo_id=run.repo_id,
+                self.journal.remember_run, key[0], run.run_id, title=short_title, status=run.status, repo_id=run.repo_id
             )
         )
+        if len(self._remembered) >= REMEMBERED_MAX:
+            self._remembered.clear()
+        self._remembered[key] = run.status
         if new:
             for announce in self.on_new_run:
                 await announce(run.run_id)
@@ -60,12 +93,24 @@ class AppState:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http)
 
 
-def follower_client_factory(settings: Settings, http: httpx2.AsyncClient) -> Callable[[str], MogplexClient]:
+HttpSource = httpx2.AsyncClient | Callable[[], httpx2.AsyncClient]
+
+
+def http_getter(source: HttpSource) -> Callable[[], httpx2.AsyncClient]:
+    """A client, or a function that returns one (a lazily built pool), as a function."""
+    if isinstance(source, httpx2.AsyncClient):
+        client = source
+        return lambda: client
+    return source
+
+
+def follower_client_factory(settings: Settings, http: HttpSource) -> Callable[[str], MogplexClient]:
     """Clients for followers. They poll often, so no retries inside a poll: the next poll is the retry."""
     policy = dataclasses.replace(RetryPolicy.from_settings(settings), max_retries=0)
+    get_http = http_getter(http)
 
     def make(token: str) -> MogplexClient:
-        return MogplexClient.from_settings(settings, token=token, http=http, retry=policy)
+        return MogplexClient.from_settings(settings, token=token, http=get_http(), retry=policy)
 
     return make
 

@@ -220,3 +220,14 @@ async def test_an_unknown_run_ends_following_with_a_fatal_not_found() -> None:
 def _statuses(r: Rig, run_id: str, suffix: str = "/events") -> list[Any]:
     path = f"{API_PREFIX}/runs/{run_id}{suffix}"
     return [record.status for record in r.emu.emulator.log.snapshot() if record.path == path]
+
+
+async def test_finished_followers_are_a_cache_bounded_by_events_not_only_by_count() -> None:
+    budget = FollowSettings(poll_interval=0.05, max_poll_interval=0.2, linger_seconds=0.3, max_idle_events=700)
+    async with rig(EmulatorConfig(flavor="observed", speed=1000.0), budget) as r:
+        first, second = await r.start("long"), await r.start("long")
+        assert (await follow_to_the_end(r, first)).event_count == 500
+        assert r.hub.get(r.emu.token, first) is not None, "one long run fits the budget"
+        assert (await follow_to_the_end(r, second)).event_count == 500
+        assert r.hub.get(r.emu.token, first) is None, "the least recently used run was dropped"
+        assert r.hub.get(r.emu.token, second) is not None, "the newest stays cached"
