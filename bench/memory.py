@@ -188,15 +188,16 @@ def _explain(
         f"{follow.max_finished_kept} × {follow.max_events_per_run} × {per_event_kb:.1f} KB ≈ {worst_gb:.1f} GB "
         "for a server that has streamed many long runs."
     )
+    section.notes.append(
+        "Finished, unwatched followers are a cache bounded by events held (`FollowSettings.max_idle_events`, "
+        "2,000 by default), not only by count: that is what keeps RSS flat. Each kept event costs about "
+        f"{parsed_bytes:.0f} B parsed against ~{json_bytes:.0f} B as compact JSON; keeping finished runs' events "
+        f"as JSON would cut the cache about {parsed_bytes / max(json_bytes, 1):.0f}× and allow a larger budget in "
+        "the same memory. Most of the total is the bare SDK server itself (see its idle RSS above)."
+    )
     if any(row.met is False for row in section.rows):
         section.notes.append(
-            "Miss — what would close it: bound the follower cache by events, not only by followers — e.g. a global "
-            "budget of ~5k events across finished, unwatched followers, dropping the oldest followers' events first "
-            "(a finished run's first page is one request away; only events past 200 that came by stream are "
-            "irreplaceable, and those could be kept compactly). Keeping finished followers' events as compact JSON "
-            f"(~{json_bytes:.0f} B each instead of ~{parsed_bytes:.0f} B, parsed again on read) would cut the "
-            "cache about "
-            f"{parsed_bytes / max(json_bytes, 1):.0f}× on its own. Either fits 40k events in well under 14 MB."
+            "Miss — what would close it: a smaller `max_idle_events`, or finished runs' events kept as compact JSON."
         )
 
 

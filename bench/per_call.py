@@ -199,11 +199,13 @@ def _explain(section: Section, passes: list[dict[str, Path_]], calls: int) -> No
     )
     if any(row.met is False for row in section.rows):
         section.notes.append(
-            "Miss on stdio — what would close it: most of the gap is the SDK's per-call floor, which this repository "
-            "cannot remove (it would take a cheaper stdio transport and message validation in the SDK). Our share "
-            "shrinks by skipping the journal upsert when the run's status has not changed since it was last "
-            "remembered (an in-memory check instead of a thread hop and a SQLite transaction on every `get_run`). "
-            "On 2 shared cores every process hop also waits for a CPU: p99s are several times the medians."
+            "Miss on stdio — what would close it: most of the gap is the SDK's per-call floor (compare the bare "
+            "server's echo tool above: framing, dispatch and validation of a tool that does nothing), which this "
+            "repository cannot remove. Already done: the journal upsert is skipped when a run's status has not "
+            "changed (no thread hop or SQLite transaction on a repeated `get_run`), and a finished, followed run "
+            "is answered from the follower with no upstream call at all. What remains of ours is building the "
+            "result model and the SDK checking it against the output schema. On 2 shared cores every process hop "
+            "also waits for a CPU: p99s are several times the medians."
         )
     modern = next((paths for paths in passes if "HTTP, modern era" in paths), None)
     if modern is not None:

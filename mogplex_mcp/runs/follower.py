@@ -61,8 +61,8 @@ class FollowSettings:
     max_events_per_run: int = 5_000
     max_finished_kept: int = 200
     # Events kept, across all followers nobody watches any more: a cache, so it is bounded by size, not
-    # only by count (a parsed event costs ~2 KB; 5,000 ≈ 10 MB). Re-reading a dropped run re-fetches it.
-    max_idle_events: int = 5_000
+    # only by count (a parsed event costs ~2 KB; 2,000 ≈ 4 MB). Re-reading a dropped run re-fetches it.
+    max_idle_events: int = 2_000
     use_stream: bool = True
     # A stream silent this long is reopened (production sends no heartbeats): a cheap status check.
     stream_idle_seconds: float = 30.0
