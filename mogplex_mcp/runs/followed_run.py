@@ -1,0 +1,150 @@
+"""The state of one followed run: its latest detail and every event seen, de-duplicated, with change signals.
+
+`FollowerHub` (follower.py) owns these and feeds them from polls or the event stream; waits and
+subscriptions read them and wait on their change signal.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import anyio
+
+from mogplex_mcp.api.errors import MogplexError
+from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent
+from mogplex_mcp.api.stream import StreamItem
+
+# Event types after which the stream closes; the run's own status follows with the next poll.
+TERMINAL_EVENT_TYPES = frozenset({"finished", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class FollowSettings:
+    poll_interval: float = 1.5
+    max_poll_interval: float = 6.0
+    linger_seconds: float = 10.0
+    requests_per_minute: int = 40
+    max_events_per_run: int = 5_000
+    max_finished_kept: int = 200
+    # Events kept, across all followers nobody watches any more: a cache, so it is bounded by size, not
+    # only by count (a parsed event costs ~2 KB; 2,000 ≈ 4 MB). Re-reading a dropped run re-fetches it.
+    max_idle_events: int = 2_000
+    use_stream: bool = True
+    # A stream silent this long is reopened (production sends no heartbeats): a cheap status check.
+    stream_idle_seconds: float = 30.0
+
+
+class RunFollower:
+    """The shared, de-duplicated view of one run: its latest state and every event seen so far."""
+
+    def __init__(self, run_id: str, fingerprint: str, max_events: int) -> None:
+        self.run_id = run_id
+        self.fingerprint = fingerprint
+        self.run: RunDetail | None = None
+        self.version = 0
+        self.watchers = 0
+        self.last_release = 0.0
+        self.error: MogplexError | None = None
+        self.fatal: MogplexError | None = None
+        self.window_exhausted = False
+        self.dropped_events = 0
+        self.ready = anyio.Event()
+        self.active = False
+        # True once an event stream carries this run: events past the first 200 then arrive too.
+        self.streaming = False
+        self.saw_terminal_event = False
+        self.stream_refused = False
+        self._page_full = False
+        self._events: OrderedDict[str, RunEvent] = OrderedDict()
+        self._max_events = max_events
+        self._changed = anyio.Event()
+
+    @property
+    def terminal(self) -> bool:
+        return self.run is not None and self.run.terminal
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will come: terminal, or following failed for good."""
+        return self.terminal or self.fatal is not None
+
+    def events(self) -> list[RunEvent]:
+        return list(self._events.values())
+
+    @property
+    def event_count(self) -> int:
+        return len(self._events)
+
+    @property
+    def last_event_id(self) -> str | None:
+        return next(reversed(self._events)) if self._events else None
+
+    def merge(self, page: EventPage) -> tuple[list[RunEvent], bool]:
+        """Take a fresh page; return the events not seen before and whether the status changed."""
+        status_changed = self.run is None or self.run.status != page.run.status
+        self.run = page.run
+        self._page_full = len(page.events) >= EVENTS_LIMIT_MAX
+        self._update_window()
+        # Once the cache has dropped its oldest events, a page (always the oldest 200) holds nothing new.
+        fresh = self.add_events(page.events) if not self.dropped_events else []
+        self.error = None
+        if fresh or status_changed:
+            self.signal()
+        return fresh, status_changed
+
+    def take(self, item: StreamItem) -> tuple[list[RunEvent], bool]:
+        """Take one item of the event stream (the run's state, or an event)."""
+        if isinstance(item, RunDetail):
+            status_changed = self.run is None or self.run.status != item.status
+            self.run = item
+            fresh: list[RunEvent] = []
+        else:
+            fresh = self.add_events([item])
+            status_changed = self._status_from(item) if fresh else False
+            self.saw_terminal_event = self.saw_terminal_event or item.type in TERMINAL_EVENT_TYPES
+        self.error = None
+        if fresh or status_changed:
+            self.signal()
+        return fresh, status_changed
+
+    def set_streaming(self, streaming: bool) -> None:
+        self.streaming = streaming
+        self._update_window()
+
+    def add_events(self, events: list[RunEvent]) -> list[RunEvent]:
+        fresh = [event for event in events if event.id not in self._events]
+        for event in fresh:
+            self._events[event.id] = event
+        while len(self._events) > self._max_events:
+            self._events.popitem(last=False)
+            self.dropped_events += 1
+        return fresh
+
+    def signal(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_changed(self, since_version: int) -> None:
+        """Return once `version` has moved past `since_version` (or following ended)."""
+        while self.version == since_version and not (self.done or (not self.active and self.ready.is_set())):
+            await self._changed.wait()
+
+    async def wait_stopped(self) -> None:
+        """Return once the follower's loop has ended (a finished run may still be backfilling)."""
+        while self.active:
+            await self._changed.wait()
+
+    def _update_window(self) -> None:
+        self.window_exhausted = self._page_full and not self.streaming
+
+    def _status_from(self, event: RunEvent) -> bool:
+        """A non-terminal status change announced by a `status_changed` event (the final one comes by poll)."""
+        new = event.payload.get("to") if event.type == "status_changed" else None
+        if self.run is None or not isinstance(new, str) or new == self.run.status:
+            return False
+        if self.run.terminal:
+            return False
+        self.run = self.run.model_copy(update={"status": new})
+        return True
