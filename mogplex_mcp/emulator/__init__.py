@@ -5,7 +5,13 @@ The only package that imports starlette and uvicorn. It speaks JSON on its own a
 """
 
 from mogplex_mcp.emulator.app import Emulator
-from mogplex_mcp.emulator.config import DEMO_TOKEN, READ_ONLY_TOKEN, EmulatorConfig, ManualClock
+from mogplex_mcp.emulator.config import (
+    DEMO_TOKEN,
+    OTHER_USER_TOKEN,
+    READ_ONLY_TOKEN,
+    EmulatorConfig,
+    ManualClock,
+)
 from mogplex_mcp.emulator.faults import FAULT_KINDS, ConnectionDropped
 from mogplex_mcp.emulator.scenarios import LEAKED_TOKEN, SCENARIOS
 from mogplex_mcp.emulator.server import EmulatorHandle, EmulatorThread, running_emulator
@@ -15,6 +21,7 @@ __all__ = [
     "DEMO_TOKEN",
     "FAULT_KINDS",
     "LEAKED_TOKEN",
+    "OTHER_USER_TOKEN",
     "READ_ONLY_TOKEN",
     "SCENARIOS",
     "ConnectionDropped",

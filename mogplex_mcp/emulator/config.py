@@ -13,13 +13,26 @@ FLAVORS: tuple[Flavor, ...] = ("documented", "observed")
 # Constant so docs, demos and MCP host configs can name them; they only ever open this emulator.
 DEMO_TOKEN = "mog_DemoToken4Emulator7xKq2V"  # noqa: S105 - a public, emulator-only token
 READ_ONLY_TOKEN = "mog_ReadOnly4Emulator9pLm8Rw"  # noqa: S105 - a public, emulator-only token
+OTHER_USER_TOKEN = "mog_OtherUser4Emulator5nWj3T"  # noqa: S105 - a public, emulator-only token
+
+DEMO_USER = "demo-user"  # the owner of every token `owners` does not name
+OTHER_USER = "other-user"
 
 DEMO_INSTALLATION_ID = 4242001
 
 
 def default_tokens() -> dict[str, frozenset[str]]:
-    """One read+write demo token and one read-only token, both owned by the demo user."""
-    return {DEMO_TOKEN: frozenset({"read", "write"}), READ_ONLY_TOKEN: frozenset({"read"})}
+    """The demo user's read+write and read-only tokens, and another user's read+write token."""
+    return {
+        DEMO_TOKEN: frozenset({"read", "write"}),
+        READ_ONLY_TOKEN: frozenset({"read"}),
+        OTHER_USER_TOKEN: frozenset({"read", "write"}),
+    }
+
+
+def default_owners() -> dict[str, str]:
+    """Token -> user id: the other user's token; every token not named here belongs to the demo user."""
+    return {OTHER_USER_TOKEN: OTHER_USER}
 
 
 def default_repos() -> list[dict[str, Any]]:
@@ -64,6 +77,7 @@ class EmulatorConfig:
     speed: float = 1.0  # simulated seconds per real second, for the default clock only
     seed: int = 0  # same seed and same requests: same ids and events
     tokens: dict[str, frozenset[str]] = field(default_factory=default_tokens)
+    owners: dict[str, str] = field(default_factory=default_owners)  # token -> user id; missing: DEMO_USER
     repos: list[dict[str, Any]] = field(default_factory=default_repos)
     rate_limit_per_minute: int = 60
     start_limits: tuple[int, int, int] = (10, 30, 150)
@@ -81,6 +95,12 @@ class EmulatorConfig:
             raise ValueError("EmulatorConfig.max_runs must be >= 1 and max_events_per_run >= 20")
         if len(self.start_limits) != 3 or any(limit < 0 for limit in self.start_limits):
             raise ValueError("EmulatorConfig.start_limits must be three counts (per minute, hour, day), 0 = off")
+        if any(not isinstance(owner, str) or not owner for owner in self.owners.values()):
+            raise ValueError("EmulatorConfig.owners must map tokens to non-empty user ids")
+
+    def owner_of(self, token: str) -> str:
+        """The user a token belongs to: runs and Idempotency-Keys are scoped by it."""
+        return self.owners.get(token, DEMO_USER)
 
 
 class ManualClock:

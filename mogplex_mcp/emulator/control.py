@@ -87,6 +87,7 @@ class ControlApi:
         runs = [
             {
                 "runId": run.run_id,
+                "owner": run.owner,
                 "scenario": run.scenario,
                 "status": run.status(now),
                 "createdAt": run.detail(now)["createdAt"],

@@ -65,12 +65,15 @@ class RunsApi:
         """The documented API checks `read` on GETs; production does not."""
         return None if self.observed else "read"
 
-    def find_run(self, request: Request) -> Run | Response:
+    def find_run(self, request: Request, caller: str) -> Run | Response:
+        """The run in the path if `caller`'s user owns it; a missing run and another user's look alike (404)."""
         run_id = str(request.path_params["run_id"])
         if not is_uuid(run_id):
             return platform_500() if self.observed else error("NOT_FOUND", "Run not found")
         run = self.emu.store.get(run_id)
-        return run if run is not None else error("NOT_FOUND", "Run not found")
+        if run is None or run.owner != self.emu.config.owner_of(caller):
+            return error("NOT_FOUND", "Run not found")
+        return run
 
     async def list_repos(self, request: Request) -> Response:
         caller = self.guard(request, self.read_scope())
@@ -107,7 +110,7 @@ class RunsApi:
         repo = self.repo(start.repo_id)
         if repo is None:
             return error("NOT_FOUND", "Repository not found")
-        return self.start_or_replay(start, repo, scenario, key)
+        return self.start_or_replay(start, repo, scenario, key, self.emu.config.owner_of(caller))
 
     def scenario(self, prompt: str) -> str:
         name = scenario_in(prompt) or self.emu.config.default_scenario
@@ -118,10 +121,12 @@ class RunsApi:
     def repo(self, repo_id: str) -> dict[str, Any] | None:
         return next((repo for repo in self.emu.config.repos if str(repo["id"]).lower() == repo_id.lower()), None)
 
-    def start_or_replay(self, start: StartRequest, repo: dict[str, Any], scenario: str, key: str) -> Response:
-        """Replay the run an Idempotency-Key names, refuse a different body under it, or start a new run."""
+    def start_or_replay(
+        self, start: StartRequest, repo: dict[str, Any], scenario: str, key: str, owner: str
+    ) -> Response:
+        """Replay the run `owner`'s Idempotency-Key names, refuse a different body under it, or start a new run."""
         now = self.emu.clock()
-        entry = self.emu.store.key(key)
+        entry = self.emu.store.key(key, owner)
         if entry is not None:
             if entry.fingerprint != start.fingerprint():
                 return error("IDEMPOTENCY_CONFLICT", "Idempotency-Key was already used with a different request body")
@@ -129,7 +134,7 @@ class RunsApi:
             if replayed is not None:
                 return ok(replayed.started(now, replayed=True), 202)
         try:
-            run = self.emu.store.create(start, repo, scenario, key, now)
+            run = self.emu.store.create(start, repo, scenario, key, now, owner)
         except RequestInvalid as exc:
             return error("BAD_REQUEST", str(exc))
         if run.scenario == "queue_failure":
@@ -140,7 +145,7 @@ class RunsApi:
         caller = self.guard(request, self.read_scope())
         if isinstance(caller, Response):
             return caller
-        run = self.find_run(request)
+        run = self.find_run(request, caller)
         if isinstance(run, Response):
             return run
         return ok({"run": run.detail(self.emu.clock())})
@@ -149,7 +154,7 @@ class RunsApi:
         caller = self.guard(request, self.read_scope())
         if isinstance(caller, Response):
             return caller
-        run = self.find_run(request)
+        run = self.find_run(request, caller)
         if isinstance(run, Response):
             return run
         try:
@@ -163,7 +168,7 @@ class RunsApi:
         caller = self.guard(request, "write")
         if isinstance(caller, Response):
             return caller
-        run = self.find_run(request)
+        run = self.find_run(request, caller)
         if isinstance(run, Response):
             return run
         now = self.emu.clock()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mogplex_mcp.emulator.config import DEMO_USER
 from mogplex_mcp.emulator.sanitize import sanitize_payload
 from mogplex_mcp.emulator.scenarios import HEARTBEAT_PERIOD, PlannedEvent, Script, cancel_events, heartbeat_event
 
@@ -37,6 +38,7 @@ class Run:
     event_ids: Callable[[int], str]
     iso: Callable[[float], str]
     max_events: int
+    owner: str = DEMO_USER  # the user whose token started it; other users get 404 for it
     cancel_requested_at: float | None = None
     _shown: list[dict[str, Any]] = field(default_factory=list)
     _next_heartbeat: int = 0

@@ -1,4 +1,4 @@
-"""The emulator's memory: runs (bounded, oldest evicted first) and the Idempotency-Keys that name them."""
+"""The emulator's memory: runs (bounded, oldest evicted first) and the Idempotency-Keys (per user) that name them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mogplex_mcp.emulator.config import EmulatorConfig
+from mogplex_mcp.emulator.config import DEMO_USER, EmulatorConfig
 from mogplex_mcp.emulator.runs import Run, derived_uuid
 from mogplex_mcp.emulator.scenarios import RunContext, build_script
 from mogplex_mcp.emulator.validation import RequestInvalid, StartRequest
@@ -28,22 +28,25 @@ class KeyEntry:
 
 
 class RunStore:
-    """Runs by id, oldest first, at most `config.max_runs`; keys never expire while their run is kept."""
+    """Runs by id, oldest first, at most `config.max_runs`; keys never expire while their run is kept.
+
+    Idempotency-Keys are scoped per user: the same key from two owners names two independent runs.
+    """
 
     def __init__(self, config: EmulatorConfig, iso: Callable[[float], str]) -> None:
         self.config = config
         self.iso = iso
         self.lock = threading.Lock()
         self._runs: OrderedDict[str, Run] = OrderedDict()
-        self._keys: dict[str, KeyEntry] = {}
-        self._keys_by_run: dict[str, str] = {}
+        self._keys: dict[tuple[str, str], KeyEntry] = {}  # (owner, key) -> entry
+        self._keys_by_run: dict[str, tuple[str, str]] = {}
         self._created = 0
 
     def get(self, run_id: str) -> Run | None:
         return self._runs.get(run_id.lower())
 
-    def key(self, key: str) -> KeyEntry | None:
-        return self._keys.get(key)
+    def key(self, key: str, owner: str = DEMO_USER) -> KeyEntry | None:
+        return self._keys.get((owner, key))
 
     def run_ids(self) -> list[str]:
         with self.lock:
@@ -53,8 +56,16 @@ class RunStore:
         with self.lock:
             return list(self._runs.values())
 
-    def create(self, request: StartRequest, repo: dict[str, Any], scenario: str, key: str, now: float) -> Run:
-        """Create a run and bind `key` to it (one atomic step: no await in between)."""
+    def create(
+        self,
+        request: StartRequest,
+        repo: dict[str, Any],
+        scenario: str,
+        key: str,
+        now: float,
+        owner: str = DEMO_USER,
+    ) -> Run:
+        """Create `owner`'s run and bind their `key` to it (one atomic step: no await in between)."""
         seq = self._created
         base, working = resolve_branches(request, repo, derived_uuid(self.config.seed, seq, "branch"), now, self.iso)
         rng = random.Random(f"{self.config.seed}:{seq}:script")
@@ -78,12 +89,13 @@ class RunStore:
             event_ids=lambda index: derived_uuid(self.config.seed, seq, "event", index),
             iso=self.iso,
             max_events=self.config.max_events_per_run,
+            owner=owner,
         )
         with self.lock:
             self._created += 1
             self._runs[run.run_id] = run
-            self._keys[key] = KeyEntry(request.fingerprint(), run.run_id)
-            self._keys_by_run[run.run_id] = key
+            self._keys[(owner, key)] = KeyEntry(request.fingerprint(), run.run_id)
+            self._keys_by_run[run.run_id] = (owner, key)
             self._evict()
         return run
 

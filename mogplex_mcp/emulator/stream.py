@@ -54,7 +54,7 @@ class EventStream:
         caller = self.api.guard(request, self.api.read_scope())
         if isinstance(caller, Response):
             return caller
-        run = self.api.find_run(request)
+        run = self.api.find_run(request, caller)
         if isinstance(run, Response):
             return run
         frames = self.frames(run, request.headers.get("last-event-id"))

@@ -11,7 +11,14 @@ import httpx2
 import pytest
 
 from mogplex_mcp.config import ConfigError, Settings
-from mogplex_mcp.emulator import DEMO_TOKEN, READ_ONLY_TOKEN, EmulatorHandle, running_emulator
+from mogplex_mcp.emulator import (
+    DEMO_TOKEN,
+    OTHER_USER_TOKEN,
+    READ_ONLY_TOKEN,
+    EmulatorConfig,
+    EmulatorHandle,
+    running_emulator,
+)
 from mogplex_mcp.server.http import HttpOptions, build_http_app, http_settings, running_http, transport_security
 from tests.e2e.support import (
     MODES,
@@ -39,10 +46,10 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": 
 
 @asynccontextmanager
 async def gateway(
-    tmp_path: Path, options: HttpOptions | None = None, **settings: Any
+    tmp_path: Path, options: HttpOptions | None = None, *, emulator: EmulatorConfig | None = None, **settings: Any
 ) -> AsyncIterator[tuple[str, EmulatorHandle]]:
-    """An emulator with two users, and the HTTP server in front of it; no MOGPLEX_TOKEN unless given."""
-    async with running_emulator(emulator_config()) as emu:
+    """An emulator (by default two tokens of one user), and the HTTP server in front of it; no MOGPLEX_TOKEN."""
+    async with running_emulator(emulator or emulator_config()) as emu:
         values: dict[str, Any] = {"token": None, "base_url": emu.base_url, "state_dir": tmp_path / "state"}
         values |= {"retry_budget_seconds": 3.0, "read_timeout": 5.0} | settings
         app = build_http_app(Settings(**values), options or HttpOptions(port=0))
@@ -79,6 +86,31 @@ async def test_each_request_uses_its_own_token_and_users_stay_apart(tmp_path: Pa
         assert "403" in refused or "scope" in refused
         assert (await ok(alice, "get_run", runId=a_run))["run"]["status"] != "cancelled"
         assert emu.emulator.request_count("POST", "/api/v1/mogplex/runs") >= 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_another_users_run_is_not_found_and_cannot_be_cancelled(tmp_path: Path, mode: Mode) -> None:
+    writer = frozenset({"read", "write"})
+    two_users = emulator_config(
+        tokens={DEMO_TOKEN: writer, OTHER_USER_TOKEN: writer}, owners={DEMO_TOKEN: "alice", OTHER_USER_TOKEN: "bob"}
+    )
+    async with (
+        gateway(tmp_path, emulator=two_users) as (url, emu),
+        http_client(url, mode, DEMO_TOKEN) as alice,
+        http_client(url, mode, OTHER_USER_TOKEN) as bob,
+    ):
+        a_run = (await ok(alice, "start_run", repoId=REPO_ID, prompt="[scenario:endless] Keep going"))["run"]["runId"]
+        assert (await ok(alice, "get_run", runId=a_run))["run"]["runId"] == a_run
+
+        for tool in ("get_run", "cancel_run"):
+            refused = await error(bob, tool, runId=a_run)
+            assert "Not found" in refused and "belongs to another account" in refused, refused
+        cancel_path = f"/api/v1/mogplex/runs/{a_run}/cancel"
+        assert [r.status for r in emu.emulator.requests if r.path == cancel_path] == [404]  # upstream said so
+
+        # Bob's refused cancel changed nothing: Alice's run is still hers and still running.
+        status = (await ok(alice, "get_run", runId=a_run))["run"]["status"]
+        assert status in {"pending", "streaming"}, status
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -13,6 +13,7 @@ import pytest
 import mogplex_mcp.emulator as emulator_package
 from mogplex_mcp.emulator import (
     DEMO_TOKEN,
+    OTHER_USER_TOKEN,
     READ_ONLY_TOKEN,
     Emulator,
     EmulatorConfig,
@@ -31,6 +32,7 @@ def test_the_public_names_are_pinned() -> None:
             "DEMO_TOKEN",
             "FAULT_KINDS",
             "LEAKED_TOKEN",
+            "OTHER_USER_TOKEN",
             "READ_ONLY_TOKEN",
             "SCENARIOS",
             "ConnectionDropped",
@@ -66,7 +68,7 @@ def test_modules_stay_small_and_say_what_they_are() -> None:
 
 
 def test_tokens_look_like_pats() -> None:
-    for token in (DEMO_TOKEN, READ_ONLY_TOKEN):
+    for token in (DEMO_TOKEN, READ_ONLY_TOKEN, OTHER_USER_TOKEN):
         assert token.startswith("mog_") and len(token) == 28 and token[4:].isalnum()
 
 
