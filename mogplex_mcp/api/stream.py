@@ -217,13 +217,10 @@ async def _items(response: httpx2.Response, what: str, token: str) -> AsyncGener
         raise error_from_transport(exc, what, secret=token) from None
 
 
-def stream_clients(
-    http: httpx2.AsyncClient | Callable[[], httpx2.AsyncClient],
-) -> Callable[[str], EventStreamClient]:
-    """A factory of stream clients sharing one pool (a client, or a function returning the lazily built one)."""
+def stream_clients(http: Callable[[], httpx2.AsyncClient]) -> Callable[[str], EventStreamClient]:
+    """A factory of stream clients, one per token, on the shared pool `http()` returns (built lazily)."""
 
     def make(token: str) -> EventStreamClient:
-        pool = http if isinstance(http, httpx2.AsyncClient) else http()
-        return EventStreamClient(token=token, http=pool)
+        return EventStreamClient(token=token, http=http())
 
     return make

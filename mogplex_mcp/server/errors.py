@@ -26,7 +26,7 @@ def _seconds(value: float | None) -> str:
     return f"{math.ceil(value)} s"
 
 
-def _auth_message(exc: api.AuthenticationError) -> str:
+def _auth_message() -> str:
     return (
         "Mogplex rejected the token (401): it is missing, mistyped, expired or revoked. "
         f"Check {TOKEN_ENV} (it starts with 'mog_'), or create a new personal access token in Mogplex settings."
@@ -42,28 +42,28 @@ def _forbidden_message(exc: api.PermissionDeniedError, action: str) -> str:
     )
 
 
-def _not_found_message(exc: api.NotFoundError, action: str) -> str:
+def _not_found_message(action: str) -> str:
     return (
         f"Not found while trying to {action}: the run or repository does not exist or belongs to another "
         "account. Check the runId (from start_run) or the repoId (from list_repos)."
     )
 
 
-def _rate_limited_message(exc: api.RateLimitedError) -> str:
+def _rate_limited_message(retry_after: float | None) -> str:
     return (
         f"Mogplex rate limit reached (60 requests/min per token; run starts 10/min, 30/h, 150/day). "
-        f"Retry after {_seconds(exc.retry_after)}; do not retry sooner."
+        f"Retry after {_seconds(retry_after)}; do not retry sooner."
     )
 
 
 def _status_message(exc: api.ApiStatusError, action: str) -> str:
     """One function: which class of upstream answer becomes which sentence."""
     if isinstance(exc, api.AuthenticationError):
-        return _auth_message(exc)
+        return _auth_message()
     if isinstance(exc, api.PermissionDeniedError):
         return _forbidden_message(exc, action)
     if isinstance(exc, api.NotFoundError):
-        return _not_found_message(exc, action)
+        return _not_found_message(action)
     if isinstance(exc, api.IdempotencyConflictError):
         return (
             "This idempotencyKey was already used for a different request (409). Each key identifies one "
@@ -76,7 +76,7 @@ def _status_message(exc: api.ApiStatusError, action: str) -> str:
             f"ready). Check the run with get_run and try again in a little while. ({exc.message})"
         )
     if isinstance(exc, api.RateLimitedError):
-        return _rate_limited_message(exc)
+        return _rate_limited_message(exc.retry_after)
     if isinstance(exc, api.ServiceUnavailableError):
         return f"Mogplex is temporarily unavailable (503). Retry after {_seconds(exc.retry_after)}."
     if isinstance(exc, api.BadRequestError):

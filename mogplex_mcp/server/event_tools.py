@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from mogplex_mcp.api.errors import InvalidRequestError
-from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, is_uuid
+from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, checked_uuid
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import describe_status, find_delivery
@@ -22,7 +22,7 @@ from mogplex_mcp.server.results import (
     ListRunEventsResult,
     RunView,
     WaitForRunResult,
-    fit_events,
+    fit_to_budget,
 )
 from mogplex_mcp.server.snapshots import load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
@@ -63,7 +63,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
                 )
             start = ids.index(afterEventId) + 1
         chosen = events[start : start + limit]
-        views = fit_events([EventView.build(e, include_payload=includePayload, secret=token) for e in chosen])
+        views = fit_to_budget([EventView.build(e, include_payload=includePayload, secret=token) for e in chosen])
         shown_until = start + len(views)
         has_more = shown_until < len(events)
         cursor = views[-1].id if views else afterEventId
@@ -113,10 +113,11 @@ def register_event_tools(server: MCPServer[Any]) -> None:
 
 
 def _check_run_id(run_id: str) -> None:
-    if not is_uuid(run_id):
-        raise tool_error(
-            InvalidRequestError("runId must be a run id (a UUID) as returned by start_run"), "read the run"
-        )
+    """Reject a bad runId before it reaches the follower hub (the client checks its own calls)."""
+    try:
+        checked_uuid(run_id, "runId", "as returned by start_run")
+    except InvalidRequestError as exc:
+        raise tool_error(exc, "read the run") from None
 
 
 async def _known_events(state: AppState, token: str, run_id: str) -> tuple[RunDetail, list[RunEvent], bool]:
@@ -164,7 +165,7 @@ def _wait_result(
 ) -> WaitForRunResult:
     delivery = find_delivery(follower.events())
     view = RunView.build(run, delivery, token)
-    shown = fit_events(
+    shown = fit_to_budget(
         [EventView.build(e, include_payload=False, secret=token) for e in new[-WAIT_EVENTS_SHOWN:]],
         budget=8_000,
     )

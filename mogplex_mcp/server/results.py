@@ -161,7 +161,7 @@ class WaitForRunResult(ToolResult):
     untrusted_content: str = UNTRUSTED_NOTE
 
 
-def fit_events(views: list[ViewT], budget: int = RESULT_CHAR_BUDGET - 2_000) -> list[ViewT]:
+def fit_to_budget(views: list[ViewT], budget: int = RESULT_CHAR_BUDGET - 2_000) -> list[ViewT]:
     """The longest prefix of `views` whose JSON stays inside `budget` characters (events, repos, …)."""
     kept: list[ViewT] = []
     used = 0

@@ -93,24 +93,14 @@ class AppState:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http)
 
 
-HttpSource = httpx2.AsyncClient | Callable[[], httpx2.AsyncClient]
-
-
-def http_getter(source: HttpSource) -> Callable[[], httpx2.AsyncClient]:
-    """A client, or a function that returns one (a lazily built pool), as a function."""
-    if isinstance(source, httpx2.AsyncClient):
-        client = source
-        return lambda: client
-    return source
-
-
-def follower_client_factory(settings: Settings, http: HttpSource) -> Callable[[str], MogplexClient]:
+def follower_client_factory(
+    settings: Settings, http: Callable[[], httpx2.AsyncClient]
+) -> Callable[[str], MogplexClient]:
     """Clients for followers. They poll often, so no retries inside a poll: the next poll is the retry."""
     policy = dataclasses.replace(RetryPolicy.from_settings(settings), max_retries=0)
-    get_http = http_getter(http)
 
     def make(token: str) -> MogplexClient:
-        return MogplexClient.from_settings(settings, token=token, http=get_http(), retry=policy)
+        return MogplexClient.from_settings(settings, token=token, http=http(), retry=policy)
 
     return make
 

@@ -35,7 +35,7 @@ from mogplex_mcp.server.results import (
     RepoView,
     RunView,
     StartRunResult,
-    fit_events,
+    fit_to_budget,
 )
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 
@@ -75,7 +75,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         token = require_token(ctx, state)
         async with upstream("list repositories", token, state.budget) as deadline, state.client(token) as api:
             repos = (await api.list_repos(query=query or None, limit=limit, deadline=deadline))[:limit]
-        views = fit_events([RepoView.build(repo) for repo in repos])
+        views = fit_to_budget([RepoView.build(repo) for repo in repos])
         matching = f" matching {clean_text(query)[:100]!r}" if query else ""
         if not views:
             summary = f"No repositories{matching}." if query else "No repositories are connected."

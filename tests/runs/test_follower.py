@@ -65,9 +65,9 @@ async def rig(
         async with make_http_client(settings) as http, anyio.create_task_group() as tg:
             hub = FollowerHub(
                 tg,
-                follower_client_factory(settings, http),
+                follower_client_factory(settings, lambda: http),
                 follow,
-                make_stream=stream_clients(http) if streams else None,
+                make_stream=stream_clients(lambda: http) if streams else None,
             )
             async with MogplexClient.from_settings(settings, http=http) as api:
                 yield Rig(hub, emu, api)

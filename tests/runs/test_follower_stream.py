@@ -178,7 +178,9 @@ async def test_a_follower_reads_a_production_shaped_stream_past_200_events() -> 
         anyio.create_task_group() as tg,
     ):
         follow = FollowSettings(poll_interval=0.01, max_poll_interval=0.02, linger_seconds=1.0)
-        hub = FollowerHub(tg, follower_client_factory(settings, http), follow, make_stream=stream_clients(http))
+        hub = FollowerHub(
+            tg, follower_client_factory(settings, lambda: http), follow, make_stream=stream_clients(lambda: http)
+        )
         hub.add_listener(listener)
         async with hub.watch(TOKEN, RUN_ID) as follower:
             with anyio.fail_after(10):

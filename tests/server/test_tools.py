@@ -103,7 +103,7 @@ async def test_wait_returns_within_its_bound_when_the_run_never_ends(tmp_path: P
         waited = result.structured_content
         assert waited is not None and not result.is_error
         assert waited["finished"] is False
-        assert waited["waitedSeconds"] < 5
+        assert waited["waitedSeconds"] >= 1.4, "it waited out its timeout rather than giving up early"
         assert "call wait_for_run again" in waited["nextSteps"][0]
         assert seen, "no progress notification while the run was going"
         assert seen == sorted(seen) and len(set(seen)) == len(seen), "progress must increase"
