@@ -78,6 +78,15 @@ class Settings:
     http_token_fallback: bool = False
     wait_default_seconds: float = 20.0
     wait_max_seconds: float = 50.0
+    # Upstream budgets (docs/http.md "Limits"): the request pool, the separate event-stream budget, each
+    # token's share of both, how long a 401 is remembered, and the largest answer or stream event read.
+    upstream_connections: int = 20
+    upstream_per_token: int = 4
+    upstream_streams: int = 100
+    upstream_streams_per_token: int = 25
+    rejected_token_seconds: float = 30.0
+    max_response_bytes: int = 4 * 1024 * 1024
+    max_stream_event_bytes: int = 1024 * 1024
 
     def __repr__(self) -> str:
         return (
@@ -114,10 +123,15 @@ class Settings:
             ("dedupe_window_seconds", "MOGPLEX_DEDUPE_WINDOW_SECONDS"),
             ("read_timeout", "MOGPLEX_READ_TIMEOUT_SECONDS"),
             ("retry_budget_seconds", "MOGPLEX_RETRY_BUDGET_SECONDS"),
+            ("rejected_token_seconds", "MOGPLEX_REJECTED_TOKEN_SECONDS"),
         ):
             raw = clean_env_value(env.get(env_name))
             if raw is not None:
                 values[name] = _parse_seconds(raw, env_name)
+        for name, env_name in COUNT_SETTINGS.items():
+            raw = clean_env_value(env.get(env_name))
+            if raw is not None:
+                values[name] = _parse_count(raw, env_name)
         raw_retries = clean_env_value(env.get("MOGPLEX_MAX_RETRIES"))
         if raw_retries is not None:
             # ASCII digits only: str.isdigit() also accepts "²", which int() then rejects with a bare ValueError.
@@ -131,6 +145,27 @@ class Settings:
                 value = _normalize_base_url(str(value), "--base-url")
             values[key] = value
         return cls(**values)
+
+
+# Whole-number limits read from the environment, each at least 1.
+COUNT_SETTINGS: dict[str, str] = {
+    "upstream_connections": "MOGPLEX_UPSTREAM_CONNECTIONS",
+    "upstream_per_token": "MOGPLEX_UPSTREAM_PER_TOKEN",
+    "upstream_streams": "MOGPLEX_UPSTREAM_STREAMS",
+    "upstream_streams_per_token": "MOGPLEX_UPSTREAM_STREAMS_PER_TOKEN",
+    "max_response_bytes": "MOGPLEX_MAX_RESPONSE_BYTES",
+    "max_stream_event_bytes": "MOGPLEX_MAX_STREAM_EVENT_BYTES",
+}
+
+
+def _parse_count(raw: str, name: str) -> int:
+    """A whole number of at least 1 (ASCII digits only, see MOGPLEX_MAX_RETRIES); a *_BYTES size may end in KB/MB."""
+    sized = name.endswith("_BYTES")
+    match = re.fullmatch(r"([0-9]{1,12})\s*([KkMm][Bb])?" if sized else r"([0-9]{1,12})()", raw.strip())
+    if match is None or int(match.group(1)) < 1:
+        unit = " of bytes (or KB/MB, e.g. 4MB)" if sized else ""
+        raise ConfigError(f"{name} must be a whole number{unit}, 1 or more, got {raw[:40]!r}")
+    return int(match.group(1)) * {"": 1, "kb": 1024, "mb": 1024 * 1024}[(match.group(2) or "").lower()]
 
 
 def _normalize_base_url(url: str, source: str) -> str:

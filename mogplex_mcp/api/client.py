@@ -7,8 +7,8 @@ import random
 import re
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -17,9 +17,10 @@ import anyio
 import httpx2
 from pydantic import ValidationError
 
-from mogplex_mcp import __version__
+from mogplex_mcp.api.bodies import DEFAULT_MAX_BODY_BYTES, read_capped
 from mogplex_mcp.api.errors import (
     ApiStatusError,
+    AuthenticationError,
     MissingTokenError,
     TransportError,
     UpstreamTimeoutError,
@@ -28,6 +29,7 @@ from mogplex_mcp.api.errors import (
     redirect_error,
     shape_error,
 )
+from mogplex_mcp.api.limits import UpstreamGate
 from mogplex_mcp.api.models import (
     EVENTS_LIMIT_MAX,
     REPOS_LIMIT_MAX,
@@ -42,37 +44,20 @@ from mogplex_mcp.api.models import (
     checked_limit,
     checked_uuid,
 )
+from mogplex_mcp.api.pool import DEFAULT_TIMEOUT, USER_AGENT, cut_timeout, make_http_client, new_pool
+from mogplex_mcp.api.redirects import adopt_apex, learned_base
 from mogplex_mcp.api.retry import RetryPolicy, next_delay
 from mogplex_mcp.config import TOKEN_ENV, Settings, mask_token
 
+__all__ = ["API_PREFIX", "USER_AGENT", "MogplexClient", "make_http_client"]
+
 API_PREFIX = "/api/v1/mogplex"
-USER_AGENT = f"mogplex-mcp/{__version__}"
-DEFAULT_TIMEOUT = httpx2.Timeout(30.0, connect=5.0)
 
 logger = logging.getLogger("mogplex_mcp.api")
 
 T = TypeVar("T")
 _TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: all a bearer header can carry
 _UNSET: Any = object()
-
-# Base URLs learned from a www. → apex redirect, per connection pool: every client sharing the pool
-# goes straight to the apex afterwards, and a fresh pool (a test, another process) starts clean.
-_learned_bases: weakref.WeakKeyDictionary[httpx2.AsyncClient, dict[str, str]] = weakref.WeakKeyDictionary()
-
-
-def make_http_client(settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.AsyncClient:
-    """The connection pool one process shares. It carries no token: each MogplexClient sends its own."""
-    return _new_pool(httpx2.Timeout(settings.read_timeout, connect=settings.connect_timeout), transport)
-
-
-def _new_pool(timeout: httpx2.Timeout, transport: httpx2.AsyncBaseTransport | None) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(
-        timeout=timeout,
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-        limits=httpx2.Limits(max_connections=20, max_keepalive_connections=10),
-        transport=transport,
-    )
 
 
 @dataclass(frozen=True)
@@ -110,18 +95,22 @@ class MogplexClient:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        gate: UpstreamGate | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if http is not None and transport is not None:
             raise ValueError("pass either a shared `http` pool or a `transport`, not both")
         self._base_url = _normalize_base_url(base_url)
         self._token = _bare_token(token)
         self._owns_http = http is None
-        self._http = http if http is not None else _new_pool(DEFAULT_TIMEOUT, transport)
+        self._http = http if http is not None else new_pool(DEFAULT_TIMEOUT, transport)
         self._retry = retry if retry is not None else RetryPolicy()
         self._sleep = sleep
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()  # jitter, not secrets
         self._request_count = 0
+        self._gate = gate
+        self._max_body_bytes = max_body_bytes
 
     @classmethod
     def from_settings(
@@ -135,6 +124,7 @@ class MogplexClient:
         """A client configured by `settings`; `token` defaults to `settings.token`."""
         if kw.get("retry") is None:
             kw["retry"] = RetryPolicy.from_settings(settings)
+        kw.setdefault("max_body_bytes", settings.max_response_bytes)
         transport = kw.pop("transport", None)
         owned = http is None
         if owned:
@@ -240,6 +230,8 @@ class MogplexClient:
     async def _call(self, call: _Call, parse: Callable[[Any], T], deadline: float | None) -> T:
         """Send `call`, retrying by the policy within the budget and the deadline; parse the data."""
         token = self._require_token()
+        if self._gate is not None:
+            self._gate.check_rejected(token, call.what)
         started = self._clock()
         stop_at, limit_name = self._stop_at(started, deadline)
         attempt = 0
@@ -278,12 +270,13 @@ class MogplexClient:
         stop_at: float | None,
         limit_name: str,
     ) -> T:
-        response = await self._send(call, token, attempt, stop_at, limit_name)
+        response, content = await self._send(call, token, attempt, stop_at, limit_name)
         if self._follow_www_to_apex(response):
-            response = await self._send(call, token, attempt, stop_at, limit_name)
+            response, content = await self._send(call, token, attempt, stop_at, limit_name)
         if 300 <= response.status_code < 400:
-            raise redirect_error(response, call.what, secret=token)
-        data = envelope_data(response, call.what, token)
+            raise self._judged(token, redirect_error(response, call.what, secret=token))
+        self._judge(token, response.status_code)
+        data = envelope_data(response, call.what, token, content)
         try:
             return parse(data)
         except ValidationError as exc:
@@ -291,7 +284,8 @@ class MogplexClient:
 
     async def _send(
         self, call: _Call, token: str, attempt: int, stop_at: float | None, limit_name: str
-    ) -> httpx2.Response:
+    ) -> tuple[httpx2.Response, bytes]:
+        """One request on the wire, inside the token's share of the upstream; the body read with a cap."""
         remaining = None if stop_at is None else stop_at - self._clock()
         if remaining is not None and remaining <= 0:
             raise _out_of_time(call, limit_name)
@@ -302,23 +296,46 @@ class MogplexClient:
             **call.headers,
         }
         url = self._learned_base() + API_PREFIX + call.path
-        self._request_count += 1
+        request = self._http.build_request(
+            call.method,
+            url,
+            params=dict(call.params),
+            json=call.body,
+            headers=headers,
+            timeout=cut_timeout(self._http.timeout, remaining),
+        )
         try:
             with anyio.fail_after(remaining):
-                response = await self._http.request(
-                    call.method,
-                    url,
-                    params=dict(call.params),
-                    json=call.body,
-                    headers=headers,
-                    timeout=_cut_timeout(self._http.timeout, remaining),
-                )
+                async with self._slot(token):
+                    self._request_count += 1
+                    response = await self._http.send(request, stream=True)
+                    try:
+                        content = await read_capped(response, call.what, self._max_body_bytes)
+                    finally:
+                        await response.aclose()
         except httpx2.HTTPError as exc:
             raise error_from_transport(exc, call.what, secret=token) from None
         except TimeoutError:
             raise UpstreamTimeoutError(f"{call.what}: {limit_name} ran out before an answer arrived") from None
         logger.debug("%s -> %d (attempt %d)", call.what, response.status_code, attempt)
-        return response
+        return response, content
+
+    def _slot(self, token: str) -> AbstractAsyncContextManager[None]:
+        return self._gate.request_slot(token) if self._gate is not None else nullcontext()
+
+    def _judge(self, token: str, status: int) -> None:
+        """Tell the gate what upstream made of the token: a 401 is remembered, a user's answer vouches."""
+        if self._gate is None:
+            return
+        if status == 401:
+            self._gate.rejected(token)
+        elif status < 500:
+            self._gate.accepted(token)
+
+    def _judged(self, token: str, exc: ApiStatusError) -> ApiStatusError:
+        if self._gate is not None and isinstance(exc, AuthenticationError):  # a redirect to the login page
+            self._gate.rejected(token)
+        return exc
 
     def _require_token(self) -> str:
         if not self._token:
@@ -336,31 +353,14 @@ class MogplexClient:
     # --- redirects -----------------------------------------------------------------------------
 
     def _learned_base(self) -> str:
-        learned = _learned_bases.get(self._http)
-        if learned is not None and self._base_url in learned:
-            self._base_url = learned[self._base_url]
+        self._base_url = learned_base(self._http, self._base_url)
         return self._base_url
 
     def _follow_www_to_apex(self, response: httpx2.Response) -> bool:
         """Production answers www.mogplex.com with a 308 to the apex: adopt the apex, once, and resend."""
-        if response.status_code not in (307, 308) or "location" not in response.headers:
+        apex = adopt_apex(self._http, self._base_url, response)
+        if apex is None:
             return False
-        sent = response.request.url
-        try:
-            target = sent.join(response.headers["location"])
-        except httpx2.InvalidURL:
-            return False
-        if not (
-            sent.host.startswith("www.")
-            and target.host == sent.host[4:]
-            and target.scheme == sent.scheme
-            and target.port == sent.port
-            and target.path == sent.path
-        ):
-            return False
-        apex = self._base_url.replace("://www.", "://", 1)
-        _learned_bases.setdefault(self._http, {})[self._base_url] = apex
-        logger.debug("%s redirects to %s: using the apex from now on", self._base_url, apex)
         self._base_url = apex
         return True
 
@@ -384,17 +384,6 @@ def _normalize_base_url(base_url: str) -> str:
     if not re.match(r"^https?://[^/\s]+", url):
         raise ValueError(f"base_url must be an http(s) URL such as https://mogplex.com, got {url[:80]!r}")
     return url
-
-
-def _cut_timeout(base: httpx2.Timeout, remaining: float | None) -> httpx2.Timeout:
-    """The pool's timeouts, each shortened to what is left of the call's time."""
-    if remaining is None:
-        return base
-
-    def cut(value: float | None) -> float:
-        return remaining if value is None else min(value, remaining)
-
-    return httpx2.Timeout(connect=cut(base.connect), read=cut(base.read), write=cut(base.write), pool=cut(base.pool))
 
 
 def _run_path(run_id: str, action: str | None = None) -> str:

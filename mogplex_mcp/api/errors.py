@@ -17,6 +17,7 @@
         ├── ServerError                 5xx (envelope or not)
         │   └── ServiceUnavailableError     503 SERVICE_UNAVAILABLE
         └── UnexpectedResponseError     a body we cannot read (HTML, malformed JSON, wrong shape)
+            └── OversizedResponseError      a body or stream event past the size cap (not read further)
 
 No message ever contains the token: messages are built from status codes, API codes and the
 service's own `message` text, which we scrub of bearer-looking strings anyway.
@@ -148,6 +149,14 @@ class UnexpectedResponseError(ApiStatusError):
     pass
 
 
+class OversizedResponseError(UnexpectedResponseError):
+    """The answer (or one event of a stream) was larger than the cap; reading stopped there."""
+
+    def __init__(self, message: str, *, status: int, limit: int) -> None:
+        super().__init__(message, status=status)
+        self.limit = limit
+
+
 _BY_CODE: dict[str, type[ApiStatusError]] = {
     "BAD_REQUEST": BadRequestError,
     "UNAUTHORIZED": AuthenticationError,
@@ -246,11 +255,14 @@ def error_from_transport(exc: httpx2.HTTPError, what: str, *, secret: str | None
     )
 
 
-def envelope_data(response: httpx2.Response, what: str, token: str) -> Any:
-    """The `data` of a success envelope; every other answer becomes a typed error."""
+def envelope_data(response: httpx2.Response, what: str, token: str, content: bytes | None = None) -> Any:
+    """The `data` of a success envelope; every other answer becomes a typed error.
+
+    `content` is the body when it was read separately (streamed, with a cap); else the response's own.
+    """
     status = response.status_code
     try:
-        body: Any = json.loads(response.content)
+        body: Any = json.loads(response.content if content is None else content)
     except (ValueError, RecursionError):  # malformed JSON, HTML, bytes that are not UTF-8, absurd nesting
         body = None
     ok = isinstance(body, dict) and body.get("ok") is True and "data" in body

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 
 import httpx2
 from pydantic import ValidationError
 
+from mogplex_mcp.api.bodies import ERROR_BODY_BYTES, oversized, read_capped
 from mogplex_mcp.api.client import API_PREFIX, USER_AGENT
 from mogplex_mcp.api.errors import (
     MissingTokenError,
@@ -28,6 +28,7 @@ from mogplex_mcp.api.errors import (
     redirect_error,
     scrub,
 )
+from mogplex_mcp.api.limits import UpstreamGate
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, checked_uuid
 from mogplex_mcp.config import TOKEN_ENV
 
@@ -35,7 +36,8 @@ logger = logging.getLogger("mogplex_mcp.api")
 
 # Statuses that mean "this deployment has no stream endpoint" (the run itself was found by then).
 _UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
-_ERROR_BODY_LIMIT = 64 * 1024
+# The largest event (its field lines together, or one line still missing its line break) read whole.
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 
 StreamItem = RunDetail | RunEvent
 
@@ -44,51 +46,7 @@ class StreamUnsupportedError(MogplexError):
     """The upstream has no event stream endpoint: poll instead (and remember it for this base URL)."""
 
 
-@dataclass
-class SseMessage:
-    """One dispatched server-sent event."""
-
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-
-
-@dataclass
-class SseParser:
-    """Line-by-line SSE parser (the WHATWG rules this API needs: fields, comments, multi-line data)."""
-
-    last_event_id: str | None = None
-    _event: str = ""
-    _data: list[str] = field(default_factory=list)
-    _has_data: bool = False
-
-    def feed(self, line: str) -> SseMessage | None:
-        """Take one line (without its line break); return a message when a blank line dispatches one."""
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-            self._has_data = True
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\x00" not in value:
-            self.last_event_id = value
-        return None
-
-    def _dispatch(self) -> SseMessage | None:
-        message = None
-        if self._has_data:
-            message = SseMessage(event=self._event or "message", data="\n".join(self._data), id=self.last_event_id)
-        self._event, self._data, self._has_data = "", [], False
-        return message
-
-
-def stream_item(message: SseMessage) -> StreamItem | None:
+def stream_item(message: httpx2.ServerSentEvent) -> StreamItem | None:
     """The run state or event a message carries; None for anything unreadable (skipped, never fatal)."""
     try:
         data = json.loads(message.data)
@@ -101,7 +59,7 @@ def stream_item(message: SseMessage) -> StreamItem | None:
         if message.event == "run":
             inner = data.get("run")
             return RunDetail.model_validate(inner if isinstance(inner, dict) else data)
-        if "id" not in data and message.id is not None:
+        if "id" not in data and message.id:
             data = {**data, "id": message.id}
         if "type" not in data and message.event != "message":
             data = {**data, "type": message.event}
@@ -112,12 +70,22 @@ def stream_item(message: SseMessage) -> StreamItem | None:
 
 
 class EventStreamClient:
-    """Opens event streams for one token over the shared connection pool."""
+    """Opens event streams for one token, on the stream pool and within the gate's stream budget."""
 
-    def __init__(self, *, token: str | None, http: httpx2.AsyncClient, idle_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        http: httpx2.AsyncClient,
+        idle_timeout: float = 30.0,
+        gate: UpstreamGate | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self._token = token.strip() if token else None
         self._http = http
+        self._gate = gate
         self.idle_timeout = idle_timeout
+        self.max_event_bytes = max_event_bytes
 
     def __repr__(self) -> str:
         return "EventStreamClient(token=<hidden>)"
@@ -134,13 +102,16 @@ class EventStreamClient:
     ) -> AsyncIterator[AsyncIterator[StreamItem]]:
         """Connect; yield the stream's items (the run state first, then events, oldest first).
 
-        Raises `StreamUnsupportedError` when the endpoint does not exist, the client's typed errors
-        for other failures (on connect and mid-stream), `UpstreamTimeoutError` after `idle_timeout`
-        seconds without a byte (default: the client's).
+        Raises `StreamUnsupportedError` when the endpoint does not exist, `StreamBudgetExhaustedError`
+        when no stream slot is free (nothing is sent), the client's typed errors for other failures (on
+        connect and mid-stream: an event past `max_event_bytes` is an `OversizedResponseError` and ends
+        the stream), `UpstreamTimeoutError` after `idle_timeout` seconds without a byte.
         """
         token = self._require_token()
         run_id = checked_uuid(run_id, "runId", "the runId that start_run or a run listing returned")
         what = "GET /runs/{runId}/events/stream"
+        if self._gate is not None:
+            self._gate.check_rejected(token, what)
         url = f"{base_url.rstrip('/')}{API_PREFIX}/runs/{run_id}/events/stream"
         headers = {
             "Authorization": f"Bearer {token}",
@@ -151,22 +122,34 @@ class EventStreamClient:
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
         idle = self.idle_timeout if idle_timeout is None else idle_timeout
-        timeout = httpx2.Timeout(idle, connect=min(10.0, idle))
-        request = self._http.build_request("GET", url, params={"limit": str(limit)}, headers=headers, timeout=timeout)
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx2.HTTPError as exc:
-            raise error_from_transport(exc, what, secret=token) from None
-        items = _items(response, what, token)
-        try:
+        connect = self._http.sse(
+            url,
+            params={"limit": str(limit)},
+            headers=headers,
+            timeout=httpx2.Timeout(idle, connect=min(10.0, idle)),
+            max_event_size=self.max_event_bytes,
+        )
+        async with self._slot(token), AsyncExitStack() as stack:
             try:
-                await _check_opened(response, what, token)
+                source = await stack.enter_async_context(connect)
+                await self._check_opened(source.response, what, token)
             except httpx2.HTTPError as exc:
                 raise error_from_transport(exc, what, secret=token) from None
-            yield items
-        finally:
-            await items.aclose()
-            await response.aclose()
+            items = _items(source, what, token, self.max_event_bytes)
+            try:
+                yield items
+            finally:
+                await items.aclose()
+
+    def _slot(self, token: str) -> AbstractAsyncContextManager[None]:
+        return self._gate.stream_slot(token) if self._gate is not None else nullcontext()
+
+    async def _check_opened(self, response: httpx2.Response, what: str, token: str) -> None:
+        if self._gate is not None and response.status_code == 401:
+            self._gate.rejected(token)
+        elif self._gate is not None and response.status_code < 300:
+            self._gate.accepted(token)
+        await _check_opened(response, what, token)
 
     def _require_token(self) -> str:
         if not self._token:
@@ -181,7 +164,7 @@ async def _check_opened(response: httpx2.Response, what: str, token: str) -> Non
     if status in _UNSUPPORTED_STATUSES:
         raise StreamUnsupportedError(f"{what}: HTTP {status}; this Mogplex deployment has no event stream")
     if not 200 <= status < 300:
-        body = await _bounded_body(response)
+        body = await read_capped(response, what, ERROR_BODY_BYTES)
         try:
             parsed = json.loads(body)
         except (ValueError, RecursionError):
@@ -192,35 +175,31 @@ async def _check_opened(response: httpx2.Response, what: str, token: str) -> Non
         raise StreamUnsupportedError(scrub(f"{what}: HTTP {status} answered {kind or 'no content type'}", token))
 
 
-async def _bounded_body(response: httpx2.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= _ERROR_BODY_LIMIT:
-            break
-    return b"".join(chunks)[:_ERROR_BODY_LIMIT]
-
-
-async def _items(response: httpx2.Response, what: str, token: str) -> AsyncGenerator[StreamItem, None]:
-    parser = SseParser()
+async def _items(
+    source: httpx2.EventSource, what: str, token: str, max_event_bytes: int
+) -> AsyncGenerator[StreamItem, None]:
+    """The items of an opened stream; httpx2's parser bounds each event and each unfinished line."""
     try:
-        async for line in response.aiter_lines():
-            message = parser.feed(line.rstrip("\r\n"))
-            if message is None:
-                continue
+        async for message in source:
             item = stream_item(message)
             if item is not None:
                 yield item
+    except httpx2.SSEError:
+        logger.info("%s: an event was larger than %d bytes; dropping the stream", what, max_event_bytes)
+        raise oversized(what, max_event_bytes, source.response.status_code) from None
     except httpx2.HTTPError as exc:
         raise error_from_transport(exc, what, secret=token) from None
 
 
-def stream_clients(http: Callable[[], httpx2.AsyncClient]) -> Callable[[str], EventStreamClient]:
-    """A factory of stream clients, one per token, on the shared pool `http()` returns (built lazily)."""
+def stream_clients(
+    http: Callable[[], httpx2.AsyncClient],
+    *,
+    gate: UpstreamGate | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> Callable[[str], EventStreamClient]:
+    """A factory of stream clients, one per token, on the stream pool `http()` returns (built lazily)."""
 
     def make(token: str) -> EventStreamClient:
-        return EventStreamClient(token=token, http=http())
+        return EventStreamClient(token=token, http=http(), gate=gate, max_event_bytes=max_event_bytes)
 
     return make

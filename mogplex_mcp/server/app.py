@@ -67,8 +67,9 @@ def create_server(
         pool = HttpPool(settings, transport)
         try:
             async with anyio.create_task_group() as tg:
+                streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
                 hub = FollowerHub(
-                    tg, follower_client_factory(settings, pool.get), follow, make_stream=stream_clients(pool.get)
+                    tg, follower_client_factory(settings, pool.get, pool.gate), follow, make_stream=streams
                 )
                 state = AppState(settings=settings, pool=pool, journal=the_journal, hub=hub)
                 resources.attach(state, tg)

@@ -14,9 +14,11 @@ import anyio
 import httpx2
 from mcp.server.mcpserver import Context
 
-from mogplex_mcp.api.client import MogplexClient, make_http_client
+from mogplex_mcp.api.client import MogplexClient
 from mogplex_mcp.api.errors import MogplexError, UpstreamTimeoutError
+from mogplex_mcp.api.limits import GateLimits, UpstreamGate
 from mogplex_mcp.api.models import RunDetail
+from mogplex_mcp.api.pool import make_http_client, make_stream_client
 from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub
@@ -25,26 +27,38 @@ from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
 class HttpPool:
-    """The shared connection pool, built on first use.
+    """The upstream's two connection pools, built on first use, and the gate every client passes.
 
-    Building it imports the transport stack and makes a TLS context (~36 ms): a cost the server's
-    startup — which hosts wait on before `initialize` — should not pay.
+    Requests (`get()`) and event streams (`streams()`) never share connections: a stream holds its
+    connection for minutes, so followers could otherwise starve every tool call. Building a pool
+    imports the transport stack and makes a TLS context (~36 ms): a cost the server's startup — which
+    hosts wait on before `initialize` — should not pay.
     """
 
     def __init__(self, settings: Settings, transport: httpx2.AsyncBaseTransport | None = None) -> None:
         self._settings = settings
         self._transport = transport
         self._client: httpx2.AsyncClient | None = None
+        self._stream_client: httpx2.AsyncClient | None = None
+        self.gate = UpstreamGate(GateLimits.from_settings(settings))
 
     def get(self) -> httpx2.AsyncClient:
+        """The request pool."""
         if self._client is None:
             self._client = make_http_client(self._settings, transport=self._transport)
         return self._client
 
+    def streams(self) -> httpx2.AsyncClient:
+        """The event-stream pool."""
+        if self._stream_client is None:
+            self._stream_client = make_stream_client(self._settings, transport=self._transport)
+        return self._stream_client
+
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._stream_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._stream_client = None
 
 
 REMEMBERED_MAX = 2_000
@@ -90,17 +104,17 @@ class AppState:
                 await announce(run.run_id)
 
     def client(self, token: str | None) -> MogplexClient:
-        return MogplexClient.from_settings(self.settings, token=token, http=self.http)
+        return MogplexClient.from_settings(self.settings, token=token, http=self.http, gate=self.pool.gate)
 
 
 def follower_client_factory(
-    settings: Settings, http: Callable[[], httpx2.AsyncClient]
+    settings: Settings, http: Callable[[], httpx2.AsyncClient], gate: UpstreamGate | None = None
 ) -> Callable[[str], MogplexClient]:
     """Clients for followers. They poll often, so no retries inside a poll: the next poll is the retry."""
     policy = dataclasses.replace(RetryPolicy.from_settings(settings), max_retries=0)
 
     def make(token: str) -> MogplexClient:
-        return MogplexClient.from_settings(settings, token=token, http=http(), retry=policy)
+        return MogplexClient.from_settings(settings, token=token, http=http(), retry=policy, gate=gate)
 
     return make
 

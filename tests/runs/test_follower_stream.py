@@ -16,8 +16,6 @@ from mogplex_mcp.api.errors import AuthenticationError, RateLimitedError, Server
 from mogplex_mcp.api.models import RunDetail, RunEvent
 from mogplex_mcp.api.stream import (
     EventStreamClient,
-    SseMessage,
-    SseParser,
     StreamItem,
     StreamUnsupportedError,
     stream_clients,
@@ -29,43 +27,27 @@ from mogplex_mcp.server.state import follower_client_factory
 
 pytestmark = pytest.mark.anyio
 
+SseMessage = httpx2.ServerSentEvent
+
 RUN_ID = "82fd2a53-1a67-4718-8e58-51052af58da8"
 TOKEN = "mog_StreamTestToken12345"
 BASE = "https://mogplex.test"
 
 
-def feed(lines: list[str]) -> list[SseMessage]:
-    parser = SseParser()
-    return [message for line in lines if (message := parser.feed(line)) is not None]
-
-
-def test_messages_are_dispatched_on_blank_lines_with_multi_line_data_and_ids() -> None:
-    messages = feed([": connected", "", "id: e1", "event: log", 'data: {"a":', "data:  1}", "", "data: x", ""])
-    assert [(m.id, m.event, m.data) for m in messages] == [("e1", "log", '{"a":\n 1}'), ("e1", "message", "x")]
-
-
-def test_a_message_without_data_is_not_dispatched_but_its_id_sticks() -> None:
-    parser = SseParser()
-    assert feed(["id: e9", "", "retry: 10", ""]) == []
-    parser.feed("id: e9")
-    parser.feed("")
-    assert parser.last_event_id == "e9"
-
-
 def test_the_run_message_and_events_become_typed_items() -> None:
     run = {"runId": RUN_ID, "status": "streaming"}
     event = {"id": "e1", "type": "log", "message": "hi", "payload": {}, "createdAt": "2026-08-01T00:00:00Z"}
-    assert isinstance(stream_item(SseMessage("run", json.dumps(run))), RunDetail)
-    assert isinstance(stream_item(SseMessage("run", json.dumps({"run": run}))), RunDetail)
-    item = stream_item(SseMessage("message", json.dumps(event), id="e1"))
+    assert isinstance(stream_item(SseMessage(event="run", data=json.dumps(run))), RunDetail)
+    assert isinstance(stream_item(SseMessage(event="run", data=json.dumps({"run": run}))), RunDetail)
+    item = stream_item(SseMessage(data=json.dumps(event), id="e1"))
     assert isinstance(item, RunEvent) and item.type == "log"
-    typed_by_field = stream_item(SseMessage("tool_started", json.dumps({"message": "x"}), id="e2"))
+    typed_by_field = stream_item(SseMessage(event="tool_started", data=json.dumps({"message": "x"}), id="e2"))
     assert isinstance(typed_by_field, RunEvent) and (typed_by_field.id, typed_by_field.type) == ("e2", "tool_started")
 
 
 @pytest.mark.parametrize("data", ["not json", "[1, 2]", '{"no": "id or type"}'])
 def test_unreadable_messages_are_skipped_not_fatal(data: str) -> None:
-    assert stream_item(SseMessage("message", data)) is None
+    assert stream_item(SseMessage(data=data)) is None
 
 
 @asynccontextmanager
@@ -85,6 +67,18 @@ async def answering(
 async def read_all(client: EventStreamClient, **kw: Any) -> list[StreamItem]:
     async with client.open(BASE, RUN_ID, **kw) as items:
         return [item async for item in items]
+
+
+async def test_multi_line_data_comments_and_sticky_ids_parse_per_the_sse_rules() -> None:
+    body = (
+        ": connected\n\nid: e1\nevent: log\n"
+        'data: {"type": "log", "message":\ndata:  "one"}\n\n'
+        "id: e9\n\nretry: 10\n\n"
+        'data: {"type": "log", "message": "two"}\n\n'
+    ).encode()
+    async with answering(200, body, {"content-type": "text/event-stream"}) as (client, _):
+        items = await read_all(client)
+    assert [(item.id, item.message) for item in items if isinstance(item, RunEvent)] == [("e1", "one"), ("e9", "two")]
 
 
 async def test_a_stream_yields_the_run_then_its_events_and_resumes_with_last_event_id() -> None:
