@@ -307,6 +307,8 @@ class MogplexClient:
         try:
             with anyio.fail_after(remaining):
                 async with self._slot(token):
+                    if self._gate is not None:  # a 401 may have come while this call queued for its slot
+                        self._gate.check_rejected(token, call.what)
                     self._request_count += 1
                     response = await self._http.send(request, stream=True)
                     try:

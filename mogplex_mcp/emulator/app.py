@@ -21,7 +21,7 @@ from mogplex_mcp.emulator.responses import error
 from mogplex_mcp.emulator.routes import RunsApi
 from mogplex_mcp.emulator.store import RunStore, iso_clock
 from mogplex_mcp.emulator.stream import stream_routes
-from mogplex_mcp.emulator.traffic import RequestLog, RequestRecord
+from mogplex_mcp.emulator.traffic import RequestLog, RequestRecord, token_tag
 
 HANG_POLL_SECONDS = 0.1
 
@@ -65,9 +65,10 @@ class Emulator:
         path: str | None = None,
         delay: float = 0.0,
         retry_after: int | None = None,
+        size: int | None = None,
     ) -> None:
         """Arm a fault for the next `count` API requests matching method/path (path: exact or prefix)."""
-        self.faults.add(kind, count=count, method=method, path=path, delay=delay, retry_after=retry_after)
+        self.faults.add(kind, count=count, method=method, path=path, delay=delay, retry_after=retry_after, size=size)
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -106,7 +107,10 @@ class EmulatorFront:
             return
         record = _record(scope)
         self.emu.log.add(record)
-        send = _recording(send, record)
+        with self.emu.log.in_flight(record.token_tag):
+            await self._serve(scope, receive, _recording(send, record), record)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
         if self.emu.config.flavor == "observed" and _host(scope).startswith("www."):
             await _apex_redirect(scope)(scope, receive, send)
             return
@@ -161,12 +165,14 @@ def _host(scope: Scope) -> str:
 def _record(scope: Scope) -> RequestRecord:
     authorization = _header(scope, b"authorization") or ""
     scheme, _, token = authorization.partition(" ")
+    has_auth = scheme.lower() == "bearer" and bool(token.strip())
     return RequestRecord(
         method=scope["method"],
         path=scope["path"],
         query=bytes(scope.get("query_string", b"")).decode("latin-1"),
-        has_auth=scheme.lower() == "bearer" and bool(token.strip()),
+        has_auth=has_auth,
         idempotency_key=_header(scope, b"idempotency-key"),
+        token_tag=token_tag(token.strip()) if has_auth else None,
     )
 
 
@@ -174,6 +180,8 @@ def _recording(send: Send, record: RequestRecord) -> Send:
     async def recording_send(message: Message) -> None:
         if message["type"] == "http.response.start":
             record.status = int(message["status"])
+        elif message["type"] == "http.response.body":
+            record.body_bytes += len(message.get("body", b""))
         await send(message)
 
     return recording_send

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 CONTROL = "/_emulator"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-_FAULT_FIELDS = {"kind": str, "count": int, "method": str, "path": str, "delay": float, "retry_after": int}
+_FAULT_FIELDS = {"kind": str, "count": int, "method": str, "path": str, "delay": float, "retry_after": int, "size": int}
 
 
 def _answer(data: Any, status: int = 200) -> JSONResponse:
@@ -80,7 +80,8 @@ class ControlApi:
         return _answer({"faults": []})
 
     async def list_requests(self, request: Request) -> Response:
-        return _answer({"requests": [record.as_json() for record in self.emu.log.snapshot()]})
+        records = [record.as_json() for record in self.emu.log.snapshot()]
+        return _answer({"requests": records, "peakInFlight": self.emu.log.peaks()})
 
     async def list_runs(self, request: Request) -> Response:
         now = self.emu.clock()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from mogplex_mcp.emulator.responses import error
 
@@ -18,7 +19,14 @@ FAULT_KINDS: tuple[str, ...] = (
     "delay",
     "hang",
     "drop_after_commit",
+    "oversized_body",
+    "oversized_sse_line",
+    "oversized_sse_event",
 )
+# The oversized_* faults stream `size` bytes (this default when none is given) in chunks of CHUNK_BYTES,
+# generated as they are sent: the emulator never holds the body.
+DEFAULT_OVERSIZE_BYTES = 50 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024
 # What nginx answers when the service behind it is down (same text as tests/fixtures/html_502.html).
 HTML_502 = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
@@ -41,6 +49,7 @@ class Fault:
     path: str | None = None
     delay: float = 0.0
     retry_after: int | None = None
+    size: int | None = None
 
     def matches(self, method: str, path: str) -> bool:
         """Method matches case-insensitively; `path` is exact or a prefix ending at a '/'."""
@@ -71,6 +80,7 @@ class FaultInjector:
         path: str | None = None,
         delay: float = 0.0,
         retry_after: int | None = None,
+        size: int | None = None,
     ) -> Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
@@ -78,7 +88,9 @@ class FaultInjector:
             raise ValueError("fault count must be at least 1")
         if delay < 0 or (retry_after is not None and retry_after < 0):
             raise ValueError("fault delay and retry_after must not be negative")
-        fault = Fault(kind, count, method, path, float(delay), retry_after)
+        if size is not None and size < 1:
+            raise ValueError("fault size must be at least 1 byte")
+        fault = Fault(kind, count, method, path, float(delay), retry_after, size)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -114,4 +126,41 @@ def fault_response(fault: Fault) -> Response | None:
         return error("INTERNAL_ERROR", "Unexpected server error")
     if fault.kind == "rate_limited_429":
         return error("RATE_LIMITED", "Rate limit exceeded", retry_after=retry_after)
+    if fault.kind in OVERSIZED:
+        media = "application/json" if fault.kind == "oversized_body" else "text/event-stream"
+        return StreamingResponse(OVERSIZED[fault.kind](fault.size or DEFAULT_OVERSIZE_BYTES), media_type=media)
     return None
+
+
+async def _padded(head: bytes, filler: bytes, size: int, tail: bytes) -> AsyncIterator[bytes]:
+    """`head`, then `filler` repeated to `size` bytes in all, then `tail`: one chunk at a time."""
+    yield head
+    sent = len(head) + len(tail)
+    chunk = filler * max(1, CHUNK_BYTES // len(filler))
+    while sent < size:
+        piece = chunk[: size - sent]
+        sent += len(piece)
+        yield piece
+    yield tail
+
+
+def _oversized_body(size: int) -> AsyncIterator[bytes]:
+    """A valid success envelope for any GET (repos: none), padded to `size`: a reader without a cap takes it."""
+    return _padded(b'{"ok": true, "data": {"repos": [], "events": [], "padding": "', b"x", size, b'"}}')
+
+
+def _oversized_sse_line(size: int) -> AsyncIterator[bytes]:
+    """An event stream whose first line never ends: `size` bytes of `data:` without a line break."""
+    return _padded(b"data: ", b"x", size, b"")
+
+
+def _oversized_sse_event(size: int) -> AsyncIterator[bytes]:
+    """An event stream of short `data:` lines, `size` bytes of them, and never the blank line that ends an event."""
+    return _padded(b"", b"data: " + b"x" * 1018 + b"\n", size, b"")
+
+
+OVERSIZED = {
+    "oversized_body": _oversized_body,
+    "oversized_sse_line": _oversized_sse_line,
+    "oversized_sse_event": _oversized_sse_event,
+}

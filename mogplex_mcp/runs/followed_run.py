@@ -55,6 +55,9 @@ class RunFollower:
         self.streaming = False
         self.saw_terminal_event = False
         self.stream_refused = False
+        # After a stream failed (oversized event, dropped, no free slot): no new stream before this time.
+        self.stream_failures = 0
+        self.stream_resume_at = 0.0
         self._page_full = False
         self._events: OrderedDict[str, RunEvent] = OrderedDict()
         self._max_events = max_events

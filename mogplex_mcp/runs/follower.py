@@ -37,6 +37,7 @@ from mogplex_mcp.api.errors import (
     RateLimitedError,
     UpstreamTimeoutError,
 )
+from mogplex_mcp.api.limits import StreamBudgetExhaustedError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunEvent
 from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
 from mogplex_mcp.runs.followed_run import FollowSettings, RunFollower
@@ -50,6 +51,9 @@ __all__ = ["FollowSettings", "FollowerHub", "Listener", "RunFollower"]
 _FATAL = (NotFoundError, AuthenticationError, PermissionDeniedError, InvalidRequestError, MissingTokenError)
 
 Listener = Callable[[RunFollower, list[RunEvent], bool], Awaitable[None]]
+
+# The longest a follower polls instead of reopening a stream that keeps failing.
+MAX_STREAM_BACKOFF_SECONDS = 60.0
 
 
 class FollowerHub:
@@ -176,7 +180,10 @@ class FollowerHub:
     def _may_stream(self, follower: RunFollower, base_url: str) -> bool:
         # After the terminal event the stream has nothing more to say: only the status is missing.
         return (
-            follower.run is not None and not follower.saw_terminal_event and base_url.rstrip("/") not in self._no_stream
+            follower.run is not None
+            and not follower.saw_terminal_event
+            and base_url.rstrip("/") not in self._no_stream
+            and self._clock() >= follower.stream_resume_at
         )
 
     def _needs_backfill(self, follower: RunFollower, base_url: str) -> bool:
@@ -236,7 +243,11 @@ class FollowerHub:
                     fresh, status_changed = follower.take(item)
                     if fresh and not delivered:
                         delivered.append(True)
+                        follower.stream_failures = 0
                     await self._announce(follower, fresh, status_changed)
+        except StreamBudgetExhaustedError as exc:  # nothing was sent: poll, and try for a slot later
+            logger.debug("following %s by polling for now: %s", follower.run_id, exc)
+            self._back_off_stream(follower)
         except StreamUnsupportedError:
             logger.info("%s has no event stream: following runs there by polling", base_url)
             self._no_stream.add(base_url.rstrip("/"))
@@ -247,8 +258,16 @@ class FollowerHub:
             follower.set_streaming(False)
         except UpstreamTimeoutError:
             pass  # the stream was quiet for `stream_idle_seconds`: reconnecting doubles as a status check
-        except MogplexError as exc:
+        except MogplexError as exc:  # e.g. an oversized event: the stream is dropped, reopened later
             self._record_failure(follower, exc, pacer)
+            self._back_off_stream(follower)
+
+    def _back_off_stream(self, follower: RunFollower) -> None:
+        """No stream for a while (doubling per failure, polls carry on): a failing stream costs little."""
+        follower.stream_failures += 1
+        follower.set_streaming(False)
+        delay = self.settings.poll_interval * 2.0 ** min(follower.stream_failures, 16)
+        follower.stream_resume_at = self._clock() + min(delay, MAX_STREAM_BACKOFF_SECONDS)
 
     async def _cancel_when_abandoned(self, follower: RunFollower, scope: anyio.CancelScope) -> None:
         while not self._abandoned(follower):

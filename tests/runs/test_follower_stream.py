@@ -71,11 +71,11 @@ async def read_all(client: EventStreamClient, **kw: Any) -> list[StreamItem]:
 
 async def test_multi_line_data_comments_and_sticky_ids_parse_per_the_sse_rules() -> None:
     body = (
-        ": connected\n\nid: e1\nevent: log\n"
-        'data: {"type": "log", "message":\ndata:  "one"}\n\n'
-        "id: e9\n\nretry: 10\n\n"
-        'data: {"type": "log", "message": "two"}\n\n'
-    ).encode()
+        b": connected\n\nid: e1\nevent: log\n"
+        b'data: {"type": "log", "message":\ndata:  "one"}\n\n'
+        b"id: e9\n\nretry: 10\n\n"
+        b'data: {"type": "log", "message": "two"}\n\n'
+    )
     async with answering(200, body, {"content-type": "text/event-stream"}) as (client, _):
         items = await read_all(client)
     assert [(item.id, item.message) for item in items if isinstance(item, RunEvent)] == [("e1", "one"), ("e9", "two")]
