@@ -56,31 +56,37 @@ class GateLimits:
 
 
 class _Shares:
-    """One CapacityLimiter per fingerprint, created on demand, the table bounded by dropping idle ones."""
+    """One semaphore per fingerprint, created on demand, the table bounded by dropping idle ones.
+
+    Semaphores, not CapacityLimiters: a slot belongs to the call, not to a task (one task may hold two).
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._limiters: OrderedDict[str, anyio.CapacityLimiter] = OrderedDict()
+        self._slots: OrderedDict[str, anyio.Semaphore] = OrderedDict()
 
-    def of(self, fingerprint: str) -> anyio.CapacityLimiter:
-        limiter = self._limiters.get(fingerprint)
-        if limiter is None:
-            limiter = anyio.CapacityLimiter(self._size)
-            self._limiters[fingerprint] = limiter
+    def of(self, fingerprint: str) -> anyio.Semaphore:
+        slots = self._slots.get(fingerprint)
+        if slots is None:
+            slots = anyio.Semaphore(self._size, max_value=self._size)
+            self._slots[fingerprint] = slots
             self._trim()
-        self._limiters.move_to_end(fingerprint)
-        return limiter
+        self._slots.move_to_end(fingerprint)
+        return slots
+
+    def __len__(self) -> int:
+        return len(self._slots)
 
     def in_use(self, fingerprint: str) -> int:
-        limiter = self._limiters.get(fingerprint)
-        return 0 if limiter is None else int(limiter.borrowed_tokens)
+        slots = self._slots.get(fingerprint)
+        return 0 if slots is None else self._size - slots.value
 
     def _trim(self) -> None:
-        if len(self._limiters) <= MAX_TRACKED_TOKENS:
+        if len(self._slots) <= MAX_TRACKED_TOKENS:
             return
-        for key in [key for key, limiter in self._limiters.items() if limiter.borrowed_tokens == 0]:
-            del self._limiters[key]
-            if len(self._limiters) <= MAX_TRACKED_TOKENS // 2:
+        for key in [key for key, slots in self._slots.items() if slots.value == self._size]:
+            del self._slots[key]
+            if len(self._slots) <= MAX_TRACKED_TOKENS // 2:
                 return
 
 
@@ -91,9 +97,9 @@ class UpstreamGate:
         self.limits = limits or GateLimits()
         self._clock = clock
         self._requests = _Shares(self.limits.per_token)
-        self._unverified = anyio.CapacityLimiter(self.limits.per_token)
+        self._unverified = anyio.Semaphore(self.limits.per_token, max_value=self.limits.per_token)
         self._stream_shares = _Shares(self.limits.streams_per_token)
-        self._streams = anyio.CapacityLimiter(self.limits.streams)
+        self._streams = anyio.Semaphore(self.limits.streams, max_value=self.limits.streams)
         self._verified: OrderedDict[str, None] = OrderedDict()
         self._rejected: OrderedDict[str, float] = OrderedDict()  # fingerprint -> when upstream said 401
         self.requests_in_flight = 0
@@ -187,6 +193,11 @@ class UpstreamGate:
                 self._streams.release()
         finally:
             share.release()
+
+    @property
+    def tracked(self) -> int:
+        """Fingerprints held in the largest of the gate's tables (each bounded by MAX_TRACKED_TOKENS)."""
+        return max(len(self._requests), len(self._stream_shares), len(self._verified), len(self._rejected))
 
     def requests_of(self, token: str) -> int:
         """The token's requests in flight right now."""

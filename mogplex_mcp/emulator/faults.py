@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from mogplex_mcp.emulator.responses import error
@@ -141,6 +143,9 @@ async def _padded(head: bytes, filler: bytes, size: int, tail: bytes) -> AsyncIt
         piece = chunk[: size - sent]
         sent += len(piece)
         yield piece
+        # Sending to a client that hung up returns at once: yield to the loop, so that Starlette's
+        # disconnect watcher can end this response instead of it running on into the void.
+        await anyio.lowlevel.checkpoint()
     yield tail
 
 

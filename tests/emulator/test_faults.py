@@ -144,3 +144,46 @@ async def test_in_process_transport_serves_and_raises_on_a_dropped_connection() 
                 await client.post(f"{API}/runs", json=start_body())
     assert repos.status_code == 200 and len(emulator.run_ids()) == 1
     assert emulator.request_count("POST") == 1 and emulator.requests[-1].status is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "media", "starts"),
+    [
+        ("oversized_body", "application/json", b'{"ok": true, "data": {'),
+        ("oversized_sse_line", "text/event-stream", b"data: xxx"),
+        ("oversized_sse_event", "text/event-stream", b"data: xxx"),
+    ],
+)
+async def test_oversized_faults_stream_exactly_their_size_armed_over_the_control_api(
+    kind: str, media: str, starts: bytes
+) -> None:
+    with anyio.fail_after(10):
+        async with served() as api:
+            armed = await api.client.post("/_emulator/faults", json={"kind": kind, "size": 300_000, "path": REPOS})
+            async with api.client.stream("GET", REPOS) as response:
+                body = b"".join([chunk async for chunk in response.aiter_raw()])
+            bad_size = await api.client.post("/_emulator/faults", json={"kind": kind, "size": 0})
+            requests = (await api.client.get("/_emulator/requests")).json()["data"]
+    assert armed.status_code == 201 and armed.json()["data"]["faults"][0]["size"] == 300_000
+    assert response.headers["content-type"].startswith(media) and body.startswith(starts)
+    assert len(body) == 300_000 and requests["requests"][0]["body_bytes"] == 300_000
+    if kind == "oversized_body":
+        assert body.endswith(b'"}}')
+    else:
+        assert b"\n\n" not in body, "no event ever ends"
+        assert (b"\n" in body) == (kind == "oversized_sse_event")
+    assert bad_size.status_code == 400 and "size" in bad_size.json()["error"]["message"]
+
+
+async def test_the_request_log_tags_tokens_and_counts_the_most_in_flight_at_once() -> None:
+    with anyio.fail_after(10):
+        async with served() as api:
+            api.handle.emulator.inject_fault("delay", count=3, path=REPOS, delay=0.3)
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(api.client.get, REPOS)
+            data = (await api.client.get("/_emulator/requests")).json()["data"]
+    tags = {record["token_tag"] for record in data["requests"]}
+    assert len(tags) == 1 and DEMO_TOKEN not in str(data)
+    (tag,) = tags
+    assert data["peakInFlight"][tag] == 3
