@@ -82,6 +82,9 @@ class MogplexClient:
     past it and no retry sleep ends after it. The policy's `budget_seconds` bounds each call the same way;
     whichever comes first wins. Running out before a request is sent raises UpstreamTimeoutError; running
     out between attempts re-raises the last failure (it says more than "timed out" would).
+
+    A shared `gate` (UpstreamGate) gives the token its fair share of the upstream and remembers a 401;
+    no answer body is read past `max_body_bytes`.
     """
 
     def __init__(
