@@ -113,19 +113,11 @@ class EventStreamClient:
         if self._gate is not None:
             self._gate.check_rejected(token, what)
         url = f"{base_url.rstrip('/')}{API_PREFIX}/runs/{run_id}/events/stream"
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "User-Agent": USER_AGENT,
-        }
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = last_event_id
         idle = self.idle_timeout if idle_timeout is None else idle_timeout
         connect = self._http.sse(
             url,
             params={"limit": str(limit)},
-            headers=headers,
+            headers=_headers(token, last_event_id),
             timeout=httpx2.Timeout(idle, connect=min(10.0, idle)),
             max_event_size=self.max_event_bytes,
         )
@@ -155,6 +147,18 @@ class EventStreamClient:
         if not self._token:
             raise MissingTokenError(f"No Mogplex token is configured: set {TOKEN_ENV}. Nothing was sent.")
         return self._token
+
+
+def _headers(token: str, last_event_id: str | None) -> dict[str, str]:
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "User-Agent": USER_AGENT,
+    }
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    return headers
 
 
 async def _check_opened(response: httpx2.Response, what: str, token: str) -> None:

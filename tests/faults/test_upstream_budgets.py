@@ -124,3 +124,20 @@ async def test_one_user_holds_at_most_its_share_of_upstream_concurrency(tmp_path
     assert g.peak(DEMO_TOKEN) == share, "A's 12 calls ran exactly its share at a time"
     assert g.peak(USER_B_TOKEN) >= 1 and answered.count("b") == 1 and answered.count("a") == 12
     assert g.upstream_requests(DEMO_TOKEN, REPOS) == 13
+
+
+async def test_followers_past_the_tokens_stream_share_follow_by_polling(tmp_path: Path) -> None:
+    async with gateway(tmp_path, upstream_streams_per_token=2) as g, http_client(g.url, "legacy", DEMO_TOKEN) as a:
+        run_ids = [(await ok(a, "start_run", repoId=REPO_ID, prompt=f"Crowd {n}."))["run"]["runId"] for n in range(4)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for run_id in run_ids:
+                await a.subscribe_resource(f"mogplex://runs/{run_id}")
+        hub, gate = g.state.hub, g.state.pool.gate
+        followers = [hub.get(DEMO_TOKEN, run_id) for run_id in run_ids]
+        assert all(follower is not None for follower in followers)
+        seen = [follower.event_count for follower in followers if follower is not None]
+        await until(lambda: sum(f.streaming for f in followers if f is not None) == 2)
+        await until(lambda: all(f.event_count > n for f, n in zip(followers, seen, strict=True) if f is not None))
+        assert gate.streams_of(DEMO_TOKEN) == 2, "never more than the token's share of streams"
+        assert all(f.active and f.error is None for f in followers if f is not None), "all four keep following"
