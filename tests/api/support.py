@@ -130,6 +130,7 @@ def make_client(
     retry: RetryPolicy | None = None,
     base_url: str = BASE_URL,
     seed: int = 7,
+    **options: Any,
 ) -> MogplexClient:
     clock = clock if clock is not None else (upstream.clock or FakeClock())
     return MogplexClient(
@@ -140,4 +141,5 @@ def make_client(
         sleep=clock.sleep,
         clock=clock,
         rng=random.Random(seed),
+        **options,
     )

@@ -28,8 +28,7 @@ async def test_a_401_is_remembered_for_a_while_then_asked_again() -> None:
     clock = FakeClock()
     gate = UpstreamGate(GateLimits(rejected_seconds=30.0), clock=clock)
     upstream = Upstream(default=lambda _: unauthorized())
-    client = make_client(upstream, clock=clock)
-    client._gate = gate  # the client under test, on a gate with the same fake clock
+    client = make_client(upstream, clock=clock, gate=gate)
     with pytest.raises(AuthenticationError):
         await client.list_repos()
     clock.now += 29.0
@@ -112,8 +111,7 @@ async def test_the_stream_budget_refuses_at_once_and_sends_nothing() -> None:
 
 async def test_a_declared_oversized_body_is_refused_unread_and_not_retried() -> None:
     upstream = Upstream(default=reply_raw(200, b"x" * (2 * 1024 * 1024), "application/json"))
-    client = make_client(upstream, retry=RetryPolicy(max_retries=2))
-    client._max_body_bytes = 1024 * 1024
+    client = make_client(upstream, retry=RetryPolicy(max_retries=2), max_body_bytes=1024 * 1024)
     with pytest.raises(OversizedResponseError, match=r"more than 1 MB") as caught:
         await client.list_repos()
     assert caught.value.limit == 1024 * 1024 and len(upstream.requests) == 1
@@ -122,12 +120,11 @@ async def test_a_declared_oversized_body_is_refused_unread_and_not_retried() -> 
 async def test_an_error_answer_is_cut_not_refused() -> None:
     page = b"<html>" + b"x" * (2 * 1024 * 1024) + b"</html>"
     upstream = Upstream(script=[reply_raw(500, page, "text/html"), reply_fixture("repos_200.json")])
-    client = make_client(upstream, retry=RetryPolicy(max_retries=1, budget_seconds=60))
-    client._max_body_bytes = 1024 * 1024
+    client = make_client(upstream, retry=RetryPolicy(max_retries=1, budget_seconds=60), max_body_bytes=1024 * 1024)
     assert [repo.full_name for repo in await client.list_repos()]
     upstream = Upstream(default=reply_raw(500, page, "text/html"))
     with pytest.raises(ServerError):
-        await make_client(upstream, retry=RetryPolicy(max_retries=0)).list_repos()
+        await make_client(upstream, retry=RetryPolicy(max_retries=0), max_body_bytes=1024 * 1024).list_repos()
 
 
 def test_the_limits_are_settings_with_defaults_and_env_vars() -> None:
