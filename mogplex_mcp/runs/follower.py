@@ -10,7 +10,9 @@ Where the upstream serves the event stream (SSE), a follower polls once (the run
 200 events), then listens to the stream from the last event it has: push instead of polling, and
 the only way past the API's first 200 events. When the stream ends it polls once for the
 authoritative status and, unless the run is over, reconnects with the last event id. A 404 on the
-stream is remembered per base URL, so every follower of that upstream polls from then on.
+stream is remembered per base URL, so every follower of that upstream polls from then on. A stream
+that fails (an oversized event, an upstream error) or finds no free stream slot is not reopened at once:
+the follower polls, and tries the stream again after a back-off that doubles per failure (up to a minute).
 """
 
 from __future__ import annotations
