@@ -104,7 +104,11 @@ function render(run, summary) {
   show($("error"), Boolean(run.error));
   const pr = safeHttpUrl(run.pullRequestUrl);
   show($("open-pr"), Boolean(pr));
-  if (pr) $("open-pr").title = pr.href;
+  if (pr) {
+    const number = pr.pathname.match(/\/pull\/(\d+)/);
+    $("open-pr").textContent = number ? `Open pull request #${number[1]}` : "Open pull request";
+    $("open-pr").title = pr.href;
+  }
   $("copy-id").disabled = false;
   show($("cancel"), config.canCancel && !run.terminal && !state.confirming);
   $("cancel").disabled = state.cancelling;
@@ -182,12 +186,15 @@ async function follow() {
   try {
     while (!state.stopped) {
       try {
+        if (state.run && !state.run.terminal) {
+          // First: it starts (or joins) the server's follower, which then answers list_run_events too.
+          const waited = await call("wait_for_run", { runId: state.runId, timeoutSeconds: config.waitSeconds });
+          render(waited.run, waited.summary);
+        }
         await loadEvents();
-        if (state.run && state.run.terminal) break;
-        const waited = await call("wait_for_run", { runId: state.runId, timeoutSeconds: config.waitSeconds });
-        render(waited.run, waited.summary);
         if (backoff) note("");
         backoff = 0;
+        if (!state.run || state.run.terminal) break;
       } catch (error) {
         backoff = Math.min(60, backoff ? backoff * 2 : 5);
         note(`Could not refresh (${String(error && error.message ? error.message : error).slice(0, 160)}); retrying in ${backoff} s.`);
