@@ -44,6 +44,7 @@ def bundle_host(out_dir: Path) -> Path:
     if not esbuild.exists():
         missing("the viewer tests' npm packages (tests/viewer/node_modules)", INSTALL)
     out_dir.mkdir(parents=True, exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [str(esbuild), str(HERE / "host" / "host.js"), "--bundle", "--format=iife", "--log-level=warning",
          f"--outfile={out_dir / 'host.bundle.js'}"],
@@ -104,8 +105,7 @@ class Rig:
         return log
 
     async def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
+        path = ARTIFACTS / f"{name}.png"  # the directory is made by bundle_host
         await self.page.locator("#frame").screenshot(path=str(path))
         return path
 
@@ -122,9 +122,7 @@ async def launched_browser() -> AsyncIterator[Browser]:
 
 
 @asynccontextmanager
-async def viewer_rig(
-    host_dir: Path, tmp_path: Path, emulator: EmulatorConfig, **settings: Any
-) -> AsyncIterator[Rig]:
+async def viewer_rig(host_dir: Path, tmp_path: Path, emulator: EmulatorConfig, **settings: Any) -> AsyncIterator[Rig]:
     """The emulator, the server over HTTP on loopback (token from its environment), and a browser on the host page."""
     async with running_emulator(emulator) as emu:
         values: dict[str, Any] = {"token": DEMO_TOKEN, "base_url": emu.base_url, "state_dir": tmp_path / "state"}

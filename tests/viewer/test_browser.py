@@ -8,7 +8,6 @@ console errors, and an open viewer costs the upstream no more than a model's wai
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,8 @@ SEE = 15_000  # ms: the bound on waiting for something to appear (a wait on an e
 
 
 @pytest.fixture(scope="module")
-def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield bundle_host(tmp_path_factory.mktemp("viewer-host"))
+def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bundle_host(tmp_path_factory.mktemp("viewer-host"))
 
 
 def _emulator(**overrides: Any) -> EmulatorConfig:
