@@ -130,7 +130,9 @@ async def viewer_rig(host_dir: Path, tmp_path: Path, emulator: EmulatorConfig, *
         app = WithHostPage(build_http_app(Settings(**values), HttpOptions(port=0)), host_dir)
         # The browser closes first: its open MCP event stream would otherwise hold the server's shutdown.
         async with running_http(app) as mcp_url, launched_browser() as browser:  # type: ignore[arg-type]
-            page = await browser.new_page(viewport={"width": 680, "height": 620}, device_scale_factor=2)
+            context = await browser.new_context(viewport={"width": 680, "height": 620}, device_scale_factor=2)
+            await context.grant_permissions(["clipboard-read", "clipboard-write"])
+            page = await context.new_page()
             rig = Rig(mcp_url, emu, page)
             page.on("console", lambda message: _note_console(rig, message))
             page.on("pageerror", lambda error: rig.problems.append(f"page error: {error}"))

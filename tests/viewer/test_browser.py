@@ -86,7 +86,8 @@ async def _model_follows_a_run(url: str, done: list[str]) -> None:
 
 async def test_hostile_event_text_stays_text_and_cancel_ends_an_endless_run(host_dir: Path, tmp_path: Path) -> None:
     async with viewer_rig(host_dir, tmp_path, _emulator()) as rig:
-        await rig.show("start_run", "dark", repoId=REPO_ID, prompt=f"Loop forever [scenario:endless] [say:{HOSTILE}]")
+        prompt = f"Loop forever [scenario:endless] [say:{HOSTILE}]"
+        started = await rig.show("start_run", "dark", repoId=REPO_ID, prompt=prompt)
         status = rig.viewer.locator("#status")
         await expect(status).to_have_text("Running", timeout=SEE)
         said = rig.viewer.locator("#events li .msg", has_text="onerror")
@@ -94,7 +95,14 @@ async def test_hostile_event_text_stays_text_and_cancel_ends_an_endless_run(host
         frame = rig.viewer_frame()
         assert await frame.evaluate("document.querySelectorAll('img').length") == 0
         assert await frame.evaluate("window.__pwned === undefined")
+        # The host's theme and its style variables (the test host's dark background is #1f1e1d) are applied.
+        assert await frame.evaluate("document.documentElement.dataset.theme") == "dark"
+        card_background = "getComputedStyle(document.getElementById('card')).backgroundColor"
+        assert await frame.evaluate(card_background) == "rgb(31, 30, 29)"
         await rig.screenshot("running-dark")
+        await rig.viewer.locator("#copy-id").click()
+        await expect(rig.viewer.locator("#note")).to_have_text("Run ID copied.")
+        assert await rig.page.evaluate("navigator.clipboard.readText()") == started["run"]["runId"]
 
         await rig.viewer.locator("#cancel").click()
         confirm = rig.viewer.locator("#confirm")

@@ -40,6 +40,7 @@ async function showTool(client, toolName, args, theme) {
   document.body.dataset.theme = theme;
   const iframe = document.createElement("iframe");
   iframe.setAttribute("sandbox", "allow-scripts");
+  if (content._meta?.ui?.permissions?.clipboardWrite) iframe.allow = "clipboard-write";  // as the resource asks
   iframe.title = "Mogplex run viewer";
   document.getElementById("frame").append(iframe);
 

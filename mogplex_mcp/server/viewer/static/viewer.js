@@ -58,10 +58,23 @@ function branchText(run) {
   return working || base || null;
 }
 
+// `delivered` is the server's one derived outcome where it has one; older servers send only codeChanged.
+const DELIVERED = {
+  pull_request: "Yes", changes_without_pull_request: "Yes (no pull request)", no_changes: "No",
+  no_pull_request: "Not reported", unknown: "Unknown: check the branch", not_yet: "Not yet known",
+};
+
 function changedText(run) {
+  if (typeof run.delivered === "string" && DELIVERED[run.delivered]) return DELIVERED[run.delivered];
   if (run.codeChanged === true) return "Yes";
   if (run.codeChanged === false) return "No";
   return run.terminal ? "Not reported" : "Not yet known";
+}
+
+function statusOf(run) {
+  const status = String(run.status || "unknown");
+  if (run.terminal && run.stoppedByCancel) return "cancelled";  // ended failed while being cancelled
+  return status;
 }
 
 function renderFiles(run) {
@@ -84,7 +97,7 @@ function render(run, summary) {
   if (!run || typeof run !== "object" || typeof run.runId !== "string") return;
   state.run = run;
   state.runId = run.runId;
-  const status = String(run.status || "unknown");
+  const status = statusOf(run);
   const known = Object.prototype.hasOwnProperty.call(LABELS, status);
   $("card").dataset.status = known ? status : run.terminal ? "failed" : "active";
   $("status").textContent = known ? LABELS[status] : status;
@@ -219,9 +232,15 @@ function applyContext(context) {
   if (context.styles && context.styles.variables) applyHostStyleVariables(context.styles.variables);
 }
 
+function clipboardAllowed() {
+  const policy = document.permissionsPolicy || document.featurePolicy;
+  return !policy || typeof policy.allowsFeature !== "function" || policy.allowsFeature("clipboard-write");
+}
+
 async function copyRunId() {
   if (!state.runId) return;
   try {
+    if (!clipboardAllowed()) throw new Error("the host did not grant clipboard-write");
     await navigator.clipboard.writeText(state.runId);
     note("Run ID copied.");
   } catch {
