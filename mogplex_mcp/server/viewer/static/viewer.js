@@ -71,6 +71,20 @@ function changedText(run) {
   return run.terminal ? "Not reported" : "Not yet known";
 }
 
+// While a run goes, the card says where it stands in its own words (a wait's summary speaks of the wait);
+// once it is over, the server's summary is the outcome (pull request, error, cancel).
+const GOING = {
+  pending: "Waiting for a sandbox and runtime.",
+  streaming: "The agent is working.",
+  awaiting_input: "The agent is waiting for input.",
+};
+
+function summaryOf(run, serverSummary) {
+  if (run.terminal && typeof serverSummary === "string" && serverSummary) return serverSummary;
+  if (run.probablyStuck) return "Probably stuck: still running long after runs usually end (Mogplex stops runs at 30 min).";
+  return GOING[run.status] || (typeof serverSummary === "string" && serverSummary) || `Status: ${run.status}.`;
+}
+
 function statusOf(run) {
   const status = String(run.status || "unknown");
   if (run.terminal && run.stoppedByCancel) return "cancelled";  // ended failed while being cancelled
@@ -107,7 +121,7 @@ function render(run, summary) {
   id.className = "id";
   id.textContent = run.runId.slice(0, 8);
   title.append(id);
-  if (typeof summary === "string" && summary) $("summary").textContent = summary;
+  $("summary").textContent = summaryOf(run, summary);
   setText($("repo"), repoName(run));
   setText($("branch"), branchText(run));
   setText($("harness"), run.harness || "codex");
@@ -298,6 +312,9 @@ $("confirm-yes").addEventListener("click", cancelRun);
 setInterval(tickElapsed, 1000);
 
 app.ontoolresult = onToolResult;
+app.ontoolinput = ({ arguments: args }) => {
+  if (!state.run && args && typeof args.runId === "string") $("summary").textContent = `Loading run ${args.runId}…`;
+};
 app.ontoolcancelled = () => { if (!state.run) renderError("The tool call was cancelled."); };
 app.onhostcontextchanged = applyContext;
 app.onteardown = async () => { state.stopped = true; return {}; };
