@@ -76,7 +76,7 @@ class RunStore:
             working,
             rng,
             self.config.long_run_events,
-            said_in(request.prompt),
+            said=said_in(request.prompt),
         )
         script = build_script(scenario, context, max_events=self.config.max_events_per_run)
         run = Run(

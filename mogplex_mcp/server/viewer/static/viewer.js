@@ -5,7 +5,10 @@ const { App, applyDocumentTheme, applyHostStyleVariables } = ExtApps;
 const config = JSON.parse(document.getElementById("viewer-config").textContent);
 const $ = (id) => document.getElementById(id);
 
-const LABELS = { pending: "Pending", streaming: "Running", success: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
+const LABELS = {
+  pending: "Pending", streaming: "Running", awaiting_input: "Awaiting input", success: "Succeeded", failed: "Failed",
+  cancelled: "Cancelled",
+};
 const MAX_EVENTS_SHOWN = 500;
 const state = {
   run: null, runId: null, cursor: null, eventCount: 0, following: false, stopped: false,
