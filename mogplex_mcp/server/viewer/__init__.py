@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.server.apps import Apps, ResourceCsp, ResourcePermissions, client_supports_apps
+from mcp.server.apps import APP_MIME_TYPE, Apps, ResourceCsp, ResourcePermissions, client_supports_apps
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.resources import FunctionResource
 
 from mogplex_mcp import __version__
 from mogplex_mcp.config import Settings
@@ -35,19 +36,38 @@ def viewer_html(settings: Settings) -> str:
 
 
 def extension(settings: Settings) -> Apps:
-    """The Apps extension serving the viewer; pass it as `MCPServer(extensions=[...])`."""
+    """The Apps extension serving the viewer; pass it as `MCPServer(extensions=[...])`.
+
+    The document is assembled on its first read, not here: create_server stays off the start-up path.
+    """
+    document: list[str] = []
+
+    async def read() -> str:
+        if not document:
+            document.append(viewer_html(settings))
+        return document[0]
+
     apps = Apps()
-    apps.add_html_resource(
-        VIEWER_URI,
-        viewer_html(settings),
-        name="run-viewer",
-        title="Mogplex run viewer",
-        description="A live card of one run (status, outcome, timeline), shown by hosts that render MCP Apps.",
-        csp=ResourceCsp(),  # no network at all: everything the card needs is inside the document
-        permissions=ResourcePermissions(clipboard_write={}),  # for "Copy run ID"
-        prefers_border=False,
+    apps.add_resource(
+        FunctionResource(
+            uri=VIEWER_URI,
+            name="run-viewer",
+            title="Mogplex run viewer",
+            description="A live card of one run (status, outcome, timeline), shown by hosts that render MCP Apps.",
+            mime_type=APP_MIME_TYPE,
+            meta={"ui": _UI_META},
+            fn=read,
+        )
     )
     return apps
+
+
+# No network at all (every byte the card needs is inside the document); the clipboard for "Copy run ID".
+_UI_META = {
+    "csp": ResourceCsp().model_dump(by_alias=True, exclude_none=True),
+    "permissions": ResourcePermissions(clipboard_write={}).model_dump(by_alias=True, exclude_none=True),
+    "prefersBorder": False,
+}
 
 
 def install(server: MCPServer[Any]) -> None:
