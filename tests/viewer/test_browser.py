@@ -1,8 +1,9 @@
 """The run viewer in a real headless Chromium, inside a test host built on ext-apps' AppBridge.
 
 What a person sees: the card follows a run from pending to success and offers its pull request, hostile
-event text stays text, Cancel (after a confirm) ends an endless run, a failure shows its error — with no
-console errors, and an open viewer costs the upstream no more than a model's wait_for_run loop does.
+event text stays text, Cancel (after a confirm) ends an endless run, a failure shows its error, a read-only
+server's card (opened from get_run) offers no Cancel — with no console errors, and an open viewer costs the
+upstream no more than a model's wait_for_run loop does.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from playwright.async_api import expect
 
-from mogplex_mcp.emulator import EmulatorConfig
+from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorConfig
 from tests.e2e.support import REPO_ID, emulator_config, http_client, ok, run_to_end
 from tests.viewer.support import Rig, bundle_host, viewer_rig
 
@@ -127,3 +129,24 @@ async def test_a_failed_run_shows_its_error(host_dir: Path, tmp_path: Path) -> N
         await expect(rig.viewer.locator("#events li.failed")).to_have_count(1)
         await rig.screenshot("failed")
         assert rig.problems == []
+
+
+async def test_a_read_only_server_s_viewer_opened_from_get_run_offers_no_cancel(host_dir: Path, tmp_path: Path) -> None:
+    async with viewer_rig(host_dir, tmp_path, _emulator(), read_only=True) as rig:
+        run_id = await _started_upstream(rig, "Loop forever [scenario:endless]")  # by someone else, as it were
+        await rig.show("get_run", runId=run_id)
+        await expect(rig.viewer.locator("#status")).to_have_text("Running", timeout=SEE)
+        await expect(rig.viewer.locator("#events li.log").first).to_be_visible(timeout=SEE)
+        await expect(rig.viewer.locator("#copy-id")).to_be_enabled()
+        assert await rig.viewer.locator("#cancel").is_hidden()
+        assert "cancel_run" not in (await rig.host_log())["toolCalls"]
+        assert rig.problems == []
+
+
+async def _started_upstream(rig: Rig, prompt: str) -> str:
+    """A run started straight at the emulator, not through this (read-only) server."""
+    headers = {"Authorization": f"Bearer {DEMO_TOKEN}", "Idempotency-Key": "viewer-read-only"}
+    async with httpx2.AsyncClient(base_url=rig.emu.base_url) as http:
+        response = await http.post("/api/v1/mogplex/runs", json={"repoId": REPO_ID, "prompt": prompt}, headers=headers)
+    assert response.status_code == 202, response.text
+    return str(response.json()["data"]["runId"])
