@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from bench import cold_start, fanout, memory, per_call, throughput
+from bench import cold_start, fanout, memory, per_call, throughput, viewer_size
 from bench.report import Section, document, table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -55,6 +55,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         ),
         "memory": lambda: memory.run(size.memory_runs, size.memory_checkpoints),
         "throughput": lambda: throughput.run(size.throughput_seconds),
+        "viewer_size": viewer_size.run,
     }
 
 
@@ -64,7 +65,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput",
+        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

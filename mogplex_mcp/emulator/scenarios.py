@@ -1,6 +1,8 @@
 """Run scenarios: what a simulated run does and when, as a script of timed events per flavour.
 
-A prompt picks its scenario with a `[scenario:NAME]` marker; otherwise the emulator's default applies.
+A prompt picks its scenario with a `[scenario:NAME]` marker; otherwise the emulator's default applies. A
+`[say:TEXT]` marker makes the agent log TEXT once it is streaming (verbatim: it may be hostile markup, which is
+how a test shows that a client renders event text as text).
 Times are simulated seconds after the run was created (at speed 1, real seconds).
 """
 
@@ -23,6 +25,7 @@ SCENARIOS: tuple[str, ...] = (
     "queue_failure",
 )
 SCENARIO_MARKER = re.compile(r"\[scenario:([A-Za-z0-9_-]+)\]")
+SAY_MARKER = re.compile(r"\[say:([^\]]{1,500})\]")
 
 # A PAT an agent printed into a log line: upstream does not redact `mog_` tokens in `message`.
 LEAKED_TOKEN = "mog_LeakedByAgent5Rq8Zt2Wy6"  # noqa: S105 - fake, never accepted by the emulator
@@ -74,6 +77,13 @@ class RunContext:
     working_branch: str
     rng: random.Random
     long_run_events: int
+    said: str | None = None
+
+
+def said_in(prompt: str) -> str | None:
+    """The text a `[say:TEXT]` marker in the prompt asks the agent to log, if any."""
+    match = SAY_MARKER.search(prompt)
+    return match.group(1) if match else None
 
 
 def scenario_in(prompt: str) -> str | None:
@@ -238,6 +248,8 @@ def _queue_failure(ctx: RunContext) -> Script:
 def build_script(scenario: str, ctx: RunContext, *, max_events: int) -> Script:
     """The script of one run of `scenario` (a name from SCENARIOS), its events in time order."""
     script = _script(scenario, ctx, max_events)
+    if ctx.said is not None and script.streaming_at is not None:
+        script.events.append(PlannedEvent(script.streaming_at + 0.5, "log", None, ctx.said, {"stage": "agent"}))
     script.events.sort(key=lambda event: event.at)  # stable: same-time events keep their order
     return script
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from mogplex_mcp.emulator.config import DEMO_USER, EmulatorConfig
 from mogplex_mcp.emulator.runs import Run, derived_uuid
-from mogplex_mcp.emulator.scenarios import RunContext, build_script
+from mogplex_mcp.emulator.scenarios import RunContext, build_script, said_in
 from mogplex_mcp.emulator.validation import RequestInvalid, StartRequest
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -70,7 +70,13 @@ class RunStore:
         base, working = resolve_branches(request, repo, derived_uuid(self.config.seed, seq, "branch"), now, self.iso)
         rng = random.Random(f"{self.config.seed}:{seq}:script")
         context = RunContext(
-            self.config.flavor, str(repo["full_name"]), base, working, rng, self.config.long_run_events
+            self.config.flavor,
+            str(repo["full_name"]),
+            base,
+            working,
+            rng,
+            self.config.long_run_events,
+            said=said_in(request.prompt),
         )
         script = build_script(scenario, context, max_events=self.config.max_events_per_run)
         run = Run(
@@ -129,7 +135,7 @@ def resolve_branches(
 
 def generated_branch(prompt: str, day: str, salt: str) -> str:
     """`mogplex/run/<date>/<slug>-<4 hex>`, the way the service names a branch it creates."""
-    prompt = re.sub(r"\[scenario:[^\]]*\]", " ", prompt)
+    prompt = re.sub(r"\[(?:scenario|say):[^\]]*\]", " ", prompt)
     words = re.findall(r"[a-z0-9]+", prompt.lower())[:4]
     slug = "-".join(words)[:40].strip("-") or "task"
     return f"mogplex/run/{day}/{slug}-{salt[:4]}"

@@ -19,7 +19,7 @@ from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
-from mogplex_mcp.server import guidance
+from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools
 from mogplex_mcp.server.prompts import register_prompts
@@ -91,6 +91,7 @@ def create_server(
         lifespan=lifespan,
         log_level="WARNING",
         subscriptions=bus,
+        extensions=[viewer.extension(settings)],
     )
     register_run_tools(server)
     register_event_tools(server)
@@ -99,6 +100,7 @@ def create_server(
     if settings.read_only:
         for name in WRITE_TOOLS:
             server.remove_tool(name)
+    viewer.install(server)
     return server
 
 

@@ -265,3 +265,19 @@ async def test_runs_are_capped_oldest_first() -> None:
             kept = api.handle.emulator.run_ids()
             gone = await api.client.get(f"{API}/runs/{ids[0]}")
     assert kept == ids[2:] and error_of(gone) == (404, "NOT_FOUND")
+
+
+async def test_a_say_marker_makes_the_agent_log_that_text_verbatim_once_streaming() -> None:
+    clock = ManualClock()
+    hostile = '<img src=x onerror="alert(1)">'
+    with anyio.fail_after(10):
+        async with served(NO_LIMITS, clock=clock) as api:
+            run_id = await api.start_id(f"Fix it [scenario:success] [say:{hostile}]", createBranch=True)
+            assert await api.events(run_id) == []
+            clock.advance(60)
+            events = await api.events(run_id)
+            run = await api.run(run_id)
+    said = [event for event in events if event["message"] == hostile]
+    assert len(said) == 1 and said[0]["type"] == "log"
+    assert run["status"] == "success"
+    assert "img" not in run["branch"]["working"] and "onerror" not in run["branch"]["working"]  # markers stay out
