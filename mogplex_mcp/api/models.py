@@ -26,6 +26,9 @@ never seen, such as `awaiting_input` — is treated as still active."""
 KNOWN_STATUSES: tuple[str, ...] = ("pending", "streaming", "awaiting_input", "success", "failed", "cancelled")
 HARNESSES: tuple[str, ...] = ("codex", "claude-code")
 Harness = Literal["codex", "claude-code"]
+# What a start may carry: the documented two, plus `mogplex` (later service code), which only a follow-up
+# of a run that reported it sends — start_run offers the documented two.
+StartHarness = Literal["codex", "claude-code", "mogplex"]
 CancelOutcome = Literal["cancellation_requested", "already_terminal"]
 
 PROMPT_MAX_CHARS = 100_000
@@ -193,7 +196,7 @@ class StartRunRequest(_Wire):
 
     repo_id: str = Field(min_length=1, max_length=200)
     prompt: str
-    harness: Harness | None = None
+    harness: StartHarness | None = None
     base_branch: str | None = None
     working_branch: str | None = None
     create_branch: bool | None = None

@@ -6,6 +6,7 @@ The only package that imports starlette and uvicorn. It speaks JSON on its own a
 
 from mogplex_mcp.emulator.app import Emulator
 from mogplex_mcp.emulator.config import (
+    AUTOMATION_TOKEN,
     DEMO_TOKEN,
     OTHER_USER_TOKEN,
     READ_ONLY_TOKEN,
@@ -18,6 +19,7 @@ from mogplex_mcp.emulator.server import EmulatorHandle, EmulatorThread, running_
 from mogplex_mcp.emulator.traffic import RequestRecord
 
 __all__ = [
+    "AUTOMATION_TOKEN",
     "DEMO_TOKEN",
     "FAULT_KINDS",
     "LEAKED_TOKEN",

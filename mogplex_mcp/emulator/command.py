@@ -9,7 +9,7 @@ import sys
 from types import FrameType
 
 from mogplex_mcp.emulator.app import Emulator
-from mogplex_mcp.emulator.config import DEMO_TOKEN, FLAVORS, READ_ONLY_TOKEN, EmulatorConfig
+from mogplex_mcp.emulator.config import DEMO_TOKEN, EVENT_STYLES, FLAVORS, READ_ONLY_TOKEN, EmulatorConfig
 from mogplex_mcp.emulator.scenarios import SCENARIOS
 from mogplex_mcp.emulator.server import base_url_of, bind_loopback, make_server
 
@@ -36,6 +36,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=FLAVORS,
         default="documented",
         help="documented: the public docs' shapes; observed: production's (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--event-style",
+        choices=EVENT_STYLES,
+        default="classic",
+        help="newer: tool_started/tool_finished, assistant_delta logs, harness mogplex (default: %(default)s)",
     )
     parser.add_argument(
         "--speed",
@@ -91,6 +97,7 @@ def banner(base_url: str, config: EmulatorConfig) -> str:
 def run(args: argparse.Namespace) -> int:
     config = EmulatorConfig(
         flavor=args.flavor,
+        event_style=args.event_style,
         speed=args.speed,
         seed=args.seed,
         default_scenario=args.scenario,

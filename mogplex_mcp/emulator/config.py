@@ -9,11 +9,17 @@ from typing import Any, Literal
 
 Flavor = Literal["documented", "observed"]
 FLAVORS: tuple[Flavor, ...] = ("documented", "observed")
+# How runs spell their activity: `classic` as today's service does; `newer` as later service code does
+# (tool_started/tool_finished with a toolCallId, the agent's words as `assistant_delta` logs, harness `mogplex`).
+EventStyle = Literal["classic", "newer"]
+EVENT_STYLES: tuple[EventStyle, ...] = ("classic", "newer")
 
 # Constant so docs, demos and MCP host configs can name them; they only ever open this emulator.
 DEMO_TOKEN = "mog_DemoToken4Emulator7xKq2V"  # noqa: S105 - a public, emulator-only token
 READ_ONLY_TOKEN = "mog_ReadOnly4Emulator9pLm8Rw"  # noqa: S105 - a public, emulator-only token
 OTHER_USER_TOKEN = "mog_OtherUser4Emulator5nWj3T"  # noqa: S105 - a public, emulator-only token
+# A key limited to automations (a team setting): POST /runs answers 403 AUTOMATION_REQUIRED.
+AUTOMATION_TOKEN = "mog_Automation4Emulator3hQz6"  # noqa: S105 - a public, emulator-only token
 
 DEMO_USER = "demo-user"  # the owner of every token `owners` does not name
 OTHER_USER = "other-user"
@@ -22,11 +28,12 @@ DEMO_INSTALLATION_ID = 4242001
 
 
 def default_tokens() -> dict[str, frozenset[str]]:
-    """The demo user's read+write and read-only tokens, and another user's read+write token."""
+    """The demo user's read+write, read-only and automation-only tokens, and another user's read+write token."""
     return {
         DEMO_TOKEN: frozenset({"read", "write"}),
         READ_ONLY_TOKEN: frozenset({"read"}),
         OTHER_USER_TOKEN: frozenset({"read", "write"}),
+        AUTOMATION_TOKEN: frozenset({"read", "write"}),
     }
 
 
@@ -85,10 +92,14 @@ class EmulatorConfig:
     max_runs: int = 1000
     max_events_per_run: int = 2000
     long_run_events: int = 500
+    event_style: EventStyle = "classic"
+    automation_only: frozenset[str] = frozenset({AUTOMATION_TOKEN})  # tokens that may only run automations
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:
             raise ValueError(f"EmulatorConfig.flavor must be one of {FLAVORS}, not {self.flavor!r}")
+        if self.event_style not in EVENT_STYLES:
+            raise ValueError(f"EmulatorConfig.event_style must be one of {EVENT_STYLES}, not {self.event_style!r}")
         if not self.speed > 0:
             raise ValueError(f"EmulatorConfig.speed must be > 0, not {self.speed!r}")
         if self.max_runs < 1 or self.max_events_per_run < 20:

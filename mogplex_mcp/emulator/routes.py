@@ -13,6 +13,7 @@ from mogplex_mcp.emulator.runs import Run
 from mogplex_mcp.emulator.scenarios import SCENARIOS, scenario_in
 from mogplex_mcp.emulator.validation import (
     RequestInvalid,
+    NEWER_HARNESSES,
     StartRequest,
     idempotency_key,
     is_uuid,
@@ -95,6 +96,8 @@ class RunsApi:
         caller = self.guard(request, "write")
         if isinstance(caller, Response):
             return caller
+        if caller in self.emu.config.automation_only:
+            return error("AUTOMATION_REQUIRED", "This API key can only be used to run automations")
         try:
             key = idempotency_key(request.headers.get("idempotency-key"))
         except RequestInvalid as exc:
@@ -103,7 +106,8 @@ class RunsApi:
         if retry_after is not None:
             return error("RATE_LIMITED", "Run start limit exceeded", retry_after=retry_after)
         try:
-            start = parse_start_request(await request.body())
+            newer = self.emu.config.event_style == "newer"
+            start = parse_start_request(await request.body(), NEWER_HARNESSES if newer else HARNESSES)
             scenario = self.scenario(start.prompt)
         except RequestInvalid as exc:
             return error("BAD_REQUEST", str(exc))

@@ -48,6 +48,8 @@ class Run:
         script = self.script
         if script.finished_at is not None and offset >= script.finished_at:
             return script.outcome
+        if script.awaiting_at is not None and offset >= script.awaiting_at:
+            return "awaiting_input"
         if script.streaming_at is not None and offset >= script.streaming_at:
             return "streaming"
         return "pending"
@@ -90,6 +92,7 @@ class Run:
         script.events = [event for event in script.events if event.at <= offset]
         script.events += cancel_events(flavor, offset, settle, race=race)
         script.heartbeat_from = None
+        script.awaiting_at = None
         script.finished_at = settle
         script.outcome = "failed" if race else "cancelled"
         script.error = "ai_call is not pending" if race else None

@@ -23,6 +23,7 @@ SCENARIOS: tuple[str, ...] = (
     "cancel_race",
     "cancel_conflict",
     "queue_failure",
+    "awaiting_input",
 )
 SCENARIO_MARKER = re.compile(r"\[scenario:([A-Za-z0-9_-]+)\]")
 SAY_MARKER = re.compile(r"\[say:([^\]]{1,500})\]")
@@ -65,6 +66,7 @@ class Script:
     events: list[PlannedEvent]
     heartbeat_from: float | None = None
     cancel_behaviour: CancelBehaviour = "normal"
+    awaiting_at: float | None = None  # from then on the agent waits for a person (status awaiting_input)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class RunContext:
     rng: random.Random
     long_run_events: int
     said: str | None = None
+    event_style: str = "classic"
 
 
 def said_in(prompt: str) -> str | None:
@@ -93,11 +96,13 @@ def scenario_in(prompt: str) -> str | None:
 
 
 class _Timeline:
-    """Collects a script's events, spelled the way the flavour spells them."""
+    """Collects a script's events, spelled the way the flavour (and the event style) spells them."""
 
-    def __init__(self, flavor: str) -> None:
+    def __init__(self, flavor: str, event_style: str = "classic") -> None:
         self.observed = flavor == "observed"
+        self.newer = event_style == "newer"
         self.events: list[PlannedEvent] = []
+        self._tool_calls = 0
 
     def add(
         self,
@@ -120,11 +125,28 @@ class _Timeline:
             self.add(at, "stream_started", message="Agent started")
 
     def tool(self, at: float, name: str, message: str, payload: dict[str, Any], ok: bool = True) -> None:
-        if self.observed:
+        if self.newer:
+            self._tool_calls += 1
+            call = {"kind": "tool", "toolCallId": f"call_{self._tool_calls:04d}"}
+            path = {"path": payload["path"]} if "path" in payload else {}
+            self.add(at, "tool_started", tool=name, payload={**call, "state": "running", **path})
+            self.add(at + 0.4, "tool_finished", tool=name, payload={**call, "state": "completed" if ok else "error"})
+        elif self.observed:
             self.add(at, "tool_started", tool=name, payload=payload)
             self.add(at + 0.4, "tool_finished", tool=name, payload={**payload, "ok": ok})
         else:
             self.add(at, "tool_call", tool=name, message=message, payload={**payload, "ok": ok})
+
+    def say(self, at: float, text: str) -> None:
+        """The agent's words: in the newer style, streamed as a few `assistant_delta` logs."""
+        if not self.newer:
+            return
+        words = text.split(" ")
+        step = max(1, len(words) // 3)
+        chunks = [" ".join(words[i : i + step]) for i in range(0, len(words), step)]
+        for index, chunk in enumerate(chunks):
+            prefix = "" if index == 0 else " "
+            self.add(at + index * 0.05, "log", message=prefix + chunk, payload={"kind": "assistant_delta"})
 
     def delivery(self, at: float, ctx: RunContext, changed: bool) -> None:
         url = f"https://github.com/{ctx.repo_full_name}/pull/{ctx.rng.randint(10, 999)}" if changed else None
@@ -181,6 +203,7 @@ def _work(tl: _Timeline, ctx: RunContext, start: float, *, changes: bool, tests_
     """The agent's tool activity; returns when it is done."""
     first, second = ctx.rng.sample(_FILES, 2)
     _setup(tl, ctx, start)
+    tl.say(start + 2.5, f"Let me look at {first} first.")
     tl.tool(start + 3.0, "read_file", f"Reading {first}", {"path": first})
     if changes:
         tl.tool(start + 5.0, "edit_file", f"Editing {first}", {"path": first})
@@ -189,11 +212,14 @@ def _work(tl: _Timeline, ctx: RunContext, start: float, *, changes: bool, tests_
         return start + 8.0
     if changes:
         tl.tool(start + 9.0, "edit_file", f"Editing {second}", {"path": second})
+        tl.say(start + 10.0, f"I changed {first} and {second}; the tests pass now.")
+    else:
+        tl.say(start + 10.0, "Nothing needed changing: the tests already pass.")
     return start + 11.0
 
 
 def _finished_run(ctx: RunContext, start: float, *, changes: bool = True) -> Script:
-    tl = _Timeline(ctx.flavor)
+    tl = _Timeline(ctx.flavor, ctx.event_style)
     tl.start(start)
     done = _work(tl, ctx, start, changes=changes)
     tl.delivery(done, ctx, changed=changes)
@@ -202,7 +228,7 @@ def _finished_run(ctx: RunContext, start: float, *, changes: bool = True) -> Scr
 
 
 def _failure(ctx: RunContext) -> Script:
-    tl = _Timeline(ctx.flavor)
+    tl = _Timeline(ctx.flavor, ctx.event_style)
     tl.start(2.0)
     done = _work(tl, ctx, 2.0, changes=True, tests_pass=False)
     tl.finish(done, 1)
@@ -211,7 +237,7 @@ def _failure(ctx: RunContext) -> Script:
 
 def _long(ctx: RunContext, max_events: int) -> Script:
     target = max(10, min(ctx.long_run_events, max_events - 5))
-    tl = _Timeline(ctx.flavor)
+    tl = _Timeline(ctx.flavor, ctx.event_style)
     tl.start(2.0)
     _setup(tl, ctx, 2.0)
     at, step = 2.0, 0
@@ -228,14 +254,29 @@ def _long(ctx: RunContext, max_events: int) -> Script:
 
 
 def _endless(ctx: RunContext) -> Script:
-    tl = _Timeline(ctx.flavor)
+    tl = _Timeline(ctx.flavor, ctx.event_style)
     tl.start(2.0)
     _setup(tl, ctx, 2.0)
     return Script(2.0, None, "success", None, tl.events, heartbeat_from=4.0 + HEARTBEAT_PERIOD)
 
 
+def _awaiting_input(ctx: RunContext) -> Script:
+    """The agent asks a question and waits for a person (who answers in Mogplex's own UI): never ends by itself."""
+    tl = _Timeline(ctx.flavor, ctx.event_style)
+    tl.start(2.0)
+    _setup(tl, ctx, 2.0)
+    tl.say(4.5, "Should I keep the old endpoint for backward compatibility?")
+    question = {"stage": "agent", "question": "Keep the old endpoint?"}
+    if tl.observed:
+        question = {"from": "streaming", "to": "awaiting_input"}
+        tl.add(5.0, "status_changed", message="streaming -> awaiting_input", payload=question)
+    else:
+        tl.add(5.0, "log", message="Waiting for input: keep the old endpoint?", payload=question)
+    return Script(2.0, None, "success", None, tl.events, awaiting_at=5.0)
+
+
 def _queue_failure(ctx: RunContext) -> Script:
-    tl = _Timeline(ctx.flavor)
+    tl = _Timeline(ctx.flavor, ctx.event_style)
     tl.add(
         0.0,
         "failed",
@@ -267,7 +308,12 @@ def _script(scenario: str, ctx: RunContext, max_events: int) -> Script:
         script = _finished_run(ctx, 8.0)
         script.cancel_behaviour = "race"
         return script
-    builders = {"failure": _failure, "endless": _endless, "queue_failure": _queue_failure}
+    builders = {
+        "failure": _failure,
+        "endless": _endless,
+        "queue_failure": _queue_failure,
+        "awaiting_input": _awaiting_input,
+    }
     if scenario == "long":
         return _long(ctx, max_events)
     if scenario not in builders:

@@ -77,6 +77,7 @@ class RunStore:
             rng,
             self.config.long_run_events,
             said=said_in(request.prompt),
+            event_style=self.config.event_style,
         )
         script = build_script(scenario, context, max_events=self.config.max_events_per_run)
         run = Run(

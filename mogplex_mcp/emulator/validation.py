@@ -10,6 +10,7 @@ from typing import Any
 PROMPT_MAX = 100_000
 IDEMPOTENCY_KEY_MAX = 200
 HARNESSES = ("codex", "claude-code")
+NEWER_HARNESSES = (*HARNESSES, "mogplex")  # later service code
 LIMIT_MAX = 200
 LIMIT_DEFAULT = 100
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -149,7 +150,7 @@ def _prompt(body: dict[str, Any]) -> str:
     return prompt
 
 
-def parse_start_request(raw: bytes) -> StartRequest:
+def parse_start_request(raw: bytes, harnesses: tuple[str, ...] = HARNESSES) -> StartRequest:
     """Validate a POST /runs body the way the service does, or raise RequestInvalid."""
     try:
         body = json.loads(raw or b"null")
@@ -164,8 +165,8 @@ def parse_start_request(raw: bytes) -> StartRequest:
     harness = body.get("harness", "codex")
     if harness is None:
         harness = "codex"
-    if harness not in HARNESSES:
-        raise RequestInvalid(f"Invalid harness: expected one of {', '.join(HARNESSES)}")
+    if harness not in harnesses:
+        raise RequestInvalid(f"Invalid harness: expected one of {', '.join(harnesses)}")
     request = StartRequest(
         repo_id=repo_id.strip(),
         prompt=prompt,

@@ -29,6 +29,7 @@ PACKAGE = Path(emulator_package.__file__).parent
 def test_the_public_names_are_pinned() -> None:
     assert sorted(emulator_package.__all__) == sorted(
         [
+            "AUTOMATION_TOKEN",
             "DEMO_TOKEN",
             "FAULT_KINDS",
             "LEAKED_TOKEN",
