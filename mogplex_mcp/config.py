@@ -87,6 +87,8 @@ class Settings:
     rejected_token_seconds: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
     max_stream_event_bytes: int = 1024 * 1024
+    # list_runs reads at most this many active runs' statuses per call (and only within the token's pacer).
+    list_refresh_max: int = 5
 
     def __repr__(self) -> str:
         return (
@@ -138,6 +140,11 @@ class Settings:
             if not re.fullmatch(r"[0-9]{1,2}", raw_retries) or int(raw_retries) > 10:
                 raise ConfigError(f"MOGPLEX_MAX_RETRIES must be a whole number 0..10, got {raw_retries!r}")
             values["max_retries"] = int(raw_retries)
+        raw_refresh = clean_env_value(env.get("MOGPLEX_LIST_REFRESH_MAX"))
+        if raw_refresh is not None:
+            if not re.fullmatch(r"[0-9]{1,2}", raw_refresh) or int(raw_refresh) > 20:
+                raise ConfigError(f"MOGPLEX_LIST_REFRESH_MAX must be a whole number 0..20, got {raw_refresh!r}")
+            values["list_refresh_max"] = int(raw_refresh)
         for key, value in overrides.items():
             if value is None:
                 continue

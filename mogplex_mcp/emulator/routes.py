@@ -12,8 +12,9 @@ from mogplex_mcp.emulator.responses import base_url, error, login_redirect, ok, 
 from mogplex_mcp.emulator.runs import Run
 from mogplex_mcp.emulator.scenarios import SCENARIOS, scenario_in
 from mogplex_mcp.emulator.validation import (
-    RequestInvalid,
+    HARNESSES,
     NEWER_HARNESSES,
+    RequestInvalid,
     StartRequest,
     idempotency_key,
     is_uuid,

@@ -23,10 +23,20 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+
+from mogplex_mcp.runs.known_runs import (
+    FACT_COLUMNS,
+    RunFacts,
+    RunsQuery,
+    add_missing_columns,
+    facts_from_row,
+    facts_update,
+    page_filter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +116,15 @@ class KnownRun:
     repo_id: str | None
     first_seen: float
     last_seen: float
+    facts: RunFacts = field(default_factory=RunFacts)
+    position: int = 0  # with first_seen, the paging cursor: stable while the run is kept
+
+
+_KNOWN_COLUMNS = "run_id, title, status, repo_id, first_seen, last_seen, rowid, " + ", ".join(FACT_COLUMNS)
+
+
+def _known_run(row: tuple[Any, ...]) -> KnownRun:
+    return KnownRun(row[0], row[1] or row[0], row[2], row[3], row[4], row[5], facts_from_row(row[7:]), row[6])
 
 
 def _new_uuid_key() -> str:
@@ -140,6 +159,7 @@ def _connect(path: Path | None) -> sqlite3.Connection:
             db.execute("PRAGMA synchronous=NORMAL")
         # executescript would commit a transaction begun by execute(), so the script carries its own.
         db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        add_missing_columns(db)
     except BaseException:
         db.close()
         raise
@@ -250,8 +270,12 @@ class StartJournal:
         title: str | None = None,
         status: str | None = None,
         repo_id: str | None = None,
+        facts: RunFacts | None = None,
     ) -> bool:
-        """Upsert a run seen with this token; True when it was not known before (the list changed)."""
+        """Upsert a run seen with this token; True when it was not known before (the list changed).
+
+        `facts` fields that are None leave what is stored unchanged.
+        """
         cleaned = clean_title(title) if title is not None else ""
 
         def upsert(db: sqlite3.Connection) -> bool:
@@ -268,6 +292,8 @@ class StartJournal:
                 " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
                 (fingerprint, run_id, cleaned or None, status, repo_id, now, now),
             )
+            if facts is not None:
+                self._store_facts(db, fingerprint, run_id, facts)
             if known is None:
                 self._prune_runs(db, fingerprint)
             return known is None
@@ -288,6 +314,32 @@ class StartJournal:
             return [KnownRun(r[0], r[1] or r[0], r[2], r[3], r[4], r[5]) for r in rows]
 
         return self._read("list known runs", select, list)
+
+    def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
+        """One page of the runs seen with this token, newest first (see RunsQuery)."""
+        if query.limit <= 0:
+            return []
+        where, args = page_filter(query)
+        # Only constant column names and "?" placeholders are interpolated (page_filter, _KNOWN_COLUMNS).
+        sql = f"SELECT {_KNOWN_COLUMNS} FROM known_runs WHERE fingerprint = ? AND {where}"  # noqa: S608
+        sql += " ORDER BY first_seen DESC, rowid DESC LIMIT ?"
+
+        def select(db: sqlite3.Connection) -> list[KnownRun]:
+            return [_known_run(row) for row in db.execute(sql, (fingerprint, *args, query.limit)).fetchall()]
+
+        return self._read("list known runs", select, list)
+
+    def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
+        """What this server knows of one run seen with this token, or None."""
+
+        def select(db: sqlite3.Connection) -> KnownRun | None:
+            row = db.execute(
+                f"SELECT {_KNOWN_COLUMNS} FROM known_runs WHERE fingerprint = ? AND run_id = ?",  # noqa: S608
+                (fingerprint, run_id),
+            ).fetchone()
+            return _known_run(row) if row is not None else None
+
+        return self._read("look up a run", select, lambda: None)
 
     def is_known(self, fingerprint: str, run_id: str) -> bool:
         """Whether this server started or looked at the run with this token."""
@@ -312,6 +364,14 @@ class StartJournal:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def _store_facts(self, db: sqlite3.Connection, fingerprint: str, run_id: str, facts: RunFacts) -> None:
+        assignments, values = facts_update(facts)
+        if assignments:
+            db.execute(
+                f"UPDATE known_runs SET {assignments} WHERE fingerprint = ? AND run_id = ?",  # noqa: S608
+                (*values, fingerprint, run_id),
+            )
 
     def _prune_runs(self, db: sqlite3.Connection, fingerprint: str) -> None:
         db.execute(

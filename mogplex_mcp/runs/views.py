@@ -94,7 +94,10 @@ def describe_status(run: RunDetail, delivery: Delivery | None, now: datetime | N
     if status == "streaming":
         return "is running: the agent is working"
     if status == "awaiting_input":
-        return "is awaiting input"
+        return (
+            "needs a person's input in Mogplex: the agent asked a question and waits for an answer there "
+            "(it cannot be answered through this server)"
+        )
     return f"is in status {status!r}" + ("" if is_terminal(status) else " (treated as still active)")
 
 

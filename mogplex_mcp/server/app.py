@@ -22,6 +22,7 @@ from mogplex_mcp.runs.journal import StartJournal
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools
+from mogplex_mcp.server.orchestration import register_orchestration_tools
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources import register_resources
 from mogplex_mcp.server.state import AppState, HttpPool, follower_client_factory
@@ -29,7 +30,7 @@ from mogplex_mcp.server.tools import register_run_tools
 
 logger = logging.getLogger("mogplex_mcp.server")
 
-WRITE_TOOLS = frozenset({"start_run", "cancel_run"})
+WRITE_TOOLS = frozenset({"start_run", "cancel_run", "continue_run"})
 
 
 class MogplexServer(MCPServer[AppState]):
@@ -95,6 +96,7 @@ def create_server(
     )
     register_run_tools(server)
     register_event_tools(server)
+    register_orchestration_tools(server)
     register_prompts(server)
     resources = register_resources(server, bus)
     if settings.read_only:

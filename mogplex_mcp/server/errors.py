@@ -35,7 +35,11 @@ def _auth_message() -> str:
 
 def _forbidden_message(exc: api.PermissionDeniedError, action: str) -> str:
     if exc.code == "AUTOMATION_REQUIRED":
-        return f"Mogplex refused to {action}: this account needs automation access enabled. ({exc.message})"
+        return (
+            f"Mogplex refused to {action} (403 AUTOMATION_REQUIRED): this token may only run automations (a team "
+            "setting), not start runs. Create a full-access personal access token in Mogplex settings (or ask a "
+            f"team admin to allow it) and set it as {TOKEN_ENV}."
+        )
     return (
         f"Mogplex refused to {action} (403): the token lacks the scope for it. Starting and cancelling runs "
         "need a token with the 'write' scope; reading needs 'read'. Create a token with both scopes."

@@ -12,10 +12,13 @@ from pydantic import Field
 
 from mogplex_mcp.api.errors import InvalidRequestError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, checked_uuid
+from mogplex_mcp.runs.compact import ProgressCompactor
 from mogplex_mcp.runs.follower import RunFollower
-from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.sanitize import clean_text, shorten
+from mogplex_mcp.runs.settled import needs_input, settled
 from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server import guidance
+from mogplex_mcp.server.compact_views import compact_event_views
 from mogplex_mcp.server.errors import tool_error
 from mogplex_mcp.server.results import (
     EventView,
@@ -131,6 +134,7 @@ async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait
     """Block until the run is done or `wait_seconds` pass, reporting each new event as progress."""
     reported = seen
     ticks = 0
+    compactor = ProgressCompactor()
     last_status = follower.run.status if follower.run else None
     with anyio.move_on_after(wait_seconds):
         while True:
@@ -141,35 +145,27 @@ async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait
                 await ctx.report_progress(ticks, None, f"status: {status}")
                 last_status = status
             events = follower.events()
-            for event in events[reported:]:
+            for line in compactor.lines(events[reported:]):
                 ticks += 1
-                await ctx.report_progress(ticks, None, _progress_line(follower, event))
+                await ctx.report_progress(ticks, None, _progress_line(follower, line))
             reported = len(events)
-            if follower.done or (not follower.active and follower.ready.is_set()):
+            if settled(follower):  # over, needs a person's input in Mogplex, or no longer followable
                 return
             await follower.wait_changed(version)
 
 
-def _progress_line(follower: RunFollower, event: RunEvent) -> str:
+def _progress_line(follower: RunFollower, line: str) -> str:
     status = follower.run.status if follower.run else "?"
-    parts = [event.type]
-    if event.tool_name:
-        parts.append(event.tool_name)
-    if event.message:
-        parts.append(event.message[:120])
-    return clean_text(f"[{status}] " + " · ".join(parts))
+    return clean_text(f"[{status}] " + shorten(line, 160))
 
 
 def _wait_result(
     follower: RunFollower, run: RunDetail, new: list[RunEvent], waited: float, token: str
 ) -> WaitForRunResult:
     delivery = find_delivery(follower.events())
-    view = RunView.build(run, delivery, token)
-    shown = fit_to_budget(
-        [EventView.build(e, include_payload=False, secret=token) for e in new[-WAIT_EVENTS_SHOWN:]],
-        budget=8_000,
-    )
-    if run.terminal:
+    view = RunView.build(run, delivery, token, events=follower.events())
+    shown = fit_to_budget(compact_event_views(new, token)[-WAIT_EVENTS_SHOWN:], budget=8_000)
+    if run.terminal or needs_input(run):
         summary = f"Run {run.run_id} {describe_status(run, delivery)}."
     else:
         trouble = f" (Mogplex is having trouble: {follower.error})" if follower.error else ""

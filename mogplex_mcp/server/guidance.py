@@ -44,6 +44,12 @@ def next_steps(run: RunView) -> list[str]:
         ]
     if run.status == "cancelled":
         return ["Tell the user the run was cancelled. Start a new run if the work is still wanted."]
+    if run.status == "awaiting_input":
+        return [
+            f"Tell the user run {rid} needs their input in Mogplex: they answer the agent's question in "
+            "Mogplex's own UI. Waiting again does not help until they have.",
+            f"After they answer, call wait_for_run with runId {rid}; cancel_run stops it instead.",
+        ]
     if run.probably_stuck:
         return [
             f"The run looks stuck past the 30-minute cap: call cancel_run with runId {rid} and start again.",
@@ -71,7 +77,7 @@ def after_cancel(run: RunView, outcome: CancelOutcome) -> list[str]:
 
 
 def after_wait(run: RunView) -> list[str]:
-    if run.terminal:
+    if run.terminal or run.status == "awaiting_input":
         return next_steps(run)
     return [
         f"The run is still {run.status}: call wait_for_run again with runId {run.run_id}.",

@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
-from mogplex_mcp.api.models import RunEvent, is_uuid
+from mogplex_mcp.api.models import is_uuid
 from mogplex_mcp.runs.journal import token_fingerprint
-from mogplex_mcp.runs.sanitize import clean_text, clean_value, shorten
+from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.views import describe_status, find_delivery
+from mogplex_mcp.server.compact_views import transcript_lines
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView
 from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
@@ -54,7 +55,6 @@ from mogplex_mcp.server.subscriptions import (
 )
 
 LIST_LIMIT = 50
-TRANSCRIPT_LINE_CHARS = 400
 TRUNCATED_NOTE = (
     "Mogplex's events API returns only the first 200 events of a run and this Mogplex deployment offers no "
     "event stream, so later events cannot be shown."
@@ -231,7 +231,7 @@ def _run_document(snap: RunSnapshot, token: str) -> RunDocument:
     return RunDocument(
         uri=uri,
         summary=clean_text(f"Run {run.run_id} {describe_status(run, delivery)}.", token),
-        run=RunView.build(run, delivery, token),
+        run=RunView.build(run, delivery, token, events=snap.events),
         event_count=len(snap.events) + snap.dropped_events,
         last_event_at=snap.events[-1].created_at if snap.events else None,
         live=snap.live,
@@ -261,7 +261,7 @@ def transcript(snap: RunSnapshot, token: str) -> str:
     lines = [f"Mogplex run {run.run_id} — status {clean_text(run.status, token)}", f"({UNTRUSTED_NOTE})", ""]
     if snap.dropped_events:
         lines.append(f"… {snap.dropped_events} earliest events not kept by this server …")
-    lines += [_transcript_line(event, token) for event in snap.events]
+    lines += transcript_lines(snap.events, token)
     if not snap.events:
         lines.append("(no events yet)")
     note = _coverage_note(snap)
@@ -270,19 +270,6 @@ def transcript(snap: RunSnapshot, token: str) -> str:
     verb = "Outcome" if run.terminal else "So far"
     lines += ["", f"{verb}: run {run.run_id} {clean_text(describe_status(run, find_delivery(snap.events)), token)}."]
     return "\n".join(lines) + "\n"
-
-
-def _transcript_line(event: RunEvent, token: str) -> str:
-    when = event.created_at.astimezone(UTC).strftime("%H:%M:%S") if event.created_at else "--:--:--"
-    parts = [clean_text(event.type, token)[:40]]
-    if event.tool_name:
-        parts.append(clean_text(event.tool_name, token)[:80])
-    if event.message:
-        parts.append(clean_text(event.message, token))
-    elif event.payload:
-        parts.append(str(clean_value(event.payload, token)))
-    text = " · ".join(part for part in parts if part)
-    return f"{when}  {shorten(' '.join(text.split()), TRANSCRIPT_LINE_CHARS)}"
 
 
 def _coverage_note(snap: RunSnapshot) -> str | None:

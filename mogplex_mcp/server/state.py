@@ -23,6 +23,7 @@ from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub
 from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.runs.known_runs import RunFacts, facts_of
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
@@ -93,7 +94,13 @@ class AppState:
         short_title = title.strip().splitlines()[0][:80] if title and title.strip() else None
         new = await anyio.to_thread.run_sync(
             functools.partial(
-                self.journal.remember_run, key[0], run.run_id, title=short_title, status=run.status, repo_id=run.repo_id
+                self.journal.remember_run,
+                key[0],
+                run.run_id,
+                title=short_title,
+                status=run.status,
+                repo_id=run.repo_id,
+                facts=facts_of(run),
             )
         )
         if len(self._remembered) >= REMEMBERED_MAX:
@@ -102,6 +109,11 @@ class AppState:
         if new:
             for announce in self.on_new_run:
                 await announce(run.run_id)
+
+    async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> None:
+        """Record more of what is known of a run (e.g. the conversation ids this server sent for it)."""
+        fingerprint = token_fingerprint(token)
+        await anyio.to_thread.run_sync(functools.partial(self.journal.remember_run, fingerprint, run_id, facts=facts))
 
     def client(self, token: str | None) -> MogplexClient:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http, gate=self.pool.gate)

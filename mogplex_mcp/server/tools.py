@@ -19,11 +19,13 @@ from mogplex_mcp.api.models import (
     REPOS_LIMIT_MAX,
     Harness,
     RunDetail,
+    RunEvent,
     StartedRun,
     StartRunRequest,
     idempotency_key_problem,
 )
 from mogplex_mcp.runs.journal import KeyClaim, request_fingerprint, token_fingerprint
+from mogplex_mcp.runs.known_runs import RunFacts
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server import guidance
@@ -154,7 +156,11 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             raise ToolError(f"Invalid arguments for start_run: idempotencyKey {problem}. Nothing was sent.")
         state = app_state(ctx)
         token = require_token(ctx, state)
-        return await _start(state, token, request, idempotencyKey)
+        result = await _start(state, token, request, idempotencyKey)
+        if request.conversation_id or request.workspace_session_id:  # what continue_run may carry over
+            sent = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
+            await state.remember_facts(token, result.run.run_id, sent)
+        return result
 
     @tool(server, "get_run", "Get a run's state", READ_ONLY)
     async def get_run(ctx: Context[Any, Any], runId: RunId) -> GetRunResult:
@@ -163,18 +169,21 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         state = app_state(ctx)
         token = require_token(ctx, state)
         follower = state.hub.get(token, runId)
+        events: list[RunEvent] | None = None
         if follower is not None and follower.run is not None and follower.terminal:
             # A finished run never changes: answer from what its follower already saw.
-            run, delivery = follower.run, find_delivery(follower.events())
+            run, events = follower.run, follower.events()
+            delivery = find_delivery(events)
         else:
             async with upstream("get the run", token, state.budget) as deadline, state.client(token) as api:
                 run = await api.get_run(runId, deadline=deadline)
                 delivery = None
                 if run.terminal:
                     page = await api.list_events(runId, limit=200, deadline=deadline)
-                    delivery = find_delivery(page.events)
+                    events = page.events
+                    delivery = find_delivery(events)
         await state.remember(token, run)
-        view = RunView.build(run, delivery, token)
+        view = RunView.build(run, delivery, token, events=events)
         return GetRunResult(
             summary=f"Run {run.run_id} {describe_status(run, delivery)}.",
             next_steps=guidance.next_steps(view),

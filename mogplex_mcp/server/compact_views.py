@@ -1,0 +1,57 @@
+"""Compact event views for results and the transcript: coalesced lines (runs/compact.py), cleaned of secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+
+from mogplex_mcp.api.models import RunEvent
+from mogplex_mcp.runs.compact import CompactLine, compact, line_text
+from mogplex_mcp.runs.sanitize import clean_text, clean_value, shorten
+from mogplex_mcp.server.results import MESSAGE_CHARS, EventView
+
+TRANSCRIPT_LINE_CHARS = 400
+
+
+def compact_event_views(events: Sequence[RunEvent], secret: str | None) -> list[EventView]:
+    """One view per compact line; a coalesced line carries its last event's id (a valid cursor)."""
+    return [_view(line, secret) for line in compact(events)]
+
+
+def _view(line: CompactLine, secret: str | None) -> EventView:
+    if line.kind == "event":
+        return EventView.build(line.first, include_payload=False, secret=secret)
+    parts = f" ({line.count} events)" if line.count > 1 else ""
+    if line.kind == "tool":
+        kind, text = "tool", f"{line.state or 'finished'}{parts}"
+    else:
+        kind, text = "assistant_message", " ".join(line.text.split()) + parts
+    return EventView(
+        id=line.last.id,
+        type=kind,
+        created_at=line.first.created_at,
+        tool_name=clean_text(line.tool_name, secret)[:120] if line.tool_name else None,
+        message=shorten(clean_text(text, secret), MESSAGE_CHARS) if text else None,
+    )
+
+
+def transcript_lines(events: Sequence[RunEvent], secret: str) -> list[str]:
+    """The transcript's lines: one per compact line, a count note first when lines stand for several events."""
+    lines = compact(events)
+    rendered = [_transcript_line(line, secret) for line in lines]
+    if len(lines) < len(events):
+        note = (
+            f"({len(events)} events in {len(lines)} lines: a tool's start and finish share a line, "
+            "the agent's streamed words form one message)"
+        )
+        rendered.insert(0, note)
+    return rendered
+
+
+def _transcript_line(line: CompactLine, secret: str) -> str:
+    event = line.first
+    when = event.created_at.astimezone(UTC).strftime("%H:%M:%S") if event.created_at else "--:--:--"
+    text = clean_text(line_text(line), secret)
+    if line.kind == "event" and not event.message and event.payload:
+        text += " · " + str(clean_value(event.payload, secret))
+    return f"{when}  {shorten(' '.join(text.split()), TRANSCRIPT_LINE_CHARS)}"

@@ -1,0 +1,167 @@
+"""wait_for_runs' work: watch several runs through their shared followers until one (any) or all settle.
+
+Each run is held through `hub.watch`, so N callers waiting on the same M runs share M followers (and the
+token's pacer); this module only waits on their change signals and tells progress, run by run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+
+from mogplex_mcp.runs.compact import ProgressCompactor
+from mogplex_mcp.runs.followed_run import RunFollower
+from mogplex_mcp.runs.known_runs import RunFacts
+from mogplex_mcp.runs.sanitize import clean_text, shorten
+from mogplex_mcp.runs.settled import needs_input, settled, wait_any_changed
+from mogplex_mcp.runs.views import describe_status, find_delivery
+from mogplex_mcp.server.errors import tool_error
+from mogplex_mcp.server.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
+from mogplex_mcp.server.results import RunView
+from mogplex_mcp.server.state import AppState
+
+
+class _Progress:
+    """Progress notifications across the set: each status change and each (compacted) new event."""
+
+    def __init__(self, ctx: Context[Any, Any], followers: Sequence[RunFollower]) -> None:
+        self.ctx = ctx
+        self.ticks = 0
+        self.statuses = [f.run.status if f.run else None for f in followers]
+        self.reported = [f.event_count for f in followers]
+        self.compactors = [ProgressCompactor() for _ in followers]
+
+    async def tell(self, index: int, follower: RunFollower) -> None:
+        label = follower.run_id[:8]
+        status = follower.run.status if follower.run else None
+        if status is not None and status != self.statuses[index]:
+            self.statuses[index] = status
+            await self._say(f"{label} status: {status}")
+        events = follower.events()
+        for line in self.compactors[index].lines(events[self.reported[index] :]):
+            await self._say(f"{label} [{status or '?'}] {shorten(line, 160)}")
+        self.reported[index] = len(events)
+
+    async def _say(self, message: str) -> None:
+        self.ticks += 1
+        await self.ctx.report_progress(self.ticks, None, clean_text(message))
+
+
+def condition_met(mode: WaitMode, followers: Sequence[RunFollower]) -> bool:
+    check = any if mode == "any" else all
+    return check(settled(follower) for follower in followers)
+
+
+async def wait_for_runs(
+    ctx: Context[Any, Any], state: AppState, token: str, run_ids: Sequence[str], mode: WaitMode, wait_seconds: float
+) -> WaitForRunsResult:
+    """Hold a follower per run, wait until the mode's condition holds or `wait_seconds` pass, then report."""
+    started = time.monotonic()
+    async with AsyncExitStack() as stack:
+        followers = [await stack.enter_async_context(state.hub.watch(token, run_id)) for run_id in run_ids]
+        known = [{event.id for event in follower.events()} for follower in followers]
+        progress = _Progress(ctx, followers)
+        done = False
+        with anyio.move_on_after(wait_seconds):
+            while True:
+                versions = [follower.version for follower in followers]
+                for index, follower in enumerate(followers):
+                    await progress.tell(index, follower)
+                if done := condition_met(mode, followers):
+                    break
+                await wait_any_changed(followers, versions)
+        waited = round(time.monotonic() - started, 1)
+        runs = [await _waited(state, token, follower, seen) for follower, seen in zip(followers, known, strict=True)]
+    return _result(mode, done, waited, runs, token)
+
+
+async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[str]) -> WaitedRun:
+    events = follower.events()
+    new_count = sum(1 for event in events if event.id not in seen)
+    cursor = follower.last_event_id
+    run = follower.run
+    if run is None:
+        problem = follower.fatal or follower.error
+        error = str(tool_error(problem, "follow the run", token=token)) if problem else "not read from Mogplex yet"
+        return WaitedRun(
+            run_id=follower.run_id,
+            status=None,
+            terminal=False,
+            needs_input=False,
+            summary=f"Run {follower.run_id}: {error}",
+            new_event_count=new_count,
+            cursor=cursor,
+            error=error,
+        )
+    await state.remember(token, run)
+    delivery = find_delivery(events)
+    if run.terminal and delivery is not None:
+        outcome = RunFacts(pull_request_url=delivery.pull_request_url, code_changed=delivery.changed)
+        await state.remember_facts(token, run.run_id, outcome)
+    view = RunView.build(run, delivery, token, events=events)
+    return WaitedRun(
+        run_id=run.run_id,
+        status=run.status,
+        terminal=run.terminal,
+        needs_input=needs_input(run),
+        summary=clean_text(f"Run {run.run_id} {describe_status(run, delivery)}.", token),
+        working_branch=view.working_branch,
+        pull_request_url=view.pull_request_url,
+        code_changed=view.code_changed,
+        changed_files=view.changed_files,
+        changed_files_total=view.changed_files_total,
+        final_message=view.final_message,
+        new_event_count=new_count,
+        cursor=cursor,
+    )
+
+
+def _result(mode: WaitMode, done: bool, waited: float, runs: list[WaitedRun], token: str) -> WaitForRunsResult:
+    finished = [run.run_id for run in runs if run.terminal]
+    asking = [run.run_id for run in runs if run.needs_input]
+    unreadable = [run.run_id for run in runs if run.error is not None and run.status is None]
+    still = [run.run_id for run in runs if run.run_id not in {*finished, *asking, *unreadable}]
+    parts = [f"{len(finished)} finished"] if finished else []
+    if asking:
+        parts.append(f"{len(asking)} need a person's input in Mogplex")
+    if unreadable:
+        parts.append(f"{len(unreadable)} could not be followed")
+    if still:
+        parts.append(f"{len(still)} still running")
+    head = "" if done else f"Timeout after {waited:.0f} s: "
+    summary = f"{head}{', '.join(parts)} (of {len(runs)})."
+    return WaitForRunsResult(
+        summary=clean_text(summary, token),
+        next_steps=_next_steps(finished, asking, still),
+        mode=mode,
+        done=done,
+        waited_seconds=waited,
+        runs=runs,
+        finished=finished,
+        needs_input=asking,
+        still_running=still,
+        unreadable=unreadable,
+    )
+
+
+def _next_steps(finished: list[str], asking: list[str], still: list[str]) -> list[str]:
+    steps: list[str] = []
+    if finished:
+        steps.append(
+            "Report each finished run's outcome (pullRequestUrl, changedFiles, finalMessage) to the user; "
+            "continue_run sends a follow-up on a finished run's branch."
+        )
+    if asking:
+        steps.append(
+            "Tell the user the runs in needsInput wait for their answer in Mogplex's own UI; waiting again "
+            "does not help until they answer."
+        )
+    if still:
+        ids = ", ".join(still)
+        steps.append(f"Call wait_for_runs again with only the runs still running: {ids}.")
+    return steps

@@ -1,0 +1,88 @@
+"""What the orchestration tools return: list_runs, wait_for_runs and continue_run results (camelCase)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from mogplex_mcp.server.results import UNTRUSTED_NOTE, StartRunResult, ToolResult
+
+COVERAGE_NOTE = (
+    "Only runs this server started or looked at with this token: the Mogplex API has no run listing, so runs "
+    "started elsewhere (the Mogplex UI, another server) appear only once get_run or wait_for_run has seen them."
+)
+StatusSource = Literal["live", "refreshed", "final", "remembered"]
+WaitMode = Literal["any", "all"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+
+class ListedRun(_Out):
+    """One known run: where it stands, how fresh that is, and its outcome when known."""
+
+    run_id: str
+    status: str | None = Field(description="null: never seen (only started).")
+    terminal: bool
+    needs_input: bool = Field(description="The agent waits for a person's answer in Mogplex.")
+    repo_id: str | None = None
+    title: str | None = Field(default=None, description="From the prompt, secrets redacted.")
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    working_branch: str | None = None
+    pull_request_url: str | None = None
+    code_changed: bool | None = Field(default=None, description="null: not known.")
+    status_source: StatusSource = Field(
+        description="live: followed now; refreshed: fetched for this call; final: finished, never changes; "
+        "remembered: as last seen (statusAsOf), not refreshed within the rate budget."
+    )
+    status_as_of: datetime | None = None
+
+
+class ListRunsResult(ToolResult):
+    coverage: str = COVERAGE_NOTE
+    runs: list[ListedRun]
+    count: int
+    next_cursor: str | None = Field(description="Pass as cursor for older runs; null: no more.")
+    refreshed: int = Field(description="Active runs whose status was fetched for this call.")
+    not_refreshed: int = Field(description="Active runs shown as remembered: the rate budget was spent.")
+
+
+class WaitedRun(_Out):
+    """One run of a wait_for_runs call, compact: status, outcome, what is new."""
+
+    run_id: str
+    status: str | None
+    terminal: bool
+    needs_input: bool
+    summary: str
+    working_branch: str | None = None
+    pull_request_url: str | None = None
+    code_changed: bool | None = None
+    changed_files: list[str] | None = None
+    changed_files_total: int | None = None
+    final_message: str | None = None
+    new_event_count: int
+    cursor: str | None = Field(default=None, description="Last event id known: list_run_events afterEventId.")
+    error: str | None = Field(default=None, description="Why this run could not be followed.")
+
+
+class WaitForRunsResult(ToolResult):
+    mode: WaitMode
+    done: bool = Field(description="The mode's condition was met (false: the timeout passed first).")
+    waited_seconds: float
+    runs: list[WaitedRun]
+    finished: list[str] = Field(description="Runs that reached a terminal status.")
+    needs_input: list[str] = Field(description="Runs waiting for a person's input in Mogplex.")
+    still_running: list[str]
+    unreadable: list[str] = Field(description="Runs that could not be followed (see their error).")
+    untrusted_content: str = UNTRUSTED_NOTE
+
+
+class ContinueRunResult(StartRunResult):
+    continued_from: str = Field(description="The run this one follows up on.")
+    carried_over: list[str] = Field(description="What was taken from that run (branch, directory, harness, …).")
