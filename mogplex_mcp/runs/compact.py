@@ -92,7 +92,9 @@ def line_text(line: CompactLine) -> str:
     if line.kind == "message":
         return f"assistant · {' '.join(line.text.split())}" + (f" ({line.count} parts)" if line.count > 1 else "")
     if line.kind == "tool":
-        return f"tool · {line.tool_name or '?'} · {line.state or 'finished'}"
+        path = line.first.payload.get("path")
+        where = f" · {path[:200]}" if isinstance(path, str) and path else ""
+        return f"tool · {line.tool_name or '?'} · {line.state or 'finished'}{where}"
     parts = [line.first.type]
     if line.first.tool_name:
         parts.append(line.first.tool_name)
