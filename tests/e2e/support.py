@@ -22,7 +22,7 @@ REPO_ID = "8f3a2b1c-1234-4abc-9def-1234567890ab"  # acme/api, seeded by the emul
 # A second user of the same emulator (the seeded tokens all belong to the demo user).
 USER_B_TOKEN = "mog_SecondUser4Gateway8Tz3Qw"
 UNKNOWN_TOKEN = "mog_NotKnownAnywhere0000000"
-WRITERS = {"start_run", "cancel_run"}
+WRITERS = {"start_run", "cancel_run", "continue_run"}
 
 
 def emulator_config(**overrides: Any) -> EmulatorConfig:

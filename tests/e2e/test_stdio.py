@@ -39,6 +39,9 @@ async def test_the_whole_workflow_over_stdio(tmp_path: Path, mode: Mode) -> None
                 "cancel_run",
                 "list_run_events",
                 "wait_for_run",
+                "list_runs",
+                "wait_for_runs",
+                "continue_run",
             }
             repos = await ok(client, "list_repos")
             assert "acme/api" in [repo["fullName"] for repo in repos["repos"]]
@@ -68,7 +71,7 @@ async def test_read_only_hides_the_writers(tmp_path: Path, args: tuple[str, ...]
         async with Client(params, mode="legacy") as client:
             names = await tool_names(client)
             assert not names & WRITERS
-            assert "list_repos" in names
+            assert {"list_repos", "list_runs", "wait_for_runs"} <= names
             assert (await ok(client, "list_repos"))["count"] >= 1
             assert "start_run" in await error(client, "start_run", repoId=REPO_ID, prompt="x")
 

@@ -20,7 +20,10 @@ from tests.interop.support import NPX, Upstream, requires_node, run_node, upstre
 
 pytestmark = [pytest.mark.anyio, requires_node]
 
-TOOLS = {"list_repos", "start_run", "get_run", "list_run_events", "wait_for_run", "cancel_run"}
+TOOLS = {
+    "list_repos", "start_run", "get_run", "list_run_events", "wait_for_run", "cancel_run",
+    "list_runs", "wait_for_runs", "continue_run",
+}  # fmt: skip
 TOOL_IS_ERROR = 5  # the Inspector CLI's exit code when a tool returns isError
 
 

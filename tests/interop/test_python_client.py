@@ -15,7 +15,10 @@ from tests.interop.support import Upstream, upstream
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"list_repos", "start_run", "get_run", "list_run_events", "wait_for_run", "cancel_run"}
+TOOLS = {
+    "list_repos", "start_run", "get_run", "list_run_events", "wait_for_run", "cancel_run",
+    "list_runs", "wait_for_runs", "continue_run",
+}  # fmt: skip
 
 
 async def drive(client: Client, up: Upstream) -> None:

@@ -18,7 +18,10 @@ from tests.interop.support import NODE, Upstream, requires_node, run_node, stdio
 
 pytestmark = [pytest.mark.anyio, requires_node]
 
-TOOLS = {"list_repos", "start_run", "get_run", "list_run_events", "wait_for_run", "cancel_run"}
+TOOLS = {
+    "list_repos", "start_run", "get_run", "list_run_events", "wait_for_run", "cancel_run",
+    "list_runs", "wait_for_runs", "continue_run",
+}  # fmt: skip
 
 
 async def ts_report(up: Upstream, config: dict[str, Any]) -> dict[str, Any]:

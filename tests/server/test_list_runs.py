@@ -43,7 +43,7 @@ async def test_runs_are_listed_newest_first_with_filters_and_pages(tmp_path: Pat
         repos = [repo["id"] for repo in (await s.ok("list_repos"))["repos"]]
         first = (await s.start("First task [scenario:success]", repoId=repos[0]))["run"]["runId"]
         second = (await s.start("Second task [scenario:endless]", repoId=repos[1]))["run"]["runId"]
-        third = (await s.start("Third task with mog_SecretInAPrompt1234567 [scenario:no_changes]", repoId=repos[0]))
+        third = await s.start("Third task with mog_SecretInAPrompt1234567 [scenario:no_changes]", repoId=repos[0])
         third_id = third["run"]["runId"]
         await _finish(s, first, third_id)
 

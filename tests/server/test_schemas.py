@@ -22,7 +22,13 @@ pytestmark = pytest.mark.anyio
 Mode = Literal["legacy", "auto"]
 MODES: tuple[Mode, ...] = ("legacy", "auto")
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
-EXPECTED_TOOLS = ["list_repos", "start_run", "get_run", "cancel_run", "list_run_events", "wait_for_run"]
+EXPECTED_TOOLS = [
+    "list_repos", "start_run", "get_run", "cancel_run", "list_run_events", "wait_for_run",
+    "list_runs", "wait_for_runs", "continue_run",
+]  # fmt: skip
+WRITERS = {"start_run", "cancel_run", "continue_run"}
+# What every model pays for on every turn: all tools' names, descriptions and input schemas together.
+DEFINITIONS_BUDGET = 8_000
 
 
 async def _tools(mode: Mode, tmp_path: Path, **settings: Any) -> list[dict[str, Any]]:
@@ -50,7 +56,7 @@ async def test_every_tool_declares_all_four_hints_and_a_self_sufficient_output(t
         hints = tool["annotations"]
         for hint in ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"):
             assert isinstance(hints.get(hint), bool), (tool["name"], hint)
-        assert hints["readOnlyHint"] is (tool["name"] not in ("start_run", "cancel_run"))
+        assert hints["readOnlyHint"] is (tool["name"] not in WRITERS)
         output = tool["outputSchema"]["properties"]
         assert {"summary", "nextSteps"} <= set(output), tool["name"]
         assert tool["description"].strip()
@@ -68,4 +74,10 @@ async def test_every_tool_declares_all_four_hints_and_a_self_sufficient_output(t
 @pytest.mark.parametrize("mode", MODES)
 async def test_read_only_mode_hides_the_writers(tmp_path: Path, mode: Mode) -> None:
     names = {tool["name"] for tool in await _tools(mode, tmp_path, read_only=True)}
-    assert names == set(EXPECTED_TOOLS) - {"start_run", "cancel_run"}
+    assert names == set(EXPECTED_TOOLS) - WRITERS
+
+
+async def test_the_tool_definitions_stay_lean(tmp_path: Path) -> None:
+    tools = await _tools("legacy", tmp_path)
+    size = sum(len(t["name"]) + len(t["description"]) + len(json.dumps(t["inputSchema"])) for t in tools)
+    assert size <= DEFINITIONS_BUDGET, f"tool definitions take {size:,} chars; keep them under {DEFINITIONS_BUDGET:,}"

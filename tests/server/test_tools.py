@@ -145,12 +145,20 @@ async def test_the_200_event_window_is_reported_honestly(tmp_path: Path, mode: M
 async def test_the_prompt_walks_a_model_through_delegation(tmp_path: Path, mode: Mode) -> None:
     async with session(tmp_path, mode) as s:
         prompts = await s.client.list_prompts()
-        assert [p.name for p in prompts.prompts] == ["delegate_task"]
+        assert [p.name for p in prompts.prompts] == ["delegate_task", "delegate_tasks"]
         got = await s.client.get_prompt("delegate_task", {"repo": "acme/api", "task": "Add rate limiting"})
         text = got.messages[0].content.text  # type: ignore[union-attr]
         for step in ("list_repos", "start_run", "wait_for_run", "pull request"):
             assert step in text
         assert "acme/api" in text and "Add rate limiting" in text
+
+        many = await s.client.get_prompt(
+            "delegate_tasks", {"repos": "acme/api, acme/web", "tasks": "Add rate limiting\n\nFix the login page"}
+        )
+        fanned = many.messages[0].content.text  # type: ignore[union-attr]
+        for step in ("start_run", "wait_for_runs", '"any"', "needsInput", "continue_run", "pullRequestUrl"):
+            assert step in fanned
+        assert "- Add rate limiting\n- Fix the login page" in fanned
 
 
 @pytest.mark.parametrize("mode", MODES)

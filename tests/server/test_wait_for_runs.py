@@ -12,6 +12,7 @@ import pytest
 from mogplex_mcp.emulator import EmulatorConfig, running_emulator
 from mogplex_mcp.runs.follower import FollowSettings
 from tests.server.harness import MODES, Mode, Session, session
+from tests.server.test_resources import until
 
 pytestmark = pytest.mark.anyio
 
@@ -94,20 +95,20 @@ async def _upstream_reads_while_waiting(tmp_path: Path, waiters: int, seconds: f
     A rate, not a count: the window (from every waiter holding every run until all have returned) differs a
     little between the two cases on a loaded machine.
     """
-    async with running_emulator(EmulatorConfig(speed=50.0)) as emu:
-        async with session(tmp_path / str(waiters), "legacy", emulator=emu, follow=UNPACED) as s:
-            run_ids = await _runs(s, "endless", "endless", "endless")
-            wait = functools.partial(s.ok, "wait_for_runs", runIds=run_ids, mode="all", timeoutSeconds=seconds)
-            async with anyio.create_task_group() as tg:
-                for _ in range(waiters):
-                    tg.start_soon(wait)
-                with anyio.fail_after(10):  # every waiter holds every run: start counting
-                    while not all(_watchers(s, run_id) == waiters for run_id in run_ids):
-                        await anyio.sleep(0.01)
-                followers = s.state.hub.follower_count
-                before, started = emu.emulator.request_count("GET", EVENTS), time.monotonic()
-            reads = emu.emulator.request_count("GET", EVENTS) - before
-            return reads / (time.monotonic() - started), followers
+    async with (
+        running_emulator(EmulatorConfig(speed=50.0)) as emu,
+        session(tmp_path / str(waiters), "legacy", emulator=emu, follow=UNPACED) as s,
+    ):
+        run_ids = await _runs(s, "endless", "endless", "endless")
+        wait = functools.partial(s.ok, "wait_for_runs", runIds=run_ids, mode="all", timeoutSeconds=seconds)
+        async with anyio.create_task_group() as tg:
+            for _ in range(waiters):
+                tg.start_soon(wait)
+            await until(lambda: all(_watchers(s, run_id) == waiters for run_id in run_ids))  # then count
+            followers = s.state.hub.follower_count
+            before, started = emu.emulator.request_count("GET", EVENTS), time.monotonic()
+        reads = emu.emulator.request_count("GET", EVENTS) - before
+        return reads / (time.monotonic() - started), followers
 
 
 def _watchers(s: Session, run_id: str) -> int:
