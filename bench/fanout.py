@@ -34,6 +34,8 @@ WATCHER_COUNTS = (1, 10, 100)
 RUN_COUNTS = (1, 10, 50)
 NAIVE_INTERVAL_S = 1.5
 WAIT_SESSIONS = 10
+ORCHESTRATOR_COUNTS = (1, 10)
+ORCHESTRATED_RUNS = 10
 EVENTS_URI = "mogplex://runs/{runId}/events"
 
 
@@ -131,6 +133,41 @@ async def followed(scenario: Scenario, *, seconds: float) -> Window:
         notifications=notifications[0],
         not_seen_yet=not_seen[0],
     )
+
+
+async def _orchestrator(client: Client, run_ids: list[str], until: float) -> None:
+    """One orchestrating agent: `wait_for_runs` over the whole set, again and again, until `until`."""
+    while (remaining := until - time.monotonic()) > 1:
+        arguments = {"runIds": run_ids, "mode": "any", "timeoutSeconds": min(50, remaining)}
+        result = await client.call_tool("wait_for_runs", arguments)
+        if result.is_error:
+            text = " ".join(getattr(block, "text", "") for block in result.content)
+            raise RuntimeError(f"wait_for_runs failed during the benchmark: {text[:300]}")
+
+
+async def orchestrated(orchestrators: int, *, seconds: float) -> Window:
+    """`orchestrators` sessions, each looping wait_for_runs over the same 10 endless runs, on one server."""
+    with (
+        emulator_process(rate_limit=PAT_BUDGET_PER_MINUTE) as emulator,
+        tempfile.TemporaryDirectory(prefix="mogplex-bench-orchestrators-") as tmp,
+        http_server(server_env(emulator, Path(tmp))) as served,
+    ):
+        async with httpx2.AsyncClient(timeout=30) as control, AsyncExitStack() as stack:
+            run_ids = await emulator.create_runs(control, ORCHESTRATED_RUNS, "endless")
+            sessions = [
+                await stack.enter_async_context(Client(served.url, mode="legacy", read_timeout_seconds=120))
+                for _ in range(orchestrators)
+            ]
+            before, cpu_before = await emulator.stats(control, times=True), cpu_seconds(served.pid)
+            started = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                for session in sessions:
+                    tg.start_soon(_orchestrator, session, run_ids, started + seconds)
+                await anyio.sleep(max(0.0, started + seconds / 2 - time.monotonic()))
+                cpu_half = cpu_seconds(served.pid)
+            after, cpu_after = await emulator.stats(control, times=True), cpu_seconds(served.pid)
+            elapsed = time.monotonic() - started
+    return Window(elapsed, after - before, cpu_after - cpu_before, cpu_after - cpu_half)
 
 
 async def _naive_poller(http: httpx2.AsyncClient, emulator: EmulatorProcess, run_id: str, until: float) -> None:
@@ -235,6 +272,8 @@ async def run(*, seconds: float, naive_seconds: float, with_stream: bool) -> Sec
         scenarios[f"runs {runs}"] = followed(Scenario(runs, 1, 0), seconds=seconds)
     if with_stream:
         scenarios["stream 10"] = followed(Scenario(10, 1, 0, "observed"), seconds=seconds)
+    for count in ORCHESTRATOR_COUNTS:
+        scenarios[f"orchestrators {count}"] = orchestrated(count, seconds=seconds)
     ours = await _all(scenarios)
     naive_jobs: dict[str, Awaitable[Window]] = {}
     for count in WATCHER_COUNTS:
@@ -284,8 +323,25 @@ async def run(*, seconds: float, naive_seconds: float, with_stream: bool) -> Sec
         section.add(f"naive polling, {_plural(runs, 'run')}", _naive(naive_results[f"runs {runs}"]))
     if with_stream:
         section.add("10 runs followed, observed flavour (upstream event stream)", _ours(ours["stream 10"]))
+    _orchestrator_rows(section, ours)
     _explain(section, ours, seconds)
     return section
+
+
+def _orchestrator_rows(section: Section, ours: dict[str, Window | str]) -> None:
+    for count in ORCHESTRATOR_COUNTS:
+        noun = _plural(count, "orchestrator")
+        section.add(
+            f"{noun} × `wait_for_runs` over the same {ORCHESTRATED_RUNS} runs", _ours(ours[f"orchestrators {count}"])
+        )
+    one, ten = ours["orchestrators 1"], ours["orchestrators 10"]
+    metric = f"upstream requests, 10 orchestrators vs 1 (wait_for_runs over {ORCHESTRATED_RUNS} runs)"
+    if isinstance(one, Window) and isinstance(ten, Window):
+        single, many = one.upstream.requests, ten.upstream.requests
+        value = f"{many} vs {single} ({many / max(single, 1):.2f}×)"
+        section.add(metric, value, "what one costs", many <= single * 1.25 + 3)
+    else:
+        section.add(metric, "not measured (a scenario failed)", "", False)
 
 
 def _explain(section: Section, ours: dict[str, Window | str], seconds: float) -> None:

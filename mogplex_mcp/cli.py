@@ -62,7 +62,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def configure_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
-        "--read-only", action="store_true", default=None, help="hide start_run and cancel_run (env MOGPLEX_READ_ONLY)"
+        "--read-only",
+        action="store_true",
+        default=None,
+        help="hide start_run, cancel_run and continue_run (env MOGPLEX_READ_ONLY)",
     )
     serve.add_argument(
         "--emulator",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.fanout import Scenario, followed
+from bench.fanout import Scenario, followed, orchestrated
 from bench.report import Section, table
 
 pytestmark = pytest.mark.anyio
@@ -17,6 +17,14 @@ async def test_a_watched_run_is_followed_within_the_budget_and_subscribers_hear_
     assert measured.upstream.rate_limited == 0
     assert measured.upstream.busiest_minute() <= 60
     assert measured.notifications > 0, "the subscriber heard nothing although the run emits an event every 2 s"
+
+
+async def test_orchestrators_waiting_on_a_set_of_runs_stay_within_the_budget() -> None:
+    measured = await orchestrated(2, seconds=4)
+
+    assert measured.upstream.requests > 0, "no follower asked the emulator about the runs"
+    assert measured.upstream.rate_limited == 0
+    assert measured.upstream.by_kind.get("POST /runs", 0) == 0, "waiting never starts anything"
 
 
 def test_the_table_shows_every_row_with_its_verdict() -> None:

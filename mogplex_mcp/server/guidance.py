@@ -19,6 +19,11 @@ Workflow:
    agent did (page with afterEventId).
 5. cancel_run stops a run the user no longer wants.
 
+Several tasks at once: start each, then wait_for_runs (up to 20 runIds, mode any) returns when the first
+finishes or needs input; report it and wait again on the rest. list_runs shows the runs seen through this
+server; continue_run sends a follow-up on a finished run's branch. A run in awaiting_input needs the user's
+answer in Mogplex itself: tell them, do not keep waiting.
+
 Run details and logs are also resources: mogplex://runs/{runId}, mogplex://runs/{runId}/events and a
 readable transcript at mogplex://runs/{runId}/log.
 
