@@ -19,6 +19,7 @@ from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
+from mogplex_mcp.runs.outcomes import outcome_recorder
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools
@@ -72,6 +73,7 @@ def create_server(
                 hub = FollowerHub(
                     tg, follower_client_factory(settings, pool.get, pool.gate), follow, make_stream=streams
                 )
+                hub.add_listener(outcome_recorder(the_journal))  # list_runs knows finished runs' outcomes
                 state = AppState(settings=settings, pool=pool, journal=the_journal, hub=hub)
                 resources.attach(state, tg)
                 if on_state is not None:

@@ -16,7 +16,6 @@ from mcp.server.mcpserver import Context
 
 from mogplex_mcp.runs.compact import ProgressCompactor
 from mogplex_mcp.runs.followed_run import RunFollower
-from mogplex_mcp.runs.known_runs import RunFacts
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled, wait_any_changed
 from mogplex_mcp.runs.views import describe_status, find_delivery
@@ -99,10 +98,7 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
             error=error,
         )
     await state.remember(token, run)
-    delivery = find_delivery(events)
-    if run.terminal and delivery is not None:
-        outcome = RunFacts(pull_request_url=delivery.pull_request_url, code_changed=delivery.changed)
-        await state.remember_facts(token, run.run_id, outcome)
+    delivery = find_delivery(events)  # the journal hears of it from the follower (runs/outcomes.py)
     view = RunView.build(run, delivery, token, events=events)
     return WaitedRun(
         run_id=run.run_id,

@@ -18,7 +18,7 @@ from mogplex_mcp.runs.settled import needs_input
 from mogplex_mcp.server.errors import tool_error, validation_error
 from mogplex_mcp.server.multi_wait import wait_for_runs as wait_on_runs
 from mogplex_mcp.server.orchestration_results import ContinueRunResult, ListRunsResult, WaitForRunsResult, WaitMode
-from mogplex_mcp.server.run_list import BadCursor, decode_cursor, list_page
+from mogplex_mcp.server.run_list import BadCursor, RunPage, decode_cursor, list_page
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools import READ_ONLY, RunId, _start, tool
 
@@ -47,8 +47,7 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         except BadCursor as exc:
             raise ToolError(f"Invalid arguments for list_runs: {exc}. Omit it to start at the newest run.") from None
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
-        page = await list_page(state, token, query)
-        return _listed_result(page.runs, page.next_cursor, page.refreshed, page.not_refreshed, status)
+        return _listed_result(await list_page(state, token, query), status)
 
     @tool(server, "wait_for_runs", "Wait for several runs", READ_ONLY)
     async def wait_for_runs(
@@ -167,26 +166,30 @@ async def _follow_up(
     return request, [f"{name}={value}" for name, value in given.items() if not (name == "harness" and harness)]
 
 
-def _listed_result(
-    runs: list[Any], next_cursor: str | None, refreshed: int, not_refreshed: int, status: str
-) -> ListRunsResult:
+def _listed_result(page: RunPage, status: str) -> ListRunsResult:
     which = "" if status == "all" else f" {status}"
+    runs = page.runs
     if not runs:
         summary = f"No{which} runs seen through this server with this token yet."
         steps = ["Start one with start_run; runs started elsewhere appear once get_run has looked at them."]
     else:
         summary = f"{len(runs)}{which} run(s) seen through this server, newest first."
-        if not_refreshed:
-            summary += f" {not_refreshed} active run(s) show their last known status (rate budget spent)."
+        asking = sum(1 for run in runs if run.needs_input)
+        if asking:
+            summary += f" {asking} need(s) a person's input in Mogplex (answered in Mogplex's own UI)."
+        if page.not_refreshed:
+            summary += f" {page.not_refreshed} active run(s) show their last known status (rate budget spent)."
+        if page.cut_for_size:
+            summary += " Cut short to keep this result small."
         steps = ["Call wait_for_runs with the active runs' ids to wait for them; get_run for one run's details."]
-        if next_cursor:
+        if page.next_cursor:
             steps.append("Older runs follow: call list_runs again with cursor = nextCursor.")
     return ListRunsResult(
         summary=summary,
         next_steps=steps,
         runs=runs,
         count=len(runs),
-        next_cursor=next_cursor,
-        refreshed=refreshed,
-        not_refreshed=not_refreshed,
+        next_cursor=page.next_cursor,
+        refreshed=page.refreshed,
+        not_refreshed=page.not_refreshed,
     )

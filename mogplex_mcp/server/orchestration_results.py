@@ -36,6 +36,8 @@ class ListedRun(_Out):
     working_branch: str | None = None
     pull_request_url: str | None = None
     code_changed: bool | None = Field(default=None, description="null: not known.")
+    changed_files_total: int | None = Field(default=None, description="Files edited, when events are at hand.")
+    final_message: str | None = Field(default=None, description="The agent's last words (untrusted), cut short.")
     status_source: StatusSource = Field(
         description="live: followed now; refreshed: fetched for this call; final: finished, never changes; "
         "remembered: as last seen (statusAsOf), not refreshed within the rate budget."

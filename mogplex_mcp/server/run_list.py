@@ -22,13 +22,16 @@ from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, is_terminal
 from mogplex_mcp.runs.journal import KnownRun, token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.review import changed_files, final_message
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input
 from mogplex_mcp.runs.views import find_delivery
 from mogplex_mcp.server.orchestration_results import ListedRun, StatusSource
+from mogplex_mcp.server.results import fit_to_budget
 from mogplex_mcp.server.state import AppState
 
 TITLE_CHARS = 80
+LIST_MESSAGE_CHARS = 160
 
 
 class BadCursor(ValueError):
@@ -52,6 +55,7 @@ class RunPage:
     next_cursor: str | None
     refreshed: int
     not_refreshed: int
+    cut_for_size: bool = False
 
 
 def encode_cursor(known: KnownRun) -> str:
@@ -76,11 +80,16 @@ async def list_page(state: AppState, token: str, query: RunsQuery) -> RunPage:
     seen = [_from_follower_or_journal(state, token, known) for known in page]
     stale = [item for item in seen if item.source == "remembered"]
     refreshed = await _refresh(state, token, stale[: state.settings.list_refresh_max])
+    listed = [_listed(item, token) for item in seen]
+    shown = fit_to_budget(listed)  # a long page is cut to keep the result small; the cursor resumes after it
+    cut = len(shown) < len(listed)
+    last = page[len(shown) - 1] if shown else None
     return RunPage(
-        runs=[_listed(item, token) for item in seen],
-        next_cursor=encode_cursor(page[-1]) if more and page else None,
+        runs=shown,
+        next_cursor=encode_cursor(last) if last is not None and (more or cut) else None,
         refreshed=refreshed,
         not_refreshed=len(stale) - refreshed,
+        cut_for_size=cut,
     )
 
 
@@ -128,6 +137,8 @@ def _listed(item: _Seen, token: str) -> ListedRun:
     known, run, facts = item.known, item.run, item.known.facts
     delivery = find_delivery(item.events) if item.events is not None else None
     status = run.status if run is not None else known.status
+    paths_total = changed_files(item.events)[1] if item.events is not None else 0
+    words = final_message(item.events, LIST_MESSAGE_CHARS) if item.events is not None else None
     title = None if known.title == known.run_id else shorten(clean_text(known.title, token), TITLE_CHARS)
     return ListedRun(
         run_id=known.run_id,
@@ -141,6 +152,8 @@ def _listed(item: _Seen, token: str) -> ListedRun:
         working_branch=(run.branch.working if run is not None and run.branch else None) or facts.working_branch,
         pull_request_url=(delivery.pull_request_url if delivery else None) or facts.pull_request_url,
         code_changed=delivery.changed if delivery and delivery.changed is not None else facts.code_changed,
+        changed_files_total=paths_total or None,
+        final_message=clean_text(words, token) if words else None,
         status_source=item.source,
         status_as_of=datetime.fromtimestamp(item.as_of, UTC) if item.as_of is not None else None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from mogplex_mcp.emulator import OTHER_USER_TOKEN, EmulatorConfig, running_emulator
 from mogplex_mcp.runs.follower import FollowSettings
+from mogplex_mcp.runs.journal import token_fingerprint
 from tests.server.harness import FAST_FOLLOW, MODES, Mode, Session, session
 
 pytestmark = pytest.mark.anyio
@@ -52,6 +54,7 @@ async def test_runs_are_listed_newest_first_with_filters_and_pages(tmp_path: Pat
         assert "seen through this server" in listed["summary"] and "no run listing" in listed["coverage"]
         by_id = {run["runId"]: run for run in listed["runs"]}
         assert by_id[first]["status"] == "success" and by_id[first]["pullRequestUrl"].startswith("https://")
+        assert by_id[first]["changedFilesTotal"] == 2, "a followed run's events show what it changed"
         assert by_id[third_id]["codeChanged"] is False and by_id[third_id]["pullRequestUrl"] is None
         assert by_id[second]["terminal"] is False and by_id[second]["statusSource"] in ("live", "refreshed")
         assert by_id[first]["title"].startswith("First task") and by_id[first]["createdAt"]
@@ -115,3 +118,16 @@ async def test_followed_runs_cost_no_refresh(tmp_path: Path) -> None:
         assert {run["statusSource"] for run in listed["runs"]} == {"live"}
         assert listed["refreshed"] == 0 and listed["notRefreshed"] == 0
         assert all(run["status"] == "streaming" for run in listed["runs"])
+
+
+async def test_a_long_page_is_cut_to_stay_small_and_the_cursor_resumes_after_it(tmp_path: Path) -> None:
+    async with session(tmp_path, "legacy") as s:
+        fingerprint = token_fingerprint(s.emulator.token)
+        run_ids = [str(uuid.UUID(int=n, version=4)) for n in range(60)]
+        for n, run_id in enumerate(run_ids):  # runs this server saw earlier, finished: no upstream read needed
+            s.state.journal.remember_run(fingerprint, run_id, title=f"Task {n} " + "x" * 70, status="success")
+        before = s.emulator.emulator.request_count()
+        first = await s.ok("list_runs", limit=100)
+        assert 0 < first["count"] < 60 and "Cut short" in first["summary"] and first["nextCursor"]
+        assert await _all_pages(s, limit=100) == list(reversed(run_ids))
+        assert s.emulator.emulator.request_count() == before, "finished runs are listed from the journal alone"
