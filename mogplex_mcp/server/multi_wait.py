@@ -28,8 +28,9 @@ from mogplex_mcp.server.state import AppState
 class _Progress:
     """Progress notifications across the set: each status change and each (compacted) new event."""
 
-    def __init__(self, ctx: Context[Any, Any], followers: Sequence[RunFollower]) -> None:
+    def __init__(self, ctx: Context[Any, Any], followers: Sequence[RunFollower], token: str) -> None:
         self.ctx = ctx
+        self.token = token
         self.ticks = 0
         self.statuses = [f.run.status if f.run else None for f in followers]
         self.reported = [f.event_count for f in followers]
@@ -48,7 +49,7 @@ class _Progress:
 
     async def _say(self, message: str) -> None:
         self.ticks += 1
-        await self.ctx.report_progress(self.ticks, None, clean_text(message))
+        await self.ctx.report_progress(self.ticks, None, clean_text(message, self.token))
 
 
 def condition_met(mode: WaitMode, followers: Sequence[RunFollower]) -> bool:
@@ -64,7 +65,7 @@ async def wait_for_runs(
     async with AsyncExitStack() as stack:
         followers = [await stack.enter_async_context(state.hub.watch(token, run_id)) for run_id in run_ids]
         known = [{event.id for event in follower.events()} for follower in followers]
-        progress = _Progress(ctx, followers)
+        progress = _Progress(ctx, followers, token)
         done = False
         with anyio.move_on_after(wait_seconds):
             while True:

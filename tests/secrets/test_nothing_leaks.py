@@ -76,6 +76,11 @@ async def exercise(s: Session, seen: Transcript) -> str:
             if waited.structured_content["finished"]:
                 break
     seen.result(await call("get_run", {"runId": run_id}))
+    both = {"runIds": [run_id, UNKNOWN_RUN], "mode": "all", "timeoutSeconds": 5}
+    seen.result(await call("wait_for_runs", both, progress_callback=seen.progress))
+    seen.result(await call("list_runs", {}))
+    seen.result(await call("continue_run", {"runId": run_id, "prompt": "Also rotate the deploy keys."}))
+    seen.result(await call("continue_run", {"runId": UNKNOWN_RUN, "prompt": "Nothing to continue."}))
     events = seen.result(await call("list_run_events", {"runId": run_id, "includePayload": True, "limit": 200}))
     assert events.structured_content is not None
     assert events.structured_content["untrustedContent"] == UNTRUSTED_NOTE
@@ -160,6 +165,12 @@ async def test_invisible_and_control_characters_never_reach_the_model(tmp_path: 
             )
         )
         seen.result(await client.call_tool("get_run", {"runId": run_id}))
+        seen.result(
+            await client.call_tool(
+                "wait_for_runs", {"runIds": [run_id], "timeoutSeconds": 2}, progress_callback=seen.progress
+            )
+        )
+        seen.result(await client.call_tool("list_runs", {}))
         for uri in (f"mogplex://runs/{run_id}/events", f"mogplex://runs/{run_id}/log", f"mogplex://runs/{run_id}"):
             seen.texts.extend(getattr(c, "text", "") for c in (await client.read_resource(uri)).contents)
     found = sorted({hex(ord(ch)) for text in seen.texts for ch in text if invisible(ch)})
