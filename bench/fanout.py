@@ -393,6 +393,17 @@ def _explain(section: Section, ours: dict[str, Window | str], seconds: float) ->
             "/runs/{id}/events/stream` → 404 in all: the 404 is remembered per base URL, but followers that start "
             "together each try the stream once before any of them has learned it."
         )
+    one, ten = ours.get("orchestrators 1"), ours.get("orchestrators 10")
+    if isinstance(one, Window) and isinstance(ten, Window):
+        section.notes.append(
+            f"Orchestrators: each `wait_for_runs` call holds the shared follower of each of its runs, so 10 "
+            f"orchestrators waiting on the same {ORCHESTRATED_RUNS} runs keep {ORCHESTRATED_RUNS} followers, not "
+            f"{10 * ORCHESTRATED_RUNS}, drawing on the token's one pacer: {ten.upstream.requests} upstream requests "
+            f"against {one.upstream.requests} for one orchestrator (observation windows of {ten.seconds:.0f} s and "
+            f"{one.seconds:.0f} s: each ends when its last call returns). Both are paced: {ORCHESTRATED_RUNS} runs "
+            "polled by followers fill the pacer's budget either way; without shared followers each orchestrator "
+            "would poll every run itself, like the naive rows above, ten times over."
+        )
     for row in section.misses:
         section.notes.append(
             f"Miss: {row.metric} — {row.value}. A count that grows with watchers or runs means followers are not "
