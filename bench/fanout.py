@@ -262,7 +262,9 @@ async def run(*, seconds: float, naive_seconds: float, with_stream: bool) -> Sec
             "is the server process's CPU time (/proc) over the second half of the observation, after set-up. "
             "Documented flavour: the upstream has no event stream, so followers poll — the worst case. Naive: each "
             f"watcher polls `GET /runs/{{id}}/events` every {NAIVE_INTERVAL_S:g} s by itself, for {naive_seconds:g} "
-            "s against a fresh emulator; refused (429) requests count as attempted."
+            "s against a fresh emulator; refused (429) requests count as attempted. Orchestrators: 1 or 10 "
+            "handshake-era sessions on one server, each calling `wait_for_runs` (mode any) over the same 10 "
+            "`endless` runs again and again."
         ),
     )
     scenarios: dict[str, Awaitable[Window]] = {}
