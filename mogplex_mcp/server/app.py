@@ -19,7 +19,7 @@ from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
-from mogplex_mcp.runs.outcomes import outcome_recorder
+from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools

@@ -99,7 +99,7 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
             error=error,
         )
     await state.remember(token, run)
-    delivery = find_delivery(events)  # the journal hears of it from the follower (runs/outcomes.py)
+    delivery = find_delivery(events)  # the journal hears of it from the follower (runs/outcome_recorder.py)
     view = RunView.build(run, delivery, token, events=events)
     return WaitedRun(
         run_id=run.run_id,

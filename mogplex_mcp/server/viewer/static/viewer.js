@@ -225,6 +225,8 @@ async function follow() {
         if (backoff) note("");
         backoff = 0;
         if (!state.run || state.run.terminal) break;
+        // A run awaiting input answers wait_for_run at once (a person must act in Mogplex): pace, do not spin.
+        if (state.run.status === "awaiting_input") await sleep(config.waitSeconds * 1000);
       } catch (error) {
         backoff = Math.min(60, backoff ? backoff * 2 : 5);
         note(`Could not refresh (${String(error && error.message ? error.message : error).slice(0, 160)}); retrying in ${backoff} s.`);
