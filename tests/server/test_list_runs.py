@@ -131,3 +131,18 @@ async def test_a_long_page_is_cut_to_stay_small_and_the_cursor_resumes_after_it(
         assert 0 < first["count"] < 60 and "Cut short" in first["summary"] and first["nextCursor"]
         assert await _all_pages(s, limit=100) == list(reversed(run_ids))
         assert s.emulator.emulator.request_count() == before, "finished runs are listed from the journal alone"
+
+
+async def test_refreshes_stop_where_the_tokens_pacer_has_no_room(tmp_path: Path) -> None:
+    async with running_emulator(EmulatorConfig(speed=50.0)) as emu:
+        async with session(tmp_path, "legacy", emulator=emu) as s:
+            running = [(await s.start(f"Endless task {n} [scenario:endless]"))["run"]["runId"] for n in range(3)]
+        one_a_minute = FollowSettings(**{**FAST_FOLLOW.__dict__, "requests_per_minute": 1})
+        async with session(tmp_path, "auto", emulator=emu, follow=one_a_minute) as s:
+            before = emu.emulator.request_count("GET", EVENTS)
+            listed = await s.ok("list_runs")
+            again = await s.ok("list_runs")
+            reads = emu.emulator.request_count("GET", EVENTS) - before
+        assert listed["refreshed"] == 1 and listed["notRefreshed"] == len(running) - 1
+        assert again["refreshed"] == 0 and "last known status" in again["summary"]
+        assert reads == 1, "the pacer's one request a minute is all list_runs may spend"
