@@ -71,6 +71,8 @@ class Settings:
     max_retry_after_seconds: float = 10.0
     # A start_run identical to one made this recently reuses its Idempotency-Key (0 disables).
     dedupe_window_seconds: float = 600.0
+    # How long a start waits for the journal file's write lock before claiming in memory instead.
+    journal_wait_seconds: float = 2.0
     state_dir: Path = field(default_factory=default_state_dir)
     read_only: bool = False
     # Over HTTP, use MOGPLEX_TOKEN when a request brings no bearer of its own. Off unless the HTTP
@@ -121,6 +123,7 @@ class Settings:
             values["read_only"] = _parse_bool(read_only, "MOGPLEX_READ_ONLY")
         for name, env_name in (
             ("dedupe_window_seconds", "MOGPLEX_DEDUPE_WINDOW_SECONDS"),
+            ("journal_wait_seconds", "MOGPLEX_JOURNAL_WAIT_SECONDS"),
             ("read_timeout", "MOGPLEX_READ_TIMEOUT_SECONDS"),
             ("retry_budget_seconds", "MOGPLEX_RETRY_BUDGET_SECONDS"),
             ("rejected_token_seconds", "MOGPLEX_REJECTED_TOKEN_SECONDS"),

@@ -62,7 +62,9 @@ def create_server(
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_journal = journal is None
         the_journal = journal or StartJournal.in_state_dir(
-            settings.state_dir, window_seconds=settings.dedupe_window_seconds
+            settings.state_dir,
+            window_seconds=settings.dedupe_window_seconds,
+            wait_seconds=settings.journal_wait_seconds,
         )
         pool = HttpPool(settings, transport)
         try:

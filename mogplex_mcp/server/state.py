@@ -22,7 +22,7 @@ from mogplex_mcp.api.pool import make_http_client, make_stream_client
 from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub
-from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.runs.journal import StartJournal, clean_title, token_fingerprint
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
@@ -90,12 +90,15 @@ class AppState:
         key = (token_fingerprint(token), run.run_id)
         if title is None and self._remembered.get(key) == run.status:
             return
-        short_title = title.strip().splitlines()[0][:80] if title and title.strip() else None
+        # Redacted (patterns and this caller's own token) before it reaches the journal file.
+        short_title = clean_title(title.strip().splitlines()[0], token) if title and title.strip() else None
         new = await anyio.to_thread.run_sync(
             functools.partial(
                 self.journal.remember_run, key[0], run.run_id, title=short_title, status=run.status, repo_id=run.repo_id
             )
         )
+        if new is None:  # skipped: the journal was busy or failing; try again on the next sighting
+            return
         if len(self._remembered) >= REMEMBERED_MAX:
             self._remembered.clear()
         self._remembered[key] = run.status

@@ -23,11 +23,11 @@ from mogplex_mcp.api.models import (
     StartRunRequest,
     idempotency_key_problem,
 )
-from mogplex_mcp.runs.journal import KeyClaim, request_fingerprint, token_fingerprint
+from mogplex_mcp.runs.journal import JournalUnavailableError, KeyClaim, request_fingerprint, token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server import guidance
-from mogplex_mcp.server.errors import validation_error
+from mogplex_mcp.server.errors import journal_unavailable_error, validation_error
 from mogplex_mcp.server.results import (
     CancelRunResult,
     GetRunResult,
@@ -212,10 +212,13 @@ def register_run_tools(server: MCPServer[Any]) -> None:
 
 async def _start(state: AppState, token: str, request: StartRunRequest, explicit_key: str | None) -> StartRunResult:
     fingerprint = token_fingerprint(token)
-    body_hash = request_fingerprint(state.settings.base_url, request.to_wire())
+    body_hash = request_fingerprint(state.settings.base_url, request.to_wire(), token=token)
     claim: KeyClaim | None = None
     if explicit_key is None:
-        claim = await anyio.to_thread.run_sync(state.journal.claim_key, fingerprint, body_hash)
+        try:
+            claim = await anyio.to_thread.run_sync(state.journal.claim_key, fingerprint, body_hash)
+        except JournalUnavailableError as exc:  # a fresh key could start a second run: send nothing
+            raise journal_unavailable_error(exc.reason) from None
     key = explicit_key.strip() if explicit_key is not None else claim.idempotency_key if claim else None
     async with upstream("start the run", token, state.budget) as deadline, state.client(token) as api:
         try:
