@@ -68,24 +68,26 @@ def read_only(journal: Path) -> Iterator[None]:
         subprocess.run([chattr, "-i", *map(str, files)], check=True)
 
 
-def full_disk_server(state_dir: Path, size_kb: int = 160) -> list[str]:
-    """A command that runs the stdio server with its state dir on a tiny filesystem of its own (ENOSPC).
+def full_disk_server(state_dir: Path, size_kb: int = 160) -> tuple[list[str], str]:
+    """A command that runs the stdio server with its state dir on a tiny filesystem of its own, and the failure
+    the journal will report.
 
-    A private tmpfs in a user+mount namespace (no root needed where user namespaces are allowed); where
-    they are not, a per-process file-size limit, which makes the OS refuse the journal's writes the same way.
+    A private tmpfs in a user+mount namespace (no root needed where user namespaces are allowed): ENOSPC, which
+    SQLite reports as a full disk. Where namespaces are not allowed, a per-process file-size limit makes the OS
+    refuse the journal's writes past it (EFBIG, which SQLite reports as an I/O error).
     """
     serve = [sys.executable, "-m", "mogplex_mcp", "serve"]
     unshare = shutil.which("unshare")
     if unshare and subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode == 0:
         script = f'mount -t tmpfs -o size={size_kb}k tmpfs "$0" && exec "$@"'
-        return [unshare, "-rm", "sh", "-c", script, str(state_dir), *serve]
+        return [unshare, "-rm", "sh", "-c", script, str(state_dir), *serve], "the disk is full"
     limit = size_kb * 1024
     launcher = (
         "import os, resource, sys; "
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
         "os.execv(sys.executable, [sys.executable, '-m', 'mogplex_mcp', 'serve'])"
     )
-    return [sys.executable, "-c", launcher]
+    return [sys.executable, "-c", launcher], "a disk I/O error"
 
 
 def journal_path(state_dir: Path) -> Path:

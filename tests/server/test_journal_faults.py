@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from mogplex_mcp.emulator import running_emulator
 from mogplex_mcp.server.state import AppState
@@ -72,17 +73,21 @@ async def test_a_read_only_journal_after_a_restart_never_makes_a_second_run(tmp_
 async def test_a_full_disk_never_makes_a_second_run(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir()
+    errlog = tmp_path / "stderr.txt"
     async with running_emulator(STORM_UPSTREAM) as emu:
         env = server_env(
             emu.base_url, state_dir, emu.token, MOGPLEX_JOURNAL_WAIT_SECONDS="0.05", MOGPLEX_MAX_RETRIES="0"
         )
         env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
-        command = full_disk_server(state_dir)
+        command, failure = full_disk_server(state_dir)
         params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=str(Path.cwd()))
-        async with Client(params) as client:
-            result = await storm(lambda args: client.call_tool("start_run", args), emu.emulator, logical=LOGICAL)
+        with errlog.open("w") as sink:
+            async with Client(stdio_client(params, errlog=sink), mode="legacy") as client:
+                result = await storm(lambda args: client.call_tool("start_run", args), emu.emulator, logical=LOGICAL)
         assert result.calls >= 1000 and result.refused == 0
         assert_one_run_per_logical_start(result, emu.emulator, LOGICAL)
+    logged = errlog.read_text()
+    assert f"({failure}); starts are de-duplicated in this process" in logged  # the disk really filled up
 
 
 @pytest.mark.parametrize("mode", MODES)
