@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://mogplex.com"
 TOKEN_ENV = "MOGPLEX_TOKEN"  # noqa: S105 - the variable name, not a secret
@@ -22,8 +23,11 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it and how to set it."""
+# Anything shaped like a credential, wherever it sits (even glued to a word: "MOGPLEX_TOKEN_mog_…").
+_TOKEN_SHAPED = re.compile(
+    r"(?<![A-Za-z0-9])(?:mog_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,}"
+    r"|sk-[A-Za-z0-9_-]{16,}|xox[abpr]-[A-Za-z0-9-]{10,})"
+)
 
 
 def mask_token(token: str | None) -> str:
@@ -33,6 +37,18 @@ def mask_token(token: str | None) -> str:
     if token.startswith("mog_") and len(token) > 8:
         return f"mog_…{token[-2:]} ({len(token)} chars)"
     return f"…({len(token)} chars)"
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with every token-shaped run masked (`mog_…Xy (28 chars)`): for messages and config snippets."""
+    return _TOKEN_SHAPED.sub(lambda match: f"<{mask_token(match.group(0))}>", text)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it and how to set it, and never shows a token."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(mask_secrets(message))
 
 
 def clean_env_value(value: str | None) -> str | None:
@@ -172,9 +188,27 @@ def _parse_count(raw: str, name: str) -> int:
 
 
 def _normalize_base_url(url: str, source: str) -> str:
+    """Validate a base URL without ever echoing a credential that was pasted into it."""
     url = url.strip().rstrip("/")
+    if _TOKEN_SHAPED.fullmatch(url) or url.lower().startswith("bearer "):
+        raise ConfigError(f"{source} holds what looks like a token, not a URL: set the token as {TOKEN_ENV}")
     if not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(f"{source} must be an http(s) URL such as {DEFAULT_BASE_URL} (got {url[:80]!r})")
+        shown = mask_secrets(url)[:80]  # masked before the cut, so no half of a token is left to show
+        raise ConfigError(f"{source} must be an http(s) URL such as {DEFAULT_BASE_URL} (got {shown!r})")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{source} must not contain a user name or password (the part before '@' was not shown): "
+            f"give only the address, such as {DEFAULT_BASE_URL}, and set the token as {TOKEN_ENV}"
+        )
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ConfigError(
+            f"{source} must not have a query or fragment (not shown): give only the address, "
+            f"such as {DEFAULT_BASE_URL}; the token belongs in {TOKEN_ENV}"
+        )
+    if _TOKEN_SHAPED.search(url):
+        shown = mask_secrets(url)[:100]
+        raise ConfigError(f"{source} contains what looks like a token ({shown}): set the token as {TOKEN_ENV}")
     return url
 
 

@@ -31,7 +31,15 @@ from mogplex_mcp.api import (
     TransportError,
     UnexpectedResponseError,
 )
-from mogplex_mcp.config import BASE_URL_ENV, DEFAULT_BASE_URL, TOKEN_ENV, ConfigError, Settings, clean_env_value
+from mogplex_mcp.config import (
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    TOKEN_ENV,
+    ConfigError,
+    Settings,
+    clean_env_value,
+    mask_secrets,
+)
 
 Level = Literal["ok", "warn", "problem"]
 TOKEN_SHAPE = re.compile(r"^mog_[A-Za-z0-9]+$")
@@ -207,7 +215,8 @@ def render(checks: list[Check], configs: Mapping[str, str]) -> str:
     lines.append(f"Ready-to-paste configs (replace {TOKEN_PLACEHOLDER} with your token):")
     for host, snippet in configs.items():
         lines += ["", f"--- {host}", snippet]
-    return "\n".join(lines) + "\n"
+    # The last word: whatever a check or a snippet quoted (a URL, a path, an error), no token shows.
+    return mask_secrets("\n".join(lines)) + "\n"
 
 
 def run_checks(
