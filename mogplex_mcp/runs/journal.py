@@ -16,30 +16,28 @@ token, so a guessable prompt cannot be confirmed from the file). Titles arrive r
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import sqlite3
 import time
-import unicodedata
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from mogplex_mcp.runs.claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.runs.fingerprints import TITLE_MAX_CHARS as TITLE_MAX_CHARS
+from mogplex_mcp.runs.fingerprints import clean_title as clean_title
+from mogplex_mcp.runs.fingerprints import request_fingerprint as request_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
 from mogplex_mcp.runs.journal_file import EmptyJournal, JournalFile, JournalStorageError
-from mogplex_mcp.runs.sanitize import clean_text
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
 DEFAULT_WINDOW_SECONDS = 600.0
 DEFAULT_MAX_RUNS = 200
-TITLE_MAX_CHARS = 80
 # Expired claims are kept a while past the window so a slow start can still attach its run id.
 _CLAIM_RETENTION_SECONDS = 86_400.0
 # How long a claim waits for the file's write lock before falling back to the in-process table.
@@ -48,32 +46,6 @@ DEFAULT_WAIT_SECONDS = 2.0
 BOOKKEEPING_WAIT_SECONDS = 0.1
 # Reads take milliseconds (WAL readers never wait for writers); this only bounds queueing in this process.
 _READ_WAIT_SECONDS = 2.0
-
-
-def token_fingerprint(token: str) -> str:
-    """Identify a token without storing it: the first 32 hex characters of its SHA-256."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def request_fingerprint(base_url: str, body: Mapping[str, Any], *, token: str) -> str:
-    """Fingerprint a start request (its upstream plus its wire body as canonical JSON), keyed by the token.
-
-    An HMAC, not a plain hash: without the token, the file does not let anyone confirm a guessed prompt.
-    """
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    # NUL cannot occur in a URL, so the boundary between the two parts is unambiguous.
-    material = f"{base_url}\x00{canonical}".encode("utf-8", "surrogatepass")
-    return hmac.new(token.encode("utf-8", "surrogatepass"), material, hashlib.sha256).hexdigest()
-
-
-def clean_title(text: str, *secrets: str | None) -> str:
-    """A one-line title: secrets redacted, control characters dropped, whitespace collapsed, at most 80 chars."""
-    text = clean_text(text, *secrets)  # before the cut, so no half of a token survives it
-    kept = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
-    collapsed = " ".join(kept.split())
-    if len(collapsed) <= TITLE_MAX_CHARS:
-        return collapsed
-    return collapsed[: TITLE_MAX_CHARS - 1].rstrip() + "…"
 
 
 @dataclass(frozen=True)

@@ -188,15 +188,17 @@ class JournalFile:
         except sqlite3.DatabaseError as exc:
             if not is_storage_failure(exc):
                 raise
-            reason = describe(exc)
-            if not blocking:  # bookkeeping gives up quietly: only a claim's failure holds further writes off
-                raise JournalStorageError(reason) from None
-            self._note_failure(reason)
-            if not self._last_failure.startswith(("the file is locked", "the disk is full")):
-                self._drop_writer()  # a read-only or damaged file may be fixed: open it afresh next time
-            raise JournalStorageError(self._last_failure) from None
+            raise self._write_failed(describe(exc), held_off=blocking) from None
         finally:
             self._write_lock.release()
+
+    def _write_failed(self, reason: str, *, held_off: bool) -> JournalStorageError:
+        """Bookkeeping gives up quietly; a claim's failure also holds further writes off for a while."""
+        if held_off:
+            self._note_failure(reason)
+            if not reason.startswith(("the file is locked", "the disk is full")):
+                self._drop_writer()  # a read-only or damaged file may be fixed: open it afresh next time
+        return JournalStorageError(reason)
 
     def _drop_writer(self) -> None:
         if self._writer is not None and self.path is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -159,14 +158,3 @@ async def test_reads_never_wait_behind_a_locked_journal(tmp_path: Path) -> None:
                         tg.start_soon(read, run_id)
         assert sorted(r["run"]["runId"] for r in results) == sorted(runs)
         assert state.journal.skipped_bookkeeping - before == 8, "each get_run gave up its bookkeeping"
-
-
-def test_the_journal_file_is_not_left_locked(tmp_path: Path) -> None:
-    # The helpers above release what they take: a later writer gets the lock at once.
-    path = tmp_path / "j.sqlite3"
-    sqlite3.connect(path).close()
-    with locked(path):
-        pass
-    db = sqlite3.connect(path, timeout=0)
-    db.execute("BEGIN IMMEDIATE")
-    db.close()
