@@ -35,6 +35,7 @@ class ClaimTable:
         self._max = max(1, max_claims)
         self._lock = threading.Lock()
         self._claims: dict[ClaimId, MemoryClaim] = {}
+        self._forgotten: dict[ClaimId, float] = {}  # when a claim was dropped: older file rows are stale
         self._serial: dict[ClaimId, tuple[threading.Lock, int]] = {}
 
     def __len__(self) -> int:
@@ -62,9 +63,19 @@ class ClaimTable:
             if (claim := self._claims.get(claim_id)) is not None:
                 self._claims[claim_id] = replace(claim, run_id=run_id)
 
-    def drop(self, claim_id: ClaimId) -> None:
+    def drop(self, claim_id: ClaimId, now: float) -> None:
+        """Forget a claim; a copy the file could not drop counts as gone too (`is_stale`)."""
         with self._lock:
             self._claims.pop(claim_id, None)
+            if len(self._forgotten) >= self._max:
+                self._forgotten = {cid: at for cid, at in self._forgotten.items() if now - at < self._window}
+            self._forgotten[claim_id] = now
+
+    def is_stale(self, claim_id: ClaimId, created_at: float) -> bool:
+        """Whether a claim read from the file was forgotten here after it was made."""
+        with self._lock:
+            forgotten = self._forgotten.get(claim_id)
+            return forgotten is not None and created_at <= forgotten
 
     def unpersisted(self, now: float) -> list[tuple[ClaimId, MemoryClaim]]:
         """Live claims the file does not hold yet (to write through once it works again)."""

@@ -31,7 +31,12 @@ from mogplex_mcp.runs.fingerprints import TITLE_MAX_CHARS as TITLE_MAX_CHARS
 from mogplex_mcp.runs.fingerprints import clean_title as clean_title
 from mogplex_mcp.runs.fingerprints import request_fingerprint as request_fingerprint
 from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
-from mogplex_mcp.runs.journal_file import EmptyJournal, JournalFile, JournalStorageError
+from mogplex_mcp.runs.journal_file import (
+    RETRY_WRITES_AFTER_SECONDS,
+    EmptyJournal,
+    JournalFile,
+    JournalStorageError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +99,15 @@ class StartJournal:
         clock: Callable[[], float] = time.time,
         max_runs: int = DEFAULT_MAX_RUNS,
         wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        hold_off_seconds: float = RETRY_WRITES_AFTER_SECONDS,
     ) -> None:
+        """`hold_off_seconds`: after a claim's write fails, writes fail at once for this long."""
         self._window = max(0.0, window_seconds)
         self._clock = clock
         self._max_runs = max(1, max_runs)
         self._wait = max(0.0, wait_seconds)
         self._read_wait = max(self._wait, _READ_WAIT_SECONDS)
-        self._file = JournalFile(path)
+        self._file = JournalFile(path, retry_writes_after=hold_off_seconds)
         self._claims = ClaimTable(self._window)
         self._failing = False
         self.skipped_bookkeeping = 0  # remember_run calls given up (file busy or failing): read paths went on
@@ -172,7 +179,7 @@ class StartJournal:
 
     def forget(self, fingerprint: str, request_hash: str) -> None:
         """Drop a claim whose start definitely failed, so the next identical start gets a fresh key."""
-        self._claims.drop((fingerprint, request_hash))
+        self._claims.drop((fingerprint, request_hash), self._clock())
 
         def drop(db: sqlite3.Connection) -> None:
             db.execute(
@@ -197,31 +204,23 @@ class StartJournal:
         or failing, so a read path never waits behind a stuck writer.
         """
         cleaned = clean_title(title) if title is not None else ""
+        pending = self._claims.unpersisted(self._clock())
 
         def upsert(db: sqlite3.Connection) -> bool:
-            now = self._clock()
-            known = db.execute(
-                "SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id)
-            ).fetchone()
-            db.execute(
-                "INSERT INTO known_runs"
-                " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
-                " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
-                " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
-                (fingerprint, run_id, cleaned or None, status, repo_id, now, now),
-            )
-            if known is None:
+            _write_through(db, pending)  # claims held during an outage reach the file with the first write
+            new = _upsert_known_run(db, (fingerprint, run_id), (cleaned or None, status, repo_id), self._clock())
+            if new:
                 self._prune_runs(db, fingerprint)
-            return known is None
+            return new
 
         try:
-            return self._file.write(upsert, BOOKKEEPING_WAIT_SECONDS, blocking=False)
+            new = self._file.write(upsert, BOOKKEEPING_WAIT_SECONDS, blocking=False)
         except JournalStorageError as failure:
             self.skipped_bookkeeping += 1
             logger.debug("start journal: skipped remembering run %s (%s)", run_id, failure.reason)
             return None
+        self._claims.mark_persisted([claim_id for claim_id, _ in pending])
+        return new
 
     def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
         """Runs seen with this token, most recently first seen first, at most `limit`."""
@@ -286,7 +285,7 @@ class StartJournal:
             )
             _write_through(db, pending)
             row = _select_claim(db, claim_id)
-            if row is not None and now - row[1] < self._window:
+            if row is not None and self._is_live(claim_id, row[1], now):
                 return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
             key = new_key()
             db.execute(
@@ -310,12 +309,15 @@ class StartJournal:
         except JournalStorageError as failure:
             read = "" if failure.reason == why else f"; reading it failed too ({failure.reason})"
             raise JournalUnavailableError(f"{why}{read}") from None
-        if row is not None and now - row[1] < self._window:
+        if row is not None and self._is_live(claim_id, row[1], now):
             self._claims.put(claim_id, MemoryClaim(row[0], row[1], row[2], persisted=True), now)
             return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
         key = new_key()
         self._claims.put(claim_id, MemoryClaim(key, now), now)
         return KeyClaim(key, reused=False, age_seconds=0.0, durable=False)
+
+    def _is_live(self, claim_id: ClaimId, created_at: float, now: float) -> bool:
+        return now - created_at < self._window and not self._claims.is_stale(claim_id, created_at)
 
     def _best_effort(self, what: str, work: Callable[[sqlite3.Connection], None], wait: float) -> None:
         try:
@@ -368,6 +370,23 @@ def _write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryCla
             "INSERT OR IGNORE INTO start_claims VALUES (?, ?, ?, ?, ?)",
             (fingerprint, request_hash, held.idempotency_key, held.created_at, held.run_id),
         )
+
+
+def _upsert_known_run(
+    db: sqlite3.Connection, run: tuple[str, str], fields: tuple[str | None, str | None, str | None], now: float
+) -> bool:
+    """Insert or refresh (fingerprint, run id) with (title, status, repo id); True when it was not known."""
+    known = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", run).fetchone()
+    db.execute(
+        "INSERT INTO known_runs"
+        " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
+        " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
+        " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
+        (*run, *fields, now, now),
+    )
+    return known is None
 
 
 def _select_claim(db: sqlite3.Connection, claim_id: ClaimId) -> tuple[str, float, str | None] | None:

@@ -132,3 +132,24 @@ def test_request_fingerprints_depend_on_the_token() -> None:
 
     assert request_fingerprint("u", body, token="a") == request_fingerprint("u", body, token="a")
     assert request_fingerprint("u", body, token="a") != request_fingerprint("u", body, token="b")
+
+
+def test_a_forget_the_file_missed_still_counts(journal: StartJournal, path: Path) -> None:
+    claimed = journal.claim_key(FP, REQUEST)  # in the file
+    with locked(path):
+        journal.forget(FP, REQUEST)  # the start definitely failed, but the file keeps its row
+        during = journal.claim_key(FP, REQUEST)
+    after = journal.claim_key(FP, REQUEST)
+
+    assert during.idempotency_key != claimed.idempotency_key and not during.reused
+    assert after.idempotency_key == during.idempotency_key
+
+
+def test_the_first_bookkeeping_write_after_an_outage_carries_memory_claims_to_the_file(path: Path) -> None:
+    with StartJournal(path, wait_seconds=0.02, hold_off_seconds=0) as journal:
+        journal.remember_run(FP, "warm-up")
+        with locked(path):
+            held = journal.claim_key(FP, REQUEST)
+        assert journal.remember_run(FP, "run-after-the-outage") is True
+
+        assert stored_keys(path) == {REQUEST: held.idempotency_key}  # another process would now reuse it too
