@@ -10,9 +10,11 @@ import os
 import platform
 import re
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +42,7 @@ from mogplex_mcp.config import (
     clean_env_value,
     mask_secrets,
 )
+from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
 
 Level = Literal["ok", "warn", "problem"]
 TOKEN_SHAPE = re.compile(r"^mog_[A-Za-z0-9]+$")
@@ -158,6 +161,23 @@ def state_dir_check(settings: Settings) -> Check:
     return Check("ok", f"state dir {path} is writable (start journal)")
 
 
+def journal_check(settings: Settings) -> Check | None:
+    """Whether the start journal, if there is one, can be read: a damaged one makes start_run refuse."""
+    path = settings.state_dir / JOURNAL_FILE_NAME
+    if not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return Check(
+            "problem",
+            f"start journal {path} cannot be read ({exc}): start_run without idempotencyKey is refused",
+            "move the file aside (it holds only recent start claims and the runs list); a new one is created",
+        )
+    return Check("ok", f"start journal {path} is readable")
+
+
 def uvx_command() -> str:
     """`uvx`, by absolute path when found: GUI hosts start servers with a minimal PATH."""
     return shutil.which("uvx") or "uvx"
@@ -250,6 +270,8 @@ def run_checks(
     )
     checks += token_checks(env.get(TOKEN_ENV))
     checks.append(state_dir_check(settings))
+    if (journal := journal_check(settings)) is not None:
+        checks.append(journal)
     if network:
         checks += anyio.run(lambda: access_checks(settings, transport=transport))
     return checks, settings

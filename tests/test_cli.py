@@ -143,3 +143,13 @@ def test_doctor_configs_use_a_placeholder_and_the_chosen_base_url() -> None:
         assert "mog_YOUR_TOKEN" in snippet or "${input:mogplex-token}" in snippet
         assert "http://127.0.0.1:9999" in snippet
     assert "MOGPLEX_BASE_URL" not in host_configs(DEFAULT_BASE_URL, "uvx")["Codex (~/.codex/config.toml)"]
+
+
+def test_doctor_reports_a_damaged_start_journal(tmp_path: Path) -> None:
+    (tmp_path / "journal.sqlite3").write_bytes(b"not a database at all " * 64)
+    result = run_cli(
+        "doctor", "--no-network", MOGPLEX_MCP_STATE_DIR=str(tmp_path), MOGPLEX_TOKEN="mog_abcdefghijklmnop"
+    )
+
+    assert result.returncode == 1
+    assert "PROBLEM  start journal" in result.stdout and "move the file aside" in result.stdout

@@ -133,5 +133,6 @@ def journal_unavailable_error(reason: str) -> ToolError:
     """start_run refused because no Idempotency-Key could be vouched for: retryable, and nothing was sent."""
     return ToolError(
         f"Could not start the run: the start journal is unavailable: {clean_text(reason)}. Nothing was sent, so "
-        "no run was started. Retry in a moment, or pass idempotencyKey to make the start safe to retry."
+        "no run was started. Retry in a moment, or pass idempotencyKey to make the start safe to retry. "
+        "(`mogplex-mcp doctor` checks the journal.)"
     )
