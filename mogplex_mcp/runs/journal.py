@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -110,6 +111,7 @@ class StartJournal:
         self._file = JournalFile(path, retry_writes_after=hold_off_seconds)
         self._claims = ClaimTable(self._window)
         self._failing = False
+        self._counter_lock = threading.Lock()
         self.skipped_bookkeeping = 0  # remember_run calls given up (file busy or failing): read paths went on
 
     @classmethod
@@ -216,7 +218,8 @@ class StartJournal:
         try:
             new = self._file.write(upsert, BOOKKEEPING_WAIT_SECONDS, blocking=False)
         except JournalStorageError as failure:
-            self.skipped_bookkeeping += 1
+            with self._counter_lock:
+                self.skipped_bookkeeping += 1
             logger.debug("start journal: skipped remembering run %s (%s)", run_id, failure.reason)
             return None
         self._claims.mark_persisted([claim_id for claim_id, _ in pending])
