@@ -35,6 +35,21 @@ def mask_token(token: str | None) -> str:
     return f"…({len(token)} chars)"
 
 
+def mask_redis_url(url: str) -> str:
+    """A Redis URL fit for logs: any userinfo secret and any `password=` parameter replaced by ***."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", url.strip(), re.DOTALL)
+    if match is None:
+        return "<not a redis:// URL>"
+    scheme, authority, tail = match.groups()
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        user, colon, _secret = userinfo.partition(":")
+        # `redis://secret@host` is a username to redis-py, but people write passwords there: mask it too.
+        authority = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    tail = re.sub(r"(?i)(password=)[^&#]*", r"\1***", tail)
+    return f"{scheme}{authority}{tail}"
+
+
 def clean_env_value(value: str | None) -> str | None:
     """Treat empty strings and unfilled `${user_config.x}` placeholders as unset."""
     if value is None:
