@@ -23,6 +23,8 @@ from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub
 from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.runs.local import LocalStartClaims
+from mogplex_mcp.runs.store import StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
@@ -75,6 +77,12 @@ class AppState:
     on_new_run: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
+    claims: StartClaims | None = None
+
+    @property
+    def start_claims(self) -> StartClaims:
+        return self.claims if self.claims is not None else LocalStartClaims(self.journal)
 
     @property
     def http(self) -> httpx2.AsyncClient:

@@ -6,7 +6,6 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -215,20 +214,20 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
     body_hash = request_fingerprint(state.settings.base_url, request.to_wire())
     claim: KeyClaim | None = None
     if explicit_key is None:
-        claim = await anyio.to_thread.run_sync(state.journal.claim_key, fingerprint, body_hash)
+        claim = await state.start_claims.claim_key(fingerprint, body_hash)
     key = explicit_key.strip() if explicit_key is not None else claim.idempotency_key if claim else None
     async with upstream("start the run", token, state.budget) as deadline, state.client(token) as api:
         try:
             started = await api.start_run(request, idempotency_key=key, deadline=deadline)
         except MogplexError as exc:
             if claim is not None and _start_definitely_failed(exc):
-                await anyio.to_thread.run_sync(state.journal.forget, fingerprint, body_hash)
+                await state.start_claims.forget(fingerprint, body_hash)
             raise
     if claim is not None:
         if started.run.status == "failed":  # a failed start is never worth replaying
-            await anyio.to_thread.run_sync(state.journal.forget, fingerprint, body_hash)
+            await state.start_claims.forget(fingerprint, body_hash)
         else:
-            await anyio.to_thread.run_sync(state.journal.record_started, fingerprint, body_hash, started.run.run_id)
+            await state.start_claims.record_started(fingerprint, body_hash, started.run.run_id)
     await state.remember(token, started.run, title=request.prompt)
     return _started_result(started, claim, token)
 
