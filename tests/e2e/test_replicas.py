@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+import redis.asyncio
 from mcp import Client
 
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorHandle, EmulatorThread
@@ -65,6 +66,25 @@ async def start(client: Client, **arguments: Any) -> tuple[str | None, str]:
     return str(result.structured_content["run"]["runId"]), ""
 
 
+async def redis_contents(url: str) -> str:
+    """Every key and value the replicas wrote (the default prefix), as one text to search."""
+    client = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    parts: list[str] = []
+    try:
+        async for key in client.scan_iter(match="mogplex-mcp:*"):
+            kind = str(await client.type(key))
+            if kind == "hash":
+                value: Any = await client.hgetall(key)
+            elif kind == "zset":
+                value = await client.zrange(key, 0, -1, withscores=True)
+            else:
+                value = await client.get(key)
+            parts += [key, repr(value)]
+    finally:
+        await client.aclose()
+    return "\n".join(parts)
+
+
 def unlimited_emulator() -> EmulatorThread:
     # The starts below exceed the production per-token limits on purpose: this is about duplicates.
     return EmulatorThread(emulator_config(rate_limit_per_minute=0, start_limits=(0, 0, 0), speed=5.0))
@@ -99,6 +119,10 @@ async def test_identical_starts_alternating_across_three_replicas_make_one_run(
         assert len(failures) <= 10, failures[:3]  # faults past the retries may fail a call, never duplicate
         keys = {r.idempotency_key for r in emu.emulator.requests if r.method == "POST" and r.path == RUNS}
         assert len(keys) == 1, "every replica sent the first start's Idempotency-Key"
+        stored = await redis_contents(redis_server.url)
+        sent_key = keys.pop()
+        assert sent_key is not None and sent_key in stored  # the claim is in Redis ...
+        assert DEMO_TOKEN not in stored and DEMO_TOKEN[4:] not in stored  # ... under a fingerprint, never the PAT
 
 
 async def test_without_redis_each_replica_starts_its_own_run(tmp_path: Path) -> None:
