@@ -22,7 +22,14 @@ async def test_a_429_on_one_replica_pauses_the_token_on_the_other(redis_server: 
     prefix = f"test-{uuid.uuid4().hex[:12]}:"
     stores = [redis_backend.connect(redis_server.url, prefix=prefix) for _ in range(2)]
     try:
-        here, there = (redis_backend.RedisPacer(store, 40) for store in stores)
+        told_to_wait = anyio.Event()
+
+        async def sleep(seconds: float) -> None:
+            told_to_wait.set()
+            await anyio.sleep(seconds)
+
+        here = redis_backend.RedisPacer(stores[0], 40, sleep=sleep)
+        there = redis_backend.RedisPacer(stores[1], 40)
         pacer = SharedTokenPacer(here, FP)
         await pacer.acquire()
         assert await there.delay_needed(FP) == 0.0
@@ -31,8 +38,7 @@ async def test_a_429_on_one_replica_pauses_the_token_on_the_other(redis_server: 
         with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(pacer.acquire)  # the next request carries the pause to Redis, then waits it out
-                while await there.delay_needed(FP) == 0.0:
-                    await anyio.sleep(0.01)
+                await told_to_wait.wait()
                 tg.cancel_scope.cancel()
         assert 20.0 < await there.delay_needed(FP) <= 30.0
     finally:
