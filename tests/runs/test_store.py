@@ -45,7 +45,10 @@ class Backend:
     """Makes handles ("replicas") on one backend and lets time pass for it."""
 
     name = "abstract"
-    pacer_window = 60.0
+
+    def pacer_window(self, wanted: float) -> float:
+        """The sliding window a pacer made with `pacer(..., wanted)` has (the local one is always 60 s)."""
+        return wanted
 
     async def elapse(self, seconds: float) -> None:
         raise NotImplementedError
@@ -56,7 +59,7 @@ class Backend:
     def known_runs(self, max_runs: int = 200) -> KnownRuns:
         raise NotImplementedError
 
-    def pacer(self, per_minute: int) -> Pacer:
+    def pacer(self, per_minute: int, window_seconds: float) -> Pacer:
         raise NotImplementedError
 
     def lease(self, holder: str, lease_seconds: float) -> FollowLease:
@@ -87,7 +90,10 @@ class LocalBackend(Backend):
     def known_runs(self, max_runs: int = 200) -> KnownRuns:
         return LocalKnownRuns(self._journal(max_runs=max_runs))
 
-    def pacer(self, per_minute: int) -> Pacer:
+    def pacer_window(self, wanted: float) -> float:
+        return 60.0  # RequestPacer's window; the fake clock makes it free to wait out
+
+    def pacer(self, per_minute: int, window_seconds: float) -> Pacer:
         # In-memory budgets are per process: every "replica" here is the same process, so one pacer.
         if per_minute not in self.pacers:
             self.pacers[per_minute] = LocalPacer(per_minute, clock=self.clock, sleep=self.clock.sleep)
@@ -103,7 +109,6 @@ class LocalBackend(Backend):
 
 class RedisBackend(Backend):
     name = "redis"
-    pacer_window = 0.6
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -124,8 +129,8 @@ class RedisBackend(Backend):
     def known_runs(self, max_runs: int = 200) -> KnownRuns:
         return redis_backend.RedisKnownRuns(self._store(), max_runs=max_runs)
 
-    def pacer(self, per_minute: int) -> Pacer:
-        return redis_backend.RedisPacer(self._store(), per_minute, window_seconds=self.pacer_window)
+    def pacer(self, per_minute: int, window_seconds: float) -> Pacer:
+        return redis_backend.RedisPacer(self._store(), per_minute, window_seconds=window_seconds)
 
     def lease(self, holder: str, lease_seconds: float) -> FollowLease:
         return redis_backend.RedisFollowLease(self._store(), holder, lease_seconds)
@@ -263,7 +268,7 @@ async def test_known_runs_are_isolated_by_token_and_shared_by_replicas(backend: 
 
 
 async def test_pacer_budget_is_shared_by_replicas_and_per_token(backend: Backend) -> None:
-    one, two = backend.pacer(3), backend.pacer(3)
+    one, two = backend.pacer(3, 3.0), backend.pacer(3, 3.0)
     await one.acquire(FP_A)
     await two.acquire(FP_A)
     await one.acquire(FP_A)
@@ -271,30 +276,30 @@ async def test_pacer_budget_is_shared_by_replicas_and_per_token(backend: Backend
     assert await one.delay_needed(FP_A) > 0
     assert await two.delay_needed(FP_A) > 0
     assert await two.delay_needed(FP_B) == 0.0
-    await backend.elapse(backend.pacer_window + 0.1)
+    await backend.elapse(backend.pacer_window(3.0) + 0.1)
     assert await two.delay_needed(FP_A) == 0.0
 
 
 async def test_pacers_together_never_exceed_the_budget_in_any_window(backend: Backend) -> None:
     budget = 3
-    one, two = backend.pacer(budget), backend.pacer(budget)
+    one, two = backend.pacer(budget, 0.6), backend.pacer(budget, 0.6)
     calls = [lambda n=n: (one if n % 2 else two).acquire(FP_A) for n in range(10)]
     granted = sorted(await gather(*calls))
 
     assert len(granted) == 10
     # Any `budget + 1` consecutive grants span at least the window: the sliding-window promise.
     spans = [granted[n + budget] - granted[n] for n in range(len(granted) - budget)]
-    assert min(spans) >= backend.pacer_window - 1e-6
+    assert min(spans) >= backend.pacer_window(0.6) - 1e-6
 
 
 async def test_a_pause_holds_every_replica_and_never_shortens(backend: Backend) -> None:
-    one, two = backend.pacer(10), backend.pacer(10)
-    await one.pause(FP_A, 0.5)
+    one, two = backend.pacer(10, 60.0), backend.pacer(10, 60.0)
+    await one.pause(FP_A, 2.0)
     await one.pause(FP_A, 0.1)  # a shorter pause does not cut the longer one
 
-    assert 0.1 < await two.delay_needed(FP_A) <= 0.5
+    assert 0.5 < await two.delay_needed(FP_A) <= 2.0
     assert await two.delay_needed(FP_B) == 0.0
-    await backend.elapse(0.7)
+    await backend.elapse(2.2)
     assert await two.delay_needed(FP_A) == 0.0
 
 
@@ -314,10 +319,10 @@ async def test_a_lease_has_one_holder_until_released(backend: Backend) -> None:
 
 
 async def test_renewing_keeps_a_lease_past_its_length(backend: Backend) -> None:
-    alpha, beta = backend.lease("replica-a", 1.5), backend.lease("replica-b", 1.5)
+    alpha, beta = backend.lease("replica-a", 2.0), backend.lease("replica-b", 2.0)
     assert await alpha.acquire("run-1")
     for _ in range(3):
-        await backend.elapse(0.5)
+        await backend.elapse(0.8)
         assert await alpha.renew("run-1")
 
     assert not await beta.acquire("run-1")
