@@ -80,7 +80,14 @@ def create_server(
                     make_stream=streams,
                     make_pacer=backends.make_pacer,
                 )
-                state = AppState(settings=settings, pool=pool, journal=the_journal, hub=hub, claims=backends.claims)
+                state = AppState(
+                    settings=settings,
+                    pool=pool,
+                    journal=the_journal,
+                    hub=hub,
+                    claims=backends.claims,
+                    known=backends.known,
+                )
                 resources.attach(state, tg)
                 if on_state is not None:
                     on_state(state)

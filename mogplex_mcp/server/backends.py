@@ -1,11 +1,12 @@
 """Where the run-supervision state lives — this process (default) or Redis (`--redis-url`) — and its failures.
 
-With Redis, start claims and each token's request budget are shared by every replica. Redis-py is imported
-only here and only when a Redis URL is configured, so the default server never pays for it.
+With Redis, start claims, the runs list and each token's request budget are shared by every replica.
+Redis-py is imported only here and only when a Redis URL is configured: the default server never pays for it.
 
 When the shared store fails mid-flight: `start_run` without an explicit idempotencyKey refuses (a duplicate
 paid run cannot be ruled out) with an error that says to retry; recording the run a start produced is
-best effort (logged); followers pace themselves per process until Redis answers again. Reads never touch it.
+best effort (logged); followers pace themselves per process and the runs list is read from this replica's
+journal until Redis answers again. Reading runs never touches it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
 from mogplex_mcp.runs.journal import KeyClaim, StartJournal
-from mogplex_mcp.runs.local import LocalStartClaims
+from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
-from mogplex_mcp.runs.store import StartClaims, StoreUnavailableError
+from mogplex_mcp.runs.store import KnownRuns, StartClaims, StoreUnavailableError
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 
 logger = logging.getLogger("mogplex_mcp.server")
@@ -63,9 +65,10 @@ class GuardedStartClaims:
 
 @dataclass(frozen=True)
 class Backends:
-    """What the lifespan wires in: the start claims, and the follower hub's per-token pacers (None: local)."""
+    """What the lifespan wires in: start claims, the runs list, the follower hub's per-token pacers (None: local)."""
 
     claims: StartClaims
+    known: KnownRuns
     make_pacer: Callable[[str], RequestPacer] | None = None
 
 
@@ -73,7 +76,7 @@ class Backends:
 async def open_backends(settings: Settings, journal: StartJournal, requests_per_minute: int) -> AsyncIterator[Backends]:
     """The local backend, or Redis when `settings.redis_url` is set (raises StoreUnavailableError if down)."""
     if not settings.redis_url:
-        yield Backends(claims=LocalStartClaims(journal))
+        yield Backends(claims=LocalStartClaims(journal), known=LocalKnownRuns(journal))
         return
     from mogplex_mcp.runs import redis as shared
 
@@ -83,7 +86,10 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         logger.info("shared state in Redis at %s", store.masked_url)
         claims = shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds)
         pacer = shared.RedisPacer(store, requests_per_minute)
-        yield Backends(claims=GuardedStartClaims(claims), make_pacer=lambda fp: SharedTokenPacer(pacer, fp))
+        known = MirroredKnownRuns(shared.RedisKnownRuns(store), LocalKnownRuns(journal))
+        yield Backends(
+            claims=GuardedStartClaims(claims), known=known, make_pacer=lambda fp: SharedTokenPacer(pacer, fp)
+        )
     finally:
         await store.aclose()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,8 +22,8 @@ from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub
 from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
-from mogplex_mcp.runs.local import LocalStartClaims
-from mogplex_mcp.runs.store import StartClaims
+from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.store import KnownRuns, StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
@@ -79,10 +78,16 @@ class AppState:
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
     claims: StartClaims | None = None
+    # The runs list (resources/list); None: the journal itself.
+    known: KnownRuns | None = None
 
     @property
     def start_claims(self) -> StartClaims:
         return self.claims if self.claims is not None else LocalStartClaims(self.journal)
+
+    @property
+    def known_runs(self) -> KnownRuns:
+        return self.known if self.known is not None else LocalKnownRuns(self.journal)
 
     @property
     def http(self) -> httpx2.AsyncClient:
@@ -99,10 +104,8 @@ class AppState:
         if title is None and self._remembered.get(key) == run.status:
             return
         short_title = title.strip().splitlines()[0][:80] if title and title.strip() else None
-        new = await anyio.to_thread.run_sync(
-            functools.partial(
-                self.journal.remember_run, key[0], run.run_id, title=short_title, status=run.status, repo_id=run.repo_id
-            )
+        new = await self.known_runs.remember_run(
+            key[0], run.run_id, title=short_title, status=run.status, repo_id=run.repo_id
         )
         if len(self._remembered) >= REMEMBERED_MAX:
             self._remembered.clear()

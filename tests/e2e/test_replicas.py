@@ -134,19 +134,27 @@ async def test_without_redis_each_replica_starts_its_own_run(tmp_path: Path) -> 
         assert len(emu.emulator.run_ids()) == 2
 
 
-async def test_users_stay_apart_across_replicas(tmp_path: Path, redis_server: RedisServer) -> None:
+async def test_users_stay_apart_across_replicas_and_their_runs_lists_are_shared(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
     with unlimited_emulator() as emu:
         async with (
             replicas(tmp_path, emu, redis_server.url, 2) as (servers, alice),
-            http_client(servers[1].url, "auto", USER_B_TOKEN) as bob,
+            http_client(servers[0].url, "auto", USER_B_TOKEN) as bob_on_0,
+            http_client(servers[1].url, "auto", USER_B_TOKEN) as bob_on_1,
         ):
             mine = await start(alice[0], prompt="Same words, two users")
-            theirs = await start(bob, prompt="Same words, two users")
+            theirs = await start(bob_on_1, prompt="Same words, two users")
+            # Each replica lists the runs the other one started, for their user only.
+            alice_listed = {str(r.uri) for r in (await alice[1].list_resources()).resources}
+            bob_listed = {str(r.uri) for r in (await bob_on_0.list_resources()).resources}
             again = await start(alice[1], prompt="Same words, two users")
         assert mine[0] is not None and theirs[0] is not None
         assert theirs[0] != mine[0], "another user's identical start is not a retry of mine"
         assert again[0] == mine[0]
         assert len(emu.emulator.run_ids()) == 2
+        assert f"mogplex://runs/{mine[0]}" in alice_listed and f"mogplex://runs/{theirs[0]}" not in alice_listed
+        assert f"mogplex://runs/{theirs[0]}" in bob_listed and f"mogplex://runs/{mine[0]}" not in bob_listed
 
 
 async def test_redis_lost_mid_flight_refuses_unkeyed_starts_and_reads_keep_working(tmp_path: Path) -> None:
@@ -161,9 +169,11 @@ async def test_redis_lost_mid_flight_refuses_unkeyed_starts_and_reads_keep_worki
             with anyio.fail_after(40):  # every tool answers within its bound
                 refused, message = await start(client, prompt="A new task while Redis is down")
                 read = await client.call_tool("get_run", {"runId": first})
+                listed = {str(r.uri) for r in (await client.list_resources()).resources}  # from this replica's journal
                 keyed, _ = await start(client, prompt="Keyed start", idempotencyKey="replica-test-key-0001")
             assert refused is None and "Retry in a few seconds" in message and "idempotencyKey" in message
             assert not read.is_error, text_of(read)
+            assert f"mogplex://runs/{first}" in listed
             assert keyed is not None, "an explicit idempotencyKey needs no journal"
             assert emu.emulator.request_count("POST", RUNS) == posts_before + 1  # only the keyed start went out
 
