@@ -19,6 +19,10 @@ from mogplex_mcp.runs.store import Pacer, StoreUnavailableError
 
 logger = logging.getLogger("mogplex_mcp.runs")
 
+# After a failure the shared store is asked again only this much later: a hanging store (each command waits
+# for its timeout) must not slow every request of every follower.
+RETRY_SHARED_AFTER_SECONDS = 5.0
+
 
 class SharedTokenPacer(RequestPacer):
     """A drop-in `RequestPacer` for one token fingerprint, backed by a shared `Pacer`."""
@@ -36,6 +40,7 @@ class SharedTokenPacer(RequestPacer):
         self._fingerprint = fingerprint
         self._pending_pause = 0.0
         self._degraded = False
+        self._retry_shared_at = 0.0
 
     def pause(self, seconds: float) -> None:
         """Pause here at once; the pause reaches the other replicas with this token's next request."""
@@ -43,6 +48,9 @@ class SharedTokenPacer(RequestPacer):
         self._pending_pause = max(self._pending_pause, seconds)
 
     async def acquire(self) -> None:
+        if self._degraded and self._clock() < self._retry_shared_at:
+            await super().acquire()
+            return
         try:
             if self._pending_pause > 0:
                 await self._shared.pause(self._fingerprint, self._pending_pause)
@@ -52,6 +60,7 @@ class SharedTokenPacer(RequestPacer):
             if not self._degraded:
                 logger.warning("request pacing falls back to this process's own budget: %s", exc)
                 self._degraded = True
+            self._retry_shared_at = self._clock() + RETRY_SHARED_AFTER_SECONDS
             await super().acquire()
             return
         if self._degraded:
