@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 DEFAULT_BASE_URL = "https://mogplex.com"
 TOKEN_ENV = "MOGPLEX_TOKEN"  # noqa: S105 - the variable name, not a secret
 BASE_URL_ENV = "MOGPLEX_BASE_URL"
+REDIS_URL_ENV = "MOGPLEX_REDIS_URL"
 
 # Claude Desktop passes an unfilled optional user_config entry through as this literal text.
 _UNFILLED_PLACEHOLDER = re.compile(r"^\$\{user_config\.[^}]*\}$")
@@ -49,6 +50,21 @@ class ConfigError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(mask_secrets(message))
+
+
+def mask_redis_url(url: str) -> str:
+    """A Redis URL fit for logs: any userinfo secret and any `password=` parameter replaced by ***."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", url.strip(), re.DOTALL)
+    if match is None:
+        return "<not a redis:// URL>"
+    scheme, authority, tail = match.groups()
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        user, colon, _secret = userinfo.partition(":")
+        # `redis://secret@host` is a username to redis-py, but people write passwords there: mask it too.
+        authority = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    tail = re.sub(r"(?i)(password=)[^&#]*", r"\1***", tail)
+    return f"{scheme}{authority}{tail}"
 
 
 def clean_env_value(value: str | None) -> str | None:
@@ -105,11 +121,14 @@ class Settings:
     rejected_token_seconds: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
     max_stream_event_bytes: int = 1024 * 1024
+    # Shared state for several replicas (start claims, request budgets); None: the embedded SQLite/in-memory one.
+    redis_url: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
+        redis = f", redis_url={mask_redis_url(self.redis_url)!r}" if self.redis_url else ""
         return (
             f"Settings(token={mask_token(self.token)!s}, base_url={self.base_url!r}, "
-            f"read_only={self.read_only}, state_dir={str(self.state_dir)!r})"
+            f"read_only={self.read_only}, state_dir={str(self.state_dir)!r}{redis})"
         )
 
     __str__ = __repr__
@@ -134,6 +153,9 @@ class Settings:
         if base_url:
             values["base_url"] = _normalize_base_url(base_url, BASE_URL_ENV)
         values["state_dir"] = default_state_dir(env)
+        redis_url = clean_env_value(env.get(REDIS_URL_ENV))
+        if redis_url:
+            values["redis_url"] = check_redis_url(redis_url, REDIS_URL_ENV)
         read_only = clean_env_value(env.get("MOGPLEX_READ_ONLY"))
         if read_only is not None:
             values["read_only"] = _parse_bool(read_only, "MOGPLEX_READ_ONLY")
@@ -162,6 +184,8 @@ class Settings:
                 continue
             if key == "base_url":
                 value = _normalize_base_url(str(value), "--base-url")
+            if key == "redis_url":
+                value = check_redis_url(str(value), "--redis-url")
             values[key] = value
         return cls(**values)
 
@@ -185,6 +209,17 @@ def _parse_count(raw: str, name: str) -> int:
         unit = " of bytes (or KB/MB, e.g. 4MB)" if sized else ""
         raise ConfigError(f"{name} must be a whole number{unit}, 1 or more, got {raw[:40]!r}")
     return int(match.group(1)) * {"": 1, "kb": 1024, "mb": 1024 * 1024}[(match.group(2) or "").lower()]
+
+
+def check_redis_url(url: str, source: str) -> str:
+    """A redis://, rediss:// or unix:// URL with a host (or path); the error never shows the password."""
+    url = url.strip()
+    if not re.match(r"^(rediss?://[^/?#\s]+|unix://\S+)", url, re.IGNORECASE):
+        raise ConfigError(
+            f"{source} must be a Redis URL such as redis://localhost:6379/0 or rediss://:PASSWORD@host:6380/0"
+            f" (got {mask_redis_url(url)[:80]!r})"
+        )
+    return url
 
 
 def _normalize_base_url(url: str, source: str) -> str:

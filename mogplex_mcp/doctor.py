@@ -36,10 +36,12 @@ from mogplex_mcp.api import (
 from mogplex_mcp.config import (
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
+    REDIS_URL_ENV,
     TOKEN_ENV,
     ConfigError,
     Settings,
     clean_env_value,
+    mask_redis_url,
     mask_secrets,
 )
 from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
@@ -178,6 +180,19 @@ def journal_check(settings: Settings) -> Check | None:
     return Check("ok", f"start journal {path} is readable")
 
 
+def redis_check(settings: Settings, network: bool) -> Check:
+    """Whether the shared store (`MOGPLEX_REDIS_URL`) answers; its password shown only as ***."""
+    shown = mask_redis_url(settings.redis_url or "")
+    if not network:
+        return Check("ok", f"shared state in Redis at {shown} (not checked: --no-network)")
+    from mogplex_mcp.server.backends import shared_store_problem
+
+    problem = shared_store_problem(settings)
+    if problem:
+        return Check("problem", problem, f"start Redis, or fix {REDIS_URL_ENV}; `serve` refuses to start without it")
+    return Check("ok", f"shared state in Redis at {shown} answers (replicas share start de-duplication and budgets)")
+
+
 def uvx_command() -> str:
     """`uvx`, by absolute path when found: GUI hosts start servers with a minimal PATH."""
     return shutil.which("uvx") or "uvx"
@@ -272,6 +287,8 @@ def run_checks(
     checks.append(state_dir_check(settings))
     if (journal := journal_check(settings)) is not None:
         checks.append(journal)
+    if settings.redis_url:
+        checks.append(redis_check(settings, network))
     if network:
         checks += anyio.run(lambda: access_checks(settings, transport=transport))
     return checks, settings

@@ -20,6 +20,7 @@ from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
 from mogplex_mcp.server import guidance, viewer
+from mogplex_mcp.server.backends import open_backends
 from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools
 from mogplex_mcp.server.prompts import register_prompts
@@ -67,13 +68,28 @@ def create_server(
             wait_seconds=settings.journal_wait_seconds,
         )
         pool = HttpPool(settings, transport)
+        per_minute = (follow or FollowSettings()).requests_per_minute
         try:
-            async with anyio.create_task_group() as tg:
+            async with (
+                open_backends(settings, the_journal, per_minute) as backends,
+                anyio.create_task_group() as tg,
+            ):
                 streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
                 hub = FollowerHub(
-                    tg, follower_client_factory(settings, pool.get, pool.gate), follow, make_stream=streams
+                    tg,
+                    follower_client_factory(settings, pool.get, pool.gate),
+                    follow,
+                    make_stream=streams,
+                    make_pacer=backends.make_pacer,
                 )
-                state = AppState(settings=settings, pool=pool, journal=the_journal, hub=hub)
+                state = AppState(
+                    settings=settings,
+                    pool=pool,
+                    journal=the_journal,
+                    hub=hub,
+                    claims=backends.claims,
+                    known=backends.known,
+                )
                 resources.attach(state, tg)
                 if on_state is not None:
                     on_state(state)

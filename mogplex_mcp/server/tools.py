@@ -6,7 +6,6 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -216,7 +215,7 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
     claim: KeyClaim | None = None
     if explicit_key is None:
         try:
-            claim = await anyio.to_thread.run_sync(state.journal.claim_key, fingerprint, body_hash)
+            claim = await state.start_claims.claim_key(fingerprint, body_hash)
         except JournalUnavailableError as exc:  # a fresh key could start a second run: send nothing
             raise journal_unavailable_error(exc.reason) from None
     key = explicit_key.strip() if explicit_key is not None else claim.idempotency_key if claim else None
@@ -225,13 +224,13 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
             started = await api.start_run(request, idempotency_key=key, deadline=deadline)
         except MogplexError as exc:
             if claim is not None and _start_definitely_failed(exc):
-                await anyio.to_thread.run_sync(state.journal.forget, fingerprint, body_hash)
+                await state.start_claims.forget(fingerprint, body_hash)
             raise
     if claim is not None:
         if started.run.status == "failed":  # a failed start is never worth replaying
-            await anyio.to_thread.run_sync(state.journal.forget, fingerprint, body_hash)
+            await state.start_claims.forget(fingerprint, body_hash)
         else:
-            await anyio.to_thread.run_sync(state.journal.record_started, fingerprint, body_hash, started.run.run_id)
+            await state.start_claims.record_started(fingerprint, body_hash, started.run.run_id)
     await state.remember(token, started.run, title=request.prompt)
     return _started_result(started, claim, token)
 
