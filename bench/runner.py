@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from bench import cold_start, fanout, memory, per_call, throughput, viewer_size
+from bench import cold_start, fanout, memory, per_call, scale, throughput, viewer_size
 from bench.report import Section, document, table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -37,10 +37,11 @@ class Size:
     memory_runs: int
     memory_checkpoints: tuple[int, ...]
     throughput_seconds: float
+    scale_starts: int = 1002
 
 
 FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0)
-QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0)
+QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, scale_starts=99)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
@@ -56,6 +57,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "memory": lambda: memory.run(size.memory_runs, size.memory_checkpoints),
         "throughput": lambda: throughput.run(size.throughput_seconds),
         "viewer_size": viewer_size.run,
+        "scale": lambda: scale.run(size.scale_starts),
     }
 
 
@@ -65,7 +67,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size",
+        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, scale",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

@@ -77,6 +77,12 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         "--log-level", choices=LOG_LEVELS, default=None, help="log level on stderr (env MOGPLEX_LOG_LEVEL; warning)"
     )
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: %(default)s")
+    serve.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share start de-duplication and request budgets among replicas in Redis (env MOGPLEX_REDIS_URL;"
+        " prefer the env var for a password: flags show in `ps`); needs the redis extra",
+    )
     http = serve.add_argument_group("streamable HTTP (--transport http)")
     http.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     http.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: %(default)s)")
@@ -116,7 +122,13 @@ def configure_logging(level: str | None) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    settings = Settings.from_env(base_url=args.base_url, read_only=args.read_only)
+    settings = Settings.from_env(base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url)
+    if settings.redis_url:
+        from mogplex_mcp.server.backends import shared_store_problem
+
+        if problem := shared_store_problem(settings):
+            print(f"mogplex-mcp: cannot start: {problem}", file=sys.stderr)
+            return 2
     with contextlib.ExitStack() as stack:
         if args.emulator:
             settings = _with_embedded_emulator(settings, stack)

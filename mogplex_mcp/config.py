@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://mogplex.com"
 TOKEN_ENV = "MOGPLEX_TOKEN"  # noqa: S105 - the variable name, not a secret
 BASE_URL_ENV = "MOGPLEX_BASE_URL"
+REDIS_URL_ENV = "MOGPLEX_REDIS_URL"
 
 # Claude Desktop passes an unfilled optional user_config entry through as this literal text.
 _UNFILLED_PLACEHOLDER = re.compile(r"^\$\{user_config\.[^}]*\}$")
@@ -22,8 +24,11 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it and how to set it."""
+# Anything shaped like a credential, wherever it sits (even glued to a word: "MOGPLEX_TOKEN_mog_…").
+_TOKEN_SHAPED = re.compile(
+    r"(?<![A-Za-z0-9])(?:mog_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,}"
+    r"|sk-[A-Za-z0-9_-]{16,}|xox[abpr]-[A-Za-z0-9-]{10,})"
+)
 
 
 def mask_token(token: str | None) -> str:
@@ -33,6 +38,33 @@ def mask_token(token: str | None) -> str:
     if token.startswith("mog_") and len(token) > 8:
         return f"mog_…{token[-2:]} ({len(token)} chars)"
     return f"…({len(token)} chars)"
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with every token-shaped run masked (`mog_…Xy (28 chars)`): for messages and config snippets."""
+    return _TOKEN_SHAPED.sub(lambda match: f"<{mask_token(match.group(0))}>", text)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it and how to set it, and never shows a token."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(mask_secrets(message))
+
+
+def mask_redis_url(url: str) -> str:
+    """A Redis URL fit for logs: any userinfo secret and any `password=` parameter replaced by ***."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", url.strip(), re.DOTALL)
+    if match is None:
+        return "<not a redis:// URL>"
+    scheme, authority, tail = match.groups()
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        user, colon, _secret = userinfo.partition(":")
+        # `redis://secret@host` is a username to redis-py, but people write passwords there: mask it too.
+        authority = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    tail = re.sub(r"(?i)(password=)[^&#]*", r"\1***", tail)
+    return f"{scheme}{authority}{tail}"
 
 
 def clean_env_value(value: str | None) -> str | None:
@@ -71,6 +103,8 @@ class Settings:
     max_retry_after_seconds: float = 10.0
     # A start_run identical to one made this recently reuses its Idempotency-Key (0 disables).
     dedupe_window_seconds: float = 600.0
+    # How long a start waits for the journal file's write lock before claiming in memory instead.
+    journal_wait_seconds: float = 2.0
     state_dir: Path = field(default_factory=default_state_dir)
     read_only: bool = False
     # Over HTTP, use MOGPLEX_TOKEN when a request brings no bearer of its own. Off unless the HTTP
@@ -89,11 +123,14 @@ class Settings:
     max_stream_event_bytes: int = 1024 * 1024
     # list_runs reads at most this many active runs' statuses per call (and only within the token's pacer).
     list_refresh_max: int = 5
+    # Shared state for several replicas (start claims, request budgets); None: the embedded SQLite/in-memory one.
+    redis_url: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
+        redis = f", redis_url={mask_redis_url(self.redis_url)!r}" if self.redis_url else ""
         return (
             f"Settings(token={mask_token(self.token)!s}, base_url={self.base_url!r}, "
-            f"read_only={self.read_only}, state_dir={str(self.state_dir)!r})"
+            f"read_only={self.read_only}, state_dir={str(self.state_dir)!r}{redis})"
         )
 
     __str__ = __repr__
@@ -118,11 +155,15 @@ class Settings:
         if base_url:
             values["base_url"] = _normalize_base_url(base_url, BASE_URL_ENV)
         values["state_dir"] = default_state_dir(env)
+        redis_url = clean_env_value(env.get(REDIS_URL_ENV))
+        if redis_url:
+            values["redis_url"] = check_redis_url(redis_url, REDIS_URL_ENV)
         read_only = clean_env_value(env.get("MOGPLEX_READ_ONLY"))
         if read_only is not None:
             values["read_only"] = _parse_bool(read_only, "MOGPLEX_READ_ONLY")
         for name, env_name in (
             ("dedupe_window_seconds", "MOGPLEX_DEDUPE_WINDOW_SECONDS"),
+            ("journal_wait_seconds", "MOGPLEX_JOURNAL_WAIT_SECONDS"),
             ("read_timeout", "MOGPLEX_READ_TIMEOUT_SECONDS"),
             ("retry_budget_seconds", "MOGPLEX_RETRY_BUDGET_SECONDS"),
             ("rejected_token_seconds", "MOGPLEX_REJECTED_TOKEN_SECONDS"),
@@ -150,6 +191,8 @@ class Settings:
                 continue
             if key == "base_url":
                 value = _normalize_base_url(str(value), "--base-url")
+            if key == "redis_url":
+                value = check_redis_url(str(value), "--redis-url")
             values[key] = value
         return cls(**values)
 
@@ -175,10 +218,39 @@ def _parse_count(raw: str, name: str) -> int:
     return int(match.group(1)) * {"": 1, "kb": 1024, "mb": 1024 * 1024}[(match.group(2) or "").lower()]
 
 
+def check_redis_url(url: str, source: str) -> str:
+    """A redis://, rediss:// or unix:// URL with a host (or path); the error never shows the password."""
+    url = url.strip()
+    if not re.match(r"^(rediss?://[^/?#\s]+|unix://\S+)", url, re.IGNORECASE):
+        raise ConfigError(
+            f"{source} must be a Redis URL such as redis://localhost:6379/0 or rediss://:PASSWORD@host:6380/0"
+            f" (got {mask_redis_url(url)[:80]!r})"
+        )
+    return url
+
+
 def _normalize_base_url(url: str, source: str) -> str:
+    """Validate a base URL without ever echoing a credential that was pasted into it."""
     url = url.strip().rstrip("/")
+    if _TOKEN_SHAPED.fullmatch(url) or url.lower().startswith("bearer "):
+        raise ConfigError(f"{source} holds what looks like a token, not a URL: set the token as {TOKEN_ENV}")
     if not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(f"{source} must be an http(s) URL such as {DEFAULT_BASE_URL} (got {url[:80]!r})")
+        shown = mask_secrets(url)[:80]  # masked before the cut, so no half of a token is left to show
+        raise ConfigError(f"{source} must be an http(s) URL such as {DEFAULT_BASE_URL} (got {shown!r})")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{source} must not contain a user name or password (the part before '@' was not shown): "
+            f"give only the address, such as {DEFAULT_BASE_URL}, and set the token as {TOKEN_ENV}"
+        )
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ConfigError(
+            f"{source} must not have a query or fragment (not shown): give only the address, "
+            f"such as {DEFAULT_BASE_URL}; the token belongs in {TOKEN_ENV}"
+        )
+    if _TOKEN_SHAPED.search(url):
+        shown = mask_secrets(url)[:100]
+        raise ConfigError(f"{source} contains what looks like a token ({shown}): set the token as {TOKEN_ENV}")
     return url
 
 

@@ -10,9 +10,11 @@ import os
 import platform
 import re
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +33,18 @@ from mogplex_mcp.api import (
     TransportError,
     UnexpectedResponseError,
 )
-from mogplex_mcp.config import BASE_URL_ENV, DEFAULT_BASE_URL, TOKEN_ENV, ConfigError, Settings, clean_env_value
+from mogplex_mcp.config import (
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    REDIS_URL_ENV,
+    TOKEN_ENV,
+    ConfigError,
+    Settings,
+    clean_env_value,
+    mask_redis_url,
+    mask_secrets,
+)
+from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
 
 Level = Literal["ok", "warn", "problem"]
 TOKEN_SHAPE = re.compile(r"^mog_[A-Za-z0-9]+$")
@@ -150,6 +163,36 @@ def state_dir_check(settings: Settings) -> Check:
     return Check("ok", f"state dir {path} is writable (start journal)")
 
 
+def journal_check(settings: Settings) -> Check | None:
+    """Whether the start journal, if there is one, can be read: a damaged one makes start_run refuse."""
+    path = settings.state_dir / JOURNAL_FILE_NAME
+    if not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return Check(
+            "problem",
+            f"start journal {path} cannot be read ({exc}): start_run without idempotencyKey is refused",
+            "move the file aside (it holds only recent start claims and the runs list); a new one is created",
+        )
+    return Check("ok", f"start journal {path} is readable")
+
+
+def redis_check(settings: Settings, network: bool) -> Check:
+    """Whether the shared store (`MOGPLEX_REDIS_URL`) answers; its password shown only as ***."""
+    shown = mask_redis_url(settings.redis_url or "")
+    if not network:
+        return Check("ok", f"shared state in Redis at {shown} (not checked: --no-network)")
+    from mogplex_mcp.server.backends import shared_store_problem
+
+    problem = shared_store_problem(settings)
+    if problem:
+        return Check("problem", problem, f"start Redis, or fix {REDIS_URL_ENV}; `serve` refuses to start without it")
+    return Check("ok", f"shared state in Redis at {shown} answers (replicas share start de-duplication and budgets)")
+
+
 def uvx_command() -> str:
     """`uvx`, by absolute path when found: GUI hosts start servers with a minimal PATH."""
     return shutil.which("uvx") or "uvx"
@@ -207,7 +250,8 @@ def render(checks: list[Check], configs: Mapping[str, str]) -> str:
     lines.append(f"Ready-to-paste configs (replace {TOKEN_PLACEHOLDER} with your token):")
     for host, snippet in configs.items():
         lines += ["", f"--- {host}", snippet]
-    return "\n".join(lines) + "\n"
+    # The last word: whatever a check or a snippet quoted (a URL, a path, an error), no token shows.
+    return mask_secrets("\n".join(lines)) + "\n"
 
 
 def run_checks(
@@ -241,6 +285,10 @@ def run_checks(
     )
     checks += token_checks(env.get(TOKEN_ENV))
     checks.append(state_dir_check(settings))
+    if (journal := journal_check(settings)) is not None:
+        checks.append(journal)
+    if settings.redis_url:
+        checks.append(redis_check(settings, network))
     if network:
         checks += anyio.run(lambda: access_checks(settings, transport=transport))
     return checks, settings

@@ -25,6 +25,7 @@ SERVE_FLAGS = (
     "--stateless",
     "--allowed-host",
     "--allowed-origin",
+    "--redis-url",
 )
 
 
@@ -108,7 +109,7 @@ def test_stdio_startup_does_not_load_what_only_other_commands_need() -> None:
         "import sys; from mogplex_mcp import cli; cli.build_parser('serve');"
         "import mogplex_mcp.server.app;"
         "print(sorted(m for m in ('mogplex_mcp.emulator', 'mogplex_mcp.demo', 'mogplex_mcp.doctor',"
-        " 'mogplex_mcp.server.http') if m in sys.modules))"
+        " 'mogplex_mcp.server.http', 'redis') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
@@ -143,3 +144,13 @@ def test_doctor_configs_use_a_placeholder_and_the_chosen_base_url() -> None:
         assert "mog_YOUR_TOKEN" in snippet or "${input:mogplex-token}" in snippet
         assert "http://127.0.0.1:9999" in snippet
     assert "MOGPLEX_BASE_URL" not in host_configs(DEFAULT_BASE_URL, "uvx")["Codex (~/.codex/config.toml)"]
+
+
+def test_doctor_reports_a_damaged_start_journal(tmp_path: Path) -> None:
+    (tmp_path / "journal.sqlite3").write_bytes(b"not a database at all " * 64)
+    result = run_cli(
+        "doctor", "--no-network", MOGPLEX_MCP_STATE_DIR=str(tmp_path), MOGPLEX_TOKEN="mog_abcdefghijklmnop"
+    )
+
+    assert result.returncode == 1
+    assert "PROBLEM  start journal" in result.stdout and "move the file aside" in result.stdout

@@ -47,7 +47,7 @@ from mogplex_mcp.api.models import (
 from mogplex_mcp.api.pool import DEFAULT_TIMEOUT, USER_AGENT, cut_timeout, make_http_client, new_pool
 from mogplex_mcp.api.redirects import adopt_apex, learned_base
 from mogplex_mcp.api.retry import RetryPolicy, next_delay
-from mogplex_mcp.config import TOKEN_ENV, Settings, mask_token
+from mogplex_mcp.config import TOKEN_ENV, Settings, mask_secrets, mask_token
 
 __all__ = ["API_PREFIX", "USER_AGENT", "MogplexClient", "make_http_client"]
 
@@ -387,7 +387,8 @@ def _normalize_base_url(base_url: str) -> str:
     if url.endswith(API_PREFIX):  # a pasted full API URL still works
         url = url[: -len(API_PREFIX)].rstrip("/")
     if not re.match(r"^https?://[^/\s]+", url):
-        raise ValueError(f"base_url must be an http(s) URL such as https://mogplex.com, got {url[:80]!r}")
+        shown = mask_secrets(re.sub(r"^([^/]*//)?[^/@]*@", r"\1<credentials not shown>@", url))[:80]
+        raise ValueError(f"base_url must be an http(s) URL such as https://mogplex.com, got {shown!r}")
     return url
 
 

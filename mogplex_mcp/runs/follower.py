@@ -70,8 +70,10 @@ class FollowerHub:
         make_stream: Callable[[str], EventStreamClient] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        make_pacer: Callable[[str], RequestPacer] | None = None,
     ) -> None:
         self._tg = task_group
+        self._make_pacer = make_pacer  # a shared budget per token fingerprint (runs/token_pacer.py)
         self._make_client = make_client
         self._make_stream = make_stream
         self.settings = settings or FollowSettings()
@@ -89,6 +91,8 @@ class FollowerHub:
         return self._followers.get((token_fingerprint(token), run_id))
 
     def pacer(self, fingerprint: str) -> RequestPacer:
+        if fingerprint not in self._pacers and self._make_pacer is not None:
+            self._pacers[fingerprint] = self._make_pacer(fingerprint)
         if fingerprint not in self._pacers:
             self._pacers[fingerprint] = RequestPacer(
                 self.settings.requests_per_minute, clock=self._clock, sleep=self._sleep

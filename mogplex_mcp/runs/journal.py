@@ -3,97 +3,57 @@
 Hosts time out and models retry tool calls. A `start_run` identical to one made moments ago with the same
 token must reuse that call's Idempotency-Key, so the upstream replays the first run instead of starting a
 second paid one. Several server processes may share the file: every write is one short `BEGIN IMMEDIATE`
-transaction (WAL, busy timeout), so the check-and-insert of a key is atomic across processes.
+transaction (WAL, bounded busy wait), so the check-and-insert of a key is atomic across processes.
 
-Only a fingerprint of the token is stored, never the token. When the file cannot be used the journal
-falls back to an in-memory database: de-duplication then holds for this process only, and the server
-keeps working.
+When the file cannot be written (disk full, locked by another process, read-only), a claim falls back to
+an in-process table after checking the file for an earlier claim; when the file cannot even be read, and
+this process has no claim of its own, `claim_key` raises `JournalUnavailableError` rather than hand out a
+fresh key that could start a second run. Bookkeeping (`remember_run`) never waits behind a stuck writer.
+
+Only fingerprints are stored: of the token (SHA-256), and of each start request (an HMAC keyed by the
+token, so a guessable prompt cannot be confirmed from the file). Titles arrive redacted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import sqlite3
 import threading
 import time
-import unicodedata
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from mogplex_mcp.runs.known_runs import (
-    FACT_COLUMNS,
-    RunFacts,
-    RunsQuery,
-    add_missing_columns,
-    facts_from_row,
-    facts_update,
-    page_filter,
+from mogplex_mcp.runs.claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.runs.fingerprints import TITLE_MAX_CHARS as TITLE_MAX_CHARS
+from mogplex_mcp.runs.fingerprints import clean_title as clean_title
+from mogplex_mcp.runs.fingerprints import request_fingerprint as request_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
+from mogplex_mcp.runs.journal_file import (
+    RETRY_WRITES_AFTER_SECONDS,
+    EmptyJournal,
+    JournalFile,
+    JournalStorageError,
 )
+from mogplex_mcp.runs.known_runs import KnownRun as KnownRun
+from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
 DEFAULT_WINDOW_SECONDS = 600.0
 DEFAULT_MAX_RUNS = 200
-TITLE_MAX_CHARS = 80
 # Expired claims are kept a while past the window so a slow start can still attach its run id.
 _CLAIM_RETENTION_SECONDS = 86_400.0
-_BUSY_TIMEOUT_SECONDS = 5.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS start_claims (
-    fingerprint     TEXT NOT NULL,
-    request_hash    TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    created_at      REAL NOT NULL,
-    run_id          TEXT,
-    PRIMARY KEY (fingerprint, request_hash)
-);
-CREATE INDEX IF NOT EXISTS start_claims_by_age ON start_claims (created_at);
-CREATE TABLE IF NOT EXISTS known_runs (
-    fingerprint TEXT NOT NULL,
-    run_id      TEXT NOT NULL,
-    title       TEXT,
-    status      TEXT,
-    repo_id     TEXT,
-    first_seen  REAL NOT NULL,
-    last_seen   REAL NOT NULL,
-    PRIMARY KEY (fingerprint, run_id)
-);
-CREATE INDEX IF NOT EXISTS known_runs_newest ON known_runs (fingerprint, first_seen);
-"""
-
-_T = TypeVar("_T")
-
-
-def token_fingerprint(token: str) -> str:
-    """Identify a token without storing it: the first 32 hex characters of its SHA-256."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def request_fingerprint(base_url: str, body: Mapping[str, Any]) -> str:
-    """Hash a start request: the upstream it goes to plus its wire body as canonical JSON."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    # NUL cannot occur in a URL, so the boundary between the two parts is unambiguous.
-    material = f"{base_url}\x00{canonical}".encode("utf-8", "surrogatepass")
-    return hashlib.sha256(material).hexdigest()
-
-
-def clean_title(text: str) -> str:
-    """A one-line title: control and format characters dropped, whitespace collapsed, at most 80 chars."""
-    kept = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
-    collapsed = " ".join(kept.split())
-    if len(collapsed) <= TITLE_MAX_CHARS:
-        return collapsed
-    return collapsed[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+# How long a claim waits for the file's write lock before falling back to the in-process table.
+DEFAULT_WAIT_SECONDS = 2.0
+# Bookkeeping on read paths waits at most this long, and not at all behind this process's own writer.
+BOOKKEEPING_WAIT_SECONDS = 0.1
+# Reads take milliseconds (WAL readers never wait for writers); this only bounds queueing in this process.
+_READ_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -104,66 +64,19 @@ class KeyClaim:
     reused: bool
     age_seconds: float
     run_id: str | None = None  # the run that earlier start produced, once recorded
+    durable: bool = True  # False: held in this process only (the file could not be written)
 
 
-@dataclass(frozen=True)
-class KnownRun:
-    """A run this server started or looked at; `title` falls back to the run id."""
+class JournalUnavailableError(Exception):
+    """No key can be vouched for: the file cannot be read and this process holds no claim for the request."""
 
-    run_id: str
-    title: str
-    status: str | None
-    repo_id: str | None
-    first_seen: float
-    last_seen: float
-    facts: RunFacts = field(default_factory=RunFacts)
-    position: int = 0  # with first_seen, the paging cursor: stable while the run is kept
-
-
-_KNOWN_COLUMNS = "run_id, title, status, repo_id, first_seen, last_seen, rowid, " + ", ".join(FACT_COLUMNS)
-
-
-def _known_run(row: tuple[Any, ...]) -> KnownRun:
-    return KnownRun(row[0], row[1] or row[0], row[2], row[3], row[4], row[5], facts_from_row(row[7:]), row[6])
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _new_uuid_key() -> str:
     return str(uuid.uuid4())
-
-
-def _is_storage_failure(exc: sqlite3.DatabaseError) -> bool:
-    """Disk full, locked too long, corrupted: the file failed us. Misuse of the API is not this."""
-    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
-
-
-def _create_private_file(path: Path) -> None:
-    """Make the parent directory (0700) and the file (0600) before SQLite opens it."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
-def _connect(path: Path | None) -> sqlite3.Connection:
-    """Open and prepare the database; raises OSError or sqlite3.DatabaseError when it cannot be used."""
-    if path is not None:
-        _create_private_file(path)
-    target = ":memory:" if path is None else str(path)
-    db = sqlite3.connect(target, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
-    try:
-        if path is not None:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-        # executescript would commit a transaction begun by execute(), so the script carries its own.
-        db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-        add_missing_columns(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
 
 
 class StartJournal:
@@ -176,24 +89,21 @@ class StartJournal:
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
         max_runs: int = DEFAULT_MAX_RUNS,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        hold_off_seconds: float = RETRY_WRITES_AFTER_SECONDS,
     ) -> None:
+        """`hold_off_seconds`: after a claim's write fails, writes fail at once for this long."""
         self._window = max(0.0, window_seconds)
         self._clock = clock
         self._max_runs = max(1, max_runs)
-        self._lock = threading.Lock()
-        self.path: Path | None = path
-        try:
-            self._db = _connect(path)
-        except (OSError, sqlite3.DatabaseError) as exc:
-            logger.warning(
-                "start journal %s is unusable (%s: %s); using memory instead — duplicate-start "
-                "protection and the runs list will not survive a restart",
-                path,
-                type(exc).__name__,
-                exc,
-            )
-            self.path = None
-            self._db = _connect(None)
+        self._wait = max(0.0, wait_seconds)
+        self._read_wait = max(self._wait, _READ_WAIT_SECONDS)
+        self._file = JournalFile(path, retry_writes_after=hold_off_seconds)
+        self._claims = ClaimTable(self._window)
+        self._failing = False
+        self._counter_lock = threading.Lock()
+        self.skipped_bookkeeping = 0  # remember_run calls given up (file busy or failing): read paths went on
+        self._migrated = False
 
     @classmethod
     def in_state_dir(
@@ -203,45 +113,54 @@ class StartJournal:
         window_seconds: float = DEFAULT_WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
         max_runs: int = DEFAULT_MAX_RUNS,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
     ) -> StartJournal:
         """The journal file in the user's state directory."""
-        return cls(state_dir / JOURNAL_FILE_NAME, window_seconds=window_seconds, clock=clock, max_runs=max_runs)
+        return cls(
+            state_dir / JOURNAL_FILE_NAME,
+            window_seconds=window_seconds,
+            clock=clock,
+            max_runs=max_runs,
+            wait_seconds=wait_seconds,
+        )
+
+    @property
+    def path(self) -> Path | None:
+        return self._file.path
 
     @property
     def persistent(self) -> bool:
-        """False when running from memory (asked for, or fallen back to)."""
-        return self.path is not None
+        """False when running from memory (asked for, or the file cannot exist)."""
+        return self._file.persistent
+
+    @property
+    def claims_in_memory(self) -> int:
+        """Claims this process holds because the file could not take them (or could not be trusted)."""
+        return len(self._claims)
 
     def claim_key(self, fingerprint: str, request_hash: str, new_key: Callable[[], str] = _new_uuid_key) -> KeyClaim:
-        """Reuse the key of an identical start within the window, else record and return a fresh one."""
+        """Reuse the key of an identical start within the window, else record and return a fresh one.
+
+        Raises JournalUnavailableError when neither the file nor this process can vouch for a fresh key.
+        """
         if self._window <= 0:
             return KeyClaim(new_key(), reused=False, age_seconds=0.0)
-
-        def claim(db: sqlite3.Connection) -> KeyClaim:
+        claim_id = (fingerprint, request_hash)
+        with self._claims.serialized(claim_id):
             now = self._clock()
-            db.execute(
-                "DELETE FROM start_claims WHERE created_at < ?",
-                (now - max(self._window, _CLAIM_RETENTION_SECONDS),),
-            )
-            row = db.execute(
-                "SELECT idempotency_key, created_at, run_id FROM start_claims"
-                " WHERE fingerprint = ? AND request_hash = ?",
-                (fingerprint, request_hash),
-            ).fetchone()
-            if row is not None and now - row[1] < self._window:
-                return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
-            key = new_key()
-            db.execute(
-                "INSERT OR REPLACE INTO start_claims"
-                " (fingerprint, request_hash, idempotency_key, created_at, run_id) VALUES (?, ?, ?, ?, NULL)",
-                (fingerprint, request_hash, key, now),
-            )
-            return KeyClaim(key, reused=False, age_seconds=0.0)
-
-        return self._write("claim an idempotency key", claim, lambda: KeyClaim(new_key(), False, 0.0))
+            held = self._claims.live(claim_id, now)
+            if held is not None:  # first: a key handed out during an outage is reused after it, too
+                age = max(0.0, now - held.created_at)
+                return KeyClaim(held.idempotency_key, True, age, held.run_id, durable=held.persisted)
+            try:
+                return self._claim_in_file(claim_id, now, new_key)
+            except JournalStorageError as failure:
+                self._note_failure("claim an idempotency key", failure)
+                return self._claim_in_memory(claim_id, now, new_key, failure.reason)
 
     def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
         """Attach the run a claimed start produced, so a replayed claim can name it."""
+        self._claims.attach_run((fingerprint, request_hash), run_id)
 
         def record(db: sqlite3.Connection) -> None:
             db.execute(
@@ -249,10 +168,11 @@ class StartJournal:
                 (run_id, fingerprint, request_hash),
             )
 
-        self._write("record a started run", record, lambda: None)
+        self._best_effort("record a started run", record, self._wait)
 
     def forget(self, fingerprint: str, request_hash: str) -> None:
         """Drop a claim whose start definitely failed, so the next identical start gets a fresh key."""
+        self._claims.drop((fingerprint, request_hash), self._clock())
 
         def drop(db: sqlite3.Connection) -> None:
             db.execute(
@@ -260,7 +180,7 @@ class StartJournal:
                 (fingerprint, request_hash),
             )
 
-        self._write("forget a start", drop, lambda: None)
+        self._best_effort("forget a start", drop, self._wait)
 
     def remember_run(
         self,
@@ -271,34 +191,33 @@ class StartJournal:
         status: str | None = None,
         repo_id: str | None = None,
         facts: RunFacts | None = None,
-    ) -> bool:
+    ) -> bool | None:
         """Upsert a run seen with this token; True when it was not known before (the list changed).
 
-        `facts` fields that are None leave what is stored unchanged.
+        Best-effort and bounded: skipped (None, counted in `skipped_bookkeeping`) when the file is busy
+        or failing, so a read path never waits behind a stuck writer. `facts` left None stay as stored.
         """
         cleaned = clean_title(title) if title is not None else ""
+        pending = self._claims.unpersisted(self._clock())
 
         def upsert(db: sqlite3.Connection) -> bool:
-            now = self._clock()
-            known = db.execute(
-                "SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id)
-            ).fetchone()
-            db.execute(
-                "INSERT INTO known_runs"
-                " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
-                " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
-                " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
-                (fingerprint, run_id, cleaned or None, status, repo_id, now, now),
-            )
+            _write_through(db, pending)  # claims held during an outage reach the file with the first write
+            new = _upsert_known_run(db, (fingerprint, run_id), (cleaned or None, status, repo_id), self._clock())
             if facts is not None:
-                self._store_facts(db, fingerprint, run_id, facts)
-            if known is None:
+                store_facts(db, (fingerprint, run_id), facts)
+            if new:
                 self._prune_runs(db, fingerprint)
-            return known is None
+            return new
 
-        return self._write("remember a run", upsert, lambda: False)
+        try:
+            new = self._file.write(upsert, BOOKKEEPING_WAIT_SECONDS, blocking=False)
+        except JournalStorageError as failure:
+            with self._counter_lock:
+                self.skipped_bookkeeping += 1
+            logger.debug("start journal: skipped remembering run %s (%s)", run_id, failure.reason)
+            return None
+        self._claims.mark_persisted([claim_id for claim_id, _ in pending])
+        return new
 
     def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
         """Runs seen with this token, most recently first seen first, at most `limit`."""
@@ -313,33 +232,19 @@ class StartJournal:
             ).fetchall()
             return [KnownRun(r[0], r[1] or r[0], r[2], r[3], r[4], r[5]) for r in rows]
 
-        return self._read("list known runs", select, list)
+        return self._read_or("list known runs", select, [])
 
     def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
         """One page of the runs seen with this token, newest first (see RunsQuery)."""
         if query.limit <= 0:
             return []
-        where, args = page_filter(query)
-        # Only constant column names and "?" placeholders are interpolated (page_filter, _KNOWN_COLUMNS).
-        sql = f"SELECT {_KNOWN_COLUMNS} FROM known_runs WHERE fingerprint = ? AND {where}"  # noqa: S608
-        sql += " ORDER BY first_seen DESC, rowid DESC LIMIT ?"
-
-        def select(db: sqlite3.Connection) -> list[KnownRun]:
-            return [_known_run(row) for row in db.execute(sql, (fingerprint, *args, query.limit)).fetchall()]
-
-        return self._read("list known runs", select, list)
+        self._migrate_once()
+        return self._read_or("list known runs", lambda db: select_page(db, fingerprint, query), [])
 
     def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
         """What this server knows of one run seen with this token, or None."""
-
-        def select(db: sqlite3.Connection) -> KnownRun | None:
-            row = db.execute(
-                f"SELECT {_KNOWN_COLUMNS} FROM known_runs WHERE fingerprint = ? AND run_id = ?",  # noqa: S608
-                (fingerprint, run_id),
-            ).fetchone()
-            return _known_run(row) if row is not None else None
-
-        return self._read("look up a run", select, lambda: None)
+        self._migrate_once()
+        return self._read_or("look up a run", lambda db: select_run(db, fingerprint, run_id), None)
 
     def is_known(self, fingerprint: str, run_id: str) -> bool:
         """Whether this server started or looked at the run with this token."""
@@ -350,12 +255,26 @@ class StartJournal:
             ).fetchone()
             return row is not None
 
-        return self._read("look up a run", select, lambda: False)
+        return self._read_or("look up a run", select, False)
 
     def close(self) -> None:
-        """Close the database; safe to call twice."""
-        with self._lock:
-            self._db.close()
+        """Write through claims held in memory (if the file takes them now), then close; safe to call twice."""
+        pending = self._claims.unpersisted(self._clock())
+        if pending:
+
+            def flush(db: sqlite3.Connection) -> None:
+                _write_through(db, pending)
+
+            try:
+                self._file.write(flush, self._wait, force=True)
+            except JournalStorageError as failure:
+                logger.warning(
+                    "start journal %s: %d start claim(s) held in memory are lost at exit (%s)",
+                    self.path,
+                    len(pending),
+                    failure.reason,
+                )
+        self._file.close()
 
     def __enter__(self) -> StartJournal:
         return self
@@ -365,13 +284,74 @@ class StartJournal:
     ) -> None:
         self.close()
 
-    def _store_facts(self, db: sqlite3.Connection, fingerprint: str, run_id: str, facts: RunFacts) -> None:
-        assignments, values = facts_update(facts)
-        if assignments:
+    def _claim_in_file(self, claim_id: ClaimId, now: float, new_key: Callable[[], str]) -> KeyClaim:
+        """The atomic check-and-insert in the file; also writes through claims made during an outage."""
+        pending = self._claims.unpersisted(now)
+
+        def claim(db: sqlite3.Connection) -> KeyClaim:
             db.execute(
-                f"UPDATE known_runs SET {assignments} WHERE fingerprint = ? AND run_id = ?",  # noqa: S608
-                (*values, fingerprint, run_id),
+                "DELETE FROM start_claims WHERE created_at < ?", (now - max(self._window, _CLAIM_RETENTION_SECONDS),)
             )
+            _write_through(db, pending)
+            row = _select_claim(db, claim_id)
+            if row is not None and self._is_live(claim_id, row[1], now):
+                return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
+            key = new_key()
+            db.execute(
+                "INSERT OR REPLACE INTO start_claims"
+                " (fingerprint, request_hash, idempotency_key, created_at, run_id) VALUES (?, ?, ?, ?, NULL)",
+                (*claim_id, key, now),
+            )
+            return KeyClaim(key, reused=False, age_seconds=0.0)
+
+        result = self._file.write(claim, self._wait)
+        self._claims.mark_persisted([claim_id for claim_id, _ in pending])
+        self._note_recovery()
+        return result
+
+    def _claim_in_memory(self, claim_id: ClaimId, now: float, new_key: Callable[[], str], why: str) -> KeyClaim:
+        """The file cannot be written: reuse a claim it still shows, else hold a new one in this process."""
+        try:
+            row = self._file.read(lambda db: _select_claim(db, claim_id), self._read_wait)
+        except EmptyJournal:
+            row = None
+        except JournalStorageError as failure:
+            read = "" if failure.reason == why else f"; reading it failed too ({failure.reason})"
+            raise JournalUnavailableError(f"{why}{read}") from None
+        if row is not None and self._is_live(claim_id, row[1], now):
+            self._claims.put(claim_id, MemoryClaim(row[0], row[1], row[2], persisted=True), now)
+            return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
+        key = new_key()
+        self._claims.put(claim_id, MemoryClaim(key, now), now)
+        return KeyClaim(key, reused=False, age_seconds=0.0, durable=False)
+
+    def _is_live(self, claim_id: ClaimId, created_at: float, now: float) -> bool:
+        return now - created_at < self._window and not self._claims.is_stale(claim_id, created_at)
+
+    def _best_effort(self, what: str, work: Callable[[sqlite3.Connection], None], wait: float) -> None:
+        try:
+            self._file.write(work, wait)
+        except JournalStorageError as failure:
+            self._note_failure(what, failure)
+
+    def _read_or(self, what: str, work: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
+        try:
+            return self._file.read(work, self._read_wait)
+        except EmptyJournal:
+            return fallback
+        except JournalStorageError as failure:
+            self._note_failure(what, failure)
+            return fallback
+
+    def _migrate_once(self) -> None:
+        """A file from an older version gains the fact columns with its first write; reads need them first."""
+        if self._migrated:
+            return
+        try:
+            self._file.write(lambda db: None, BOOKKEEPING_WAIT_SECONDS, blocking=False)
+        except JournalStorageError:
+            return  # the read then fails over to its fallback, and the next call tries again
+        self._migrated = True
 
     def _prune_runs(self, db: sqlite3.Connection, fingerprint: str) -> None:
         db.execute(
@@ -381,39 +361,56 @@ class StartJournal:
             (fingerprint, fingerprint, self._max_runs),
         )
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; BEGIN IMMEDIATE takes the write lock before the first read."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _note_failure(self, what: str, failure: JournalStorageError) -> None:
+        """Warn once when the file starts failing; then quietly, until it works again."""
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        logger.log(
+            level,
+            "start journal %s: could not %s (%s); starts are de-duplicated in this process while it fails",
+            self.path,
+            what,
+            failure.reason,
+        )
 
-    def _write(self, what: str, work: Callable[[sqlite3.Connection], _T], degraded: Callable[[], _T]) -> _T:
-        """Run `work` in a write transaction; if the file fails us, warn and answer `degraded()`."""
-        try:
-            with self._transaction() as db:
-                return work(db)
-        except sqlite3.DatabaseError as exc:
-            if not _is_storage_failure(exc):
-                raise
-            self._warn(what, exc)
-            return degraded()
+    def _note_recovery(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.warning("start journal %s works again", self.path)
 
-    def _read(self, what: str, work: Callable[[sqlite3.Connection], _T], degraded: Callable[[], _T]) -> _T:
-        try:
-            with self._lock:
-                return work(self._db)
-        except sqlite3.DatabaseError as exc:
-            if not _is_storage_failure(exc):
-                raise
-            self._warn(what, exc)
-            return degraded()
 
-    def _warn(self, what: str, exc: sqlite3.DatabaseError) -> None:
-        logger.warning("start journal %s: could not %s (%s: %s)", self.path, what, type(exc).__name__, exc)
+_T = TypeVar("_T")
+
+
+def _write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryClaim]]) -> None:
+    """Copy claims made in memory into the file; one the file already holds for the request wins there."""
+    for (fingerprint, request_hash), held in claims:
+        db.execute(
+            "INSERT OR IGNORE INTO start_claims VALUES (?, ?, ?, ?, ?)",
+            (fingerprint, request_hash, held.idempotency_key, held.created_at, held.run_id),
+        )
+
+
+def _upsert_known_run(
+    db: sqlite3.Connection, run: tuple[str, str], fields: tuple[str | None, str | None, str | None], now: float
+) -> bool:
+    """Insert or refresh (fingerprint, run id) with (title, status, repo id); True when it was not known."""
+    known = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", run).fetchone()
+    db.execute(
+        "INSERT INTO known_runs"
+        " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
+        " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
+        " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
+        (*run, *fields, now, now),
+    )
+    return known is None
+
+
+def _select_claim(db: sqlite3.Connection, claim_id: ClaimId) -> tuple[str, float, str | None] | None:
+    row = db.execute(
+        "SELECT idempotency_key, created_at, run_id FROM start_claims WHERE fingerprint = ? AND request_hash = ?",
+        claim_id,
+    ).fetchone()
+    return None if row is None else (str(row[0]), float(row[1]), row[2])

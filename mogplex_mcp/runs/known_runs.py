@@ -1,14 +1,15 @@
-"""The known-runs table's newer columns: per-run facts for list_runs and continue_run, paging, migration.
+"""Known runs: what is kept per run (KnownRun, RunFacts), and the SQL that pages and updates them.
 
-The journal (journal.py) owns the table; this module names what the columns added for orchestration
-mean, builds the SQL fragments that read and write them, and adds them to a file an older version wrote.
+The journal (journal.py) owns the SQLite file; this module names what a known run holds — including the
+facts added for list_runs and continue_run — reads pages of them, writes facts, and adds the fact columns
+to a file an older version wrote.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,20 @@ class RunFacts:
     workspace_session_id: str | None = None
     pull_request_url: str | None = None
     code_changed: bool | None = None
+
+
+@dataclass(frozen=True)
+class KnownRun:
+    """A run this server started or looked at; `title` falls back to the run id."""
+
+    run_id: str
+    title: str
+    status: str | None
+    repo_id: str | None
+    first_seen: float
+    last_seen: float
+    facts: RunFacts = field(default_factory=RunFacts)
+    position: int = 0  # with first_seen, the paging cursor: stable while the run is kept
 
 
 @dataclass(frozen=True)
@@ -90,18 +105,41 @@ def page_filter(query: RunsQuery) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
+_KNOWN_COLUMNS = "run_id, title, status, repo_id, first_seen, last_seen, rowid, " + ", ".join(FACT_COLUMNS)
+
+
+def _known_run(row: tuple[Any, ...]) -> KnownRun:
+    return KnownRun(row[0], row[1] or row[0], row[2], row[3], row[4], row[5], facts_from_row(row[7:]), row[6])
+
+
+def select_page(db: sqlite3.Connection, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
+    where, args = page_filter(query)
+    # Only constant column names and "?" placeholders are interpolated (page_filter, _KNOWN_COLUMNS).
+    sql = f"SELECT {_KNOWN_COLUMNS} FROM known_runs WHERE fingerprint = ? AND {where}"  # noqa: S608
+    sql += " ORDER BY first_seen DESC, rowid DESC LIMIT ?"
+    return [_known_run(row) for row in db.execute(sql, (fingerprint, *args, query.limit)).fetchall()]
+
+
+def select_run(db: sqlite3.Connection, fingerprint: str, run_id: str) -> KnownRun | None:
+    sql = f"SELECT {_KNOWN_COLUMNS} FROM known_runs WHERE fingerprint = ? AND run_id = ?"  # noqa: S608
+    row = db.execute(sql, (fingerprint, run_id)).fetchone()
+    return _known_run(row) if row is not None else None
+
+
+def store_facts(db: sqlite3.Connection, run: tuple[str, str], facts: RunFacts) -> None:
+    """Write the known facts of (fingerprint, run id); the unknown (None) ones stay as stored."""
+    assignments, values = facts_update(facts)
+    if assignments:
+        sql = f"UPDATE known_runs SET {assignments} WHERE fingerprint = ? AND run_id = ?"  # noqa: S608
+        db.execute(sql, (*values, *run))
+
+
 def add_missing_columns(db: sqlite3.Connection) -> None:
-    """Tolerant migration: add the fact columns a file from an older version lacks (one transaction)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        present = {row[1] for row in db.execute("PRAGMA table_info(known_runs)")}
-        for name, kind in FACT_COLUMNS.items():
-            if name not in present:
-                db.execute(f"ALTER TABLE known_runs ADD COLUMN {name} {kind}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+    """Tolerant migration, inside the caller's write transaction: add the fact columns an older file lacks."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(known_runs)")}
+    for name, kind in FACT_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE known_runs ADD COLUMN {name} {kind}")
 
 
 def iso(value: datetime | None) -> str | None:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-
-import anyio
-
 from mogplex_mcp.api.models import RunEvent
 from mogplex_mcp.runs.followed_run import RunFollower
 from mogplex_mcp.runs.follower import Listener
-from mogplex_mcp.runs.journal import StartJournal
 from mogplex_mcp.runs.known_runs import RunFacts
+from mogplex_mcp.runs.store import KnownRuns
 from mogplex_mcp.runs.views import find_delivery
 
 
-def outcome_recorder(journal: StartJournal) -> Listener:
-    """A follower listener that writes a finished run's delivery facts to the journal (once per change)."""
+def outcome_recorder(known: KnownRuns) -> Listener:
+    """A follower listener that writes a finished run's delivery facts to the runs list (once per change)."""
 
     async def record(follower: RunFollower, fresh: list[RunEvent], status_changed: bool) -> None:
         if not follower.terminal or not (fresh or status_changed):
@@ -24,7 +20,6 @@ def outcome_recorder(journal: StartJournal) -> Listener:
         if delivery is None:
             return
         facts = RunFacts(pull_request_url=delivery.pull_request_url, code_changed=delivery.changed)
-        write = functools.partial(journal.remember_run, follower.fingerprint, follower.run_id, facts=facts)
-        await anyio.to_thread.run_sync(write)
+        await known.remember_run(follower.fingerprint, follower.run_id, facts=facts)
 
     return record

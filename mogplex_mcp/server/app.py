@@ -21,6 +21,7 @@ from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.server import guidance, viewer
+from mogplex_mcp.server.backends import open_backends
 from mogplex_mcp.server.errors import validation_error
 from mogplex_mcp.server.event_tools import register_event_tools
 from mogplex_mcp.server.orchestration import register_orchestration_tools
@@ -64,17 +65,34 @@ def create_server(
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_journal = journal is None
         the_journal = journal or StartJournal.in_state_dir(
-            settings.state_dir, window_seconds=settings.dedupe_window_seconds
+            settings.state_dir,
+            window_seconds=settings.dedupe_window_seconds,
+            wait_seconds=settings.journal_wait_seconds,
         )
         pool = HttpPool(settings, transport)
+        per_minute = (follow or FollowSettings()).requests_per_minute
         try:
-            async with anyio.create_task_group() as tg:
+            async with (
+                open_backends(settings, the_journal, per_minute) as backends,
+                anyio.create_task_group() as tg,
+            ):
                 streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
                 hub = FollowerHub(
-                    tg, follower_client_factory(settings, pool.get, pool.gate), follow, make_stream=streams
+                    tg,
+                    follower_client_factory(settings, pool.get, pool.gate),
+                    follow,
+                    make_stream=streams,
+                    make_pacer=backends.make_pacer,
                 )
-                hub.add_listener(outcome_recorder(the_journal))  # list_runs knows finished runs' outcomes
-                state = AppState(settings=settings, pool=pool, journal=the_journal, hub=hub)
+                state = AppState(
+                    settings=settings,
+                    pool=pool,
+                    journal=the_journal,
+                    hub=hub,
+                    claims=backends.claims,
+                    known=backends.known,
+                )
+                hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
                 resources.attach(state, tg)
                 if on_state is not None:
                     on_state(state)

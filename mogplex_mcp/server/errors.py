@@ -131,3 +131,12 @@ def validation_error(tool: str, exc: ValidationError) -> ToolError:
         problems.append(f"{field}: {reason}")
     listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
     return ToolError(shorten(clean_text(f"Invalid arguments for {tool}: {listed}. Nothing was sent to Mogplex."), 1500))
+
+
+def journal_unavailable_error(reason: str) -> ToolError:
+    """start_run refused because no Idempotency-Key could be vouched for: retryable, and nothing was sent."""
+    return ToolError(
+        f"Could not start the run: the start journal is unavailable: {clean_text(reason)}. Nothing was sent, so "
+        "no run was started. Retry in a moment, or pass idempotencyKey to make the start safe to retry. "
+        "(`mogplex-mcp doctor` checks the journal.)"
+    )

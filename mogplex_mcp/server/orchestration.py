@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -142,7 +141,7 @@ async def _follow_up(
     state: AppState, token: str, previous: RunDetail, prompt: str, harness: Harness | None
 ) -> tuple[StartRunRequest, list[str]]:
     """The start request that continues `previous`, and a note of what it carries over."""
-    known = await anyio.to_thread.run_sync(state.journal.known_run, token_fingerprint(token), previous.run_id)
+    known = await state.known_runs.known_run(token_fingerprint(token), previous.run_id)
     facts = known.facts if known is not None else RunFacts()
     branch = (previous.branch.working if previous.branch else None) or facts.working_branch
     if not previous.repo_id or not branch:

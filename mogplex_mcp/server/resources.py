@@ -142,7 +142,7 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
         state = ctx.lifespan_context
         token = token_from_request(request_headers(ctx), state.settings) if isinstance(state, AppState) else None
         if isinstance(state, AppState) and token:
-            known = await anyio.to_thread.run_sync(state.journal.known_runs, token_fingerprint(token), LIST_LIMIT)
+            known = await state.known_runs.known_runs(token_fingerprint(token), LIST_LIMIT)
             resources += [_listed(run.run_id, run.title, run.status, run.first_seen) for run in known]
         return ListResourcesResult(resources=resources)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,7 +74,7 @@ async def list_page(state: AppState, token: str, query: RunsQuery) -> RunPage:
     """The page `query` names, freshest statuses first-hand where the budget allows."""
     fingerprint = token_fingerprint(token)
     wider = RunsQuery(query.limit + 1, query.before, query.repo_id, query.terminal)
-    rows = await anyio.to_thread.run_sync(functools.partial(state.journal.runs_page, fingerprint, wider))
+    rows = await state.known_runs.runs_page(fingerprint, wider)
     page, more = rows[: query.limit], len(rows) > query.limit
     seen = [_from_follower_or_journal(state, token, known) for known in page]
     stale = [item for item in seen if item.source == "remembered"]

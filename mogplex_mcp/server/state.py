@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -22,8 +21,10 @@ from mogplex_mcp.api.pool import make_http_client, make_stream_client
 from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub
-from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.runs.journal import StartJournal, clean_title, token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts, facts_of
+from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.store import KnownRuns, StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
@@ -76,6 +77,18 @@ class AppState:
     on_new_run: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
+    claims: StartClaims | None = None
+    # The runs list (resources/list); None: the journal itself.
+    known: KnownRuns | None = None
+
+    @property
+    def start_claims(self) -> StartClaims:
+        return self.claims if self.claims is not None else LocalStartClaims(self.journal)
+
+    @property
+    def known_runs(self) -> KnownRuns:
+        return self.known if self.known is not None else LocalKnownRuns(self.journal)
 
     @property
     def http(self) -> httpx2.AsyncClient:
@@ -91,18 +104,13 @@ class AppState:
         key = (token_fingerprint(token), run.run_id)
         if title is None and self._remembered.get(key) == run.status:
             return
-        short_title = title.strip().splitlines()[0][:80] if title and title.strip() else None
-        new = await anyio.to_thread.run_sync(
-            functools.partial(
-                self.journal.remember_run,
-                key[0],
-                run.run_id,
-                title=short_title,
-                status=run.status,
-                repo_id=run.repo_id,
-                facts=facts_of(run),
-            )
+        # Redacted (patterns and this caller's own token) before it reaches the journal file.
+        short_title = clean_title(title.strip().splitlines()[0], token) if title and title.strip() else None
+        new = await self.known_runs.remember_run(
+            key[0], run.run_id, title=short_title, status=run.status, repo_id=run.repo_id, facts=facts_of(run)
         )
+        if new is None:  # skipped: the journal was busy or failing; try again on the next sighting
+            return
         if len(self._remembered) >= REMEMBERED_MAX:
             self._remembered.clear()
         self._remembered[key] = run.status
@@ -112,8 +120,7 @@ class AppState:
 
     async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> None:
         """Record more of what is known of a run (e.g. the conversation ids this server sent for it)."""
-        fingerprint = token_fingerprint(token)
-        await anyio.to_thread.run_sync(functools.partial(self.journal.remember_run, fingerprint, run_id, facts=facts))
+        await self.known_runs.remember_run(token_fingerprint(token), run_id, facts=facts)
 
     def client(self, token: str | None) -> MogplexClient:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http, gate=self.pool.gate)

@@ -13,7 +13,6 @@ slow or vanished client never stalls a follower.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -102,10 +101,8 @@ class RunNotifier:
         self._dirty.update(run_uris(follower.run_id))
         self._wake.set()
         if status_changed and follower.run is not None:
-            remember = functools.partial(
-                self.state.journal.remember_run, follower.fingerprint, follower.run_id, status=follower.run.status
-            )
-            if await anyio.to_thread.run_sync(remember):
+            remember = self.state.known_runs.remember_run
+            if await remember(follower.fingerprint, follower.run_id, status=follower.run.status):
                 await self.on_new_run(follower.run_id)
 
     async def on_new_run(self, run_id: str) -> None:

@@ -6,7 +6,6 @@ import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -24,12 +23,12 @@ from mogplex_mcp.api.models import (
     StartRunRequest,
     idempotency_key_problem,
 )
-from mogplex_mcp.runs.journal import KeyClaim, request_fingerprint, token_fingerprint
+from mogplex_mcp.runs.journal import JournalUnavailableError, KeyClaim, request_fingerprint, token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server import guidance
-from mogplex_mcp.server.errors import validation_error
+from mogplex_mcp.server.errors import journal_unavailable_error, validation_error
 from mogplex_mcp.server.results import (
     CancelRunResult,
     GetRunResult,
@@ -221,23 +220,26 @@ def register_run_tools(server: MCPServer[Any]) -> None:
 
 async def _start(state: AppState, token: str, request: StartRunRequest, explicit_key: str | None) -> StartRunResult:
     fingerprint = token_fingerprint(token)
-    body_hash = request_fingerprint(state.settings.base_url, request.to_wire())
+    body_hash = request_fingerprint(state.settings.base_url, request.to_wire(), token=token)
     claim: KeyClaim | None = None
     if explicit_key is None:
-        claim = await anyio.to_thread.run_sync(state.journal.claim_key, fingerprint, body_hash)
+        try:
+            claim = await state.start_claims.claim_key(fingerprint, body_hash)
+        except JournalUnavailableError as exc:  # a fresh key could start a second run: send nothing
+            raise journal_unavailable_error(exc.reason) from None
     key = explicit_key.strip() if explicit_key is not None else claim.idempotency_key if claim else None
     async with upstream("start the run", token, state.budget) as deadline, state.client(token) as api:
         try:
             started = await api.start_run(request, idempotency_key=key, deadline=deadline)
         except MogplexError as exc:
             if claim is not None and _start_definitely_failed(exc):
-                await anyio.to_thread.run_sync(state.journal.forget, fingerprint, body_hash)
+                await state.start_claims.forget(fingerprint, body_hash)
             raise
     if claim is not None:
         if started.run.status == "failed":  # a failed start is never worth replaying
-            await anyio.to_thread.run_sync(state.journal.forget, fingerprint, body_hash)
+            await state.start_claims.forget(fingerprint, body_hash)
         else:
-            await anyio.to_thread.run_sync(state.journal.record_started, fingerprint, body_hash, started.run.run_id)
+            await state.start_claims.record_started(fingerprint, body_hash, started.run.run_id)
     await state.remember(token, started.run, title=request.prompt)
     return _started_result(started, claim, token)
 

@@ -27,16 +27,18 @@ CLIENT_LIMIT = 120.0
 # Observed flavour: the event stream pushes events, so progress flows steadily; fast, and no rate limits.
 INTEROP_UPSTREAM = EmulatorConfig(flavor="observed", speed=30.0, rate_limit_per_minute=0, start_limits=(0, 0, 0))
 
-requires_node = pytest.mark.skipif(
-    NODE is None or NPX is None,
-    reason="Node.js is not installed here: the interop suite drives real Node MCP clients (bash .ci/install-interop "
-    "installs Node and the pinned clients; CI always runs it)",
-)
+# Installs the pinned clients once per session (tests/interop/conftest.py); skips only when Node is absent.
+requires_node = pytest.mark.usefixtures("node_clients")
+PACKAGES = ("@modelcontextprotocol/inspector", "@modelcontextprotocol/sdk")
+
+
+def clients_installed() -> bool:
+    return all((NODE_MODULES / package / "package.json").exists() for package in PACKAGES)
 
 
 def require_clients() -> None:
-    """With Node present, missing clients are a setup error, not a reason to skip."""
-    for package in ("@modelcontextprotocol/inspector", "@modelcontextprotocol/sdk"):
+    """The `node_clients` fixture has run: anything still missing is a setup error, not a reason to skip."""
+    for package in PACKAGES:
         if not (NODE_MODULES / package / "package.json").exists():
             pytest.fail(f"{package} is not installed in tests/interop: run `bash .ci/install-interop`")
 

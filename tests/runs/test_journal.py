@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from mogplex_mcp.runs.journal import (
     JOURNAL_FILE_NAME,
+    JournalUnavailableError,
     KeyClaim,
     StartJournal,
     request_fingerprint,
@@ -27,8 +28,10 @@ from mogplex_mcp.runs.journal import (
 
 BASE_URL = "https://mogplex.example"
 BODY: dict[str, Any] = {"repoId": "repo_1", "prompt": "Fix the flaky test", "harness": "codex"}
-TOKEN_FP = token_fingerprint("mog_test_token_one")
-REQUEST = request_fingerprint(BASE_URL, BODY)
+TOKEN = "mog_test_token_one"
+TOKEN_FP = token_fingerprint(TOKEN)
+REQUEST = request_fingerprint(BASE_URL, BODY, token=TOKEN)
+OTHER_BODY = request_fingerprint(BASE_URL, {**BODY, "prompt": "Other"}, token=TOKEN)
 
 
 class FakeClock:
@@ -104,8 +107,8 @@ def test_start_after_window_gets_fresh_key(journal: StartJournal, clock: FakeClo
     ("fingerprint", "request_hash"),
     [
         pytest.param(token_fingerprint("mog_someone_else"), REQUEST, id="other-token"),
-        pytest.param(TOKEN_FP, request_fingerprint(BASE_URL, {**BODY, "prompt": "Other"}), id="other-body"),
-        pytest.param(TOKEN_FP, request_fingerprint("http://127.0.0.1:9", BODY), id="other-upstream"),
+        pytest.param(TOKEN_FP, OTHER_BODY, id="other-body"),
+        pytest.param(TOKEN_FP, request_fingerprint("http://127.0.0.1:9", BODY, token=TOKEN), id="other-upstream"),
     ],
 )
 def test_different_token_or_request_gets_its_own_key(
@@ -295,18 +298,12 @@ def test_titles_are_one_short_line(journal: StartJournal) -> None:
     assert title.isprintable()
 
 
-@pytest.mark.parametrize("breakage", ["parent-is-a-file", "corrupt-file"])
-def test_unusable_file_falls_back_to_memory(tmp_path: Path, breakage: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_path_that_cannot_hold_a_file_falls_back_to_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "blocker"
-    if breakage == "parent-is-a-file":
-        blocker.write_text("not a directory")
-        path = blocker / JOURNAL_FILE_NAME
-    else:
-        path = tmp_path / JOURNAL_FILE_NAME
-        path.write_bytes(b"this is not an sqlite database " * 64)
+    blocker.write_text("not a directory")
     caplog.set_level(logging.WARNING, logger="mogplex_mcp.runs.journal")
 
-    with StartJournal(path) as journal:
+    with StartJournal(blocker / JOURNAL_FILE_NAME) as journal:
         first = journal.claim_key(TOKEN_FP, REQUEST)
         again = journal.claim_key(TOKEN_FP, REQUEST)
         assert journal.remember_run(TOKEN_FP, "run-1")
@@ -316,6 +313,20 @@ def test_unusable_file_falls_back_to_memory(tmp_path: Path, breakage: str, caplo
     assert again.reused
     assert [record.levelno for record in caplog.records] == [logging.WARNING]
     assert caplog.records[0].exc_info is None
+
+
+def test_a_damaged_file_refuses_fresh_keys_instead_of_forgetting_earlier_claims(tmp_path: Path) -> None:
+    # An earlier process may hold a claim in a file this one cannot read: a fresh key could start a second run.
+    path = tmp_path / JOURNAL_FILE_NAME
+    path.write_bytes(b"this is not an sqlite database " * 64)
+
+    with StartJournal(path) as journal:
+        with pytest.raises(JournalUnavailableError, match="damaged"):
+            journal.claim_key(TOKEN_FP, REQUEST)
+        assert journal.remember_run(TOKEN_FP, "run-1") is None
+        assert journal.known_runs(TOKEN_FP) == []
+        assert journal.persistent
+        assert journal.claims_in_memory == 0
 
 
 def test_in_memory_journal_works_without_a_path() -> None:
@@ -346,7 +357,7 @@ def _reordered(value: Any) -> Any:
 
 @given(body=bodies)
 def test_request_fingerprint_ignores_key_order(body: dict[str, Any]) -> None:
-    assert request_fingerprint(BASE_URL, _reordered(body)) == request_fingerprint(BASE_URL, body)
+    assert request_fingerprint(BASE_URL, _reordered(body), token="t") == request_fingerprint(BASE_URL, body, token="t")
 
 
 @given(body=bodies, data=st.data())
@@ -355,4 +366,6 @@ def test_request_fingerprint_changes_with_any_value(body: dict[str, Any], data: 
     replacement = data.draw(json_values)
     assume(json.dumps(replacement, sort_keys=True) != json.dumps(body[key], sort_keys=True))
 
-    assert request_fingerprint(BASE_URL, {**body, key: replacement}) != request_fingerprint(BASE_URL, body)
+    assert request_fingerprint(BASE_URL, {**body, key: replacement}, token="t") != request_fingerprint(
+        BASE_URL, body, token="t"
+    )

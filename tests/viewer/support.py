@@ -7,6 +7,7 @@ AppBridge. Chromium is Debian's package, driven by Playwright's Python API (no b
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -38,8 +39,38 @@ def chromium_path() -> str:
     return require_executable("chromium", "apt-get install -y chromium")
 
 
+NPM_INSTALL_LIMIT_SECONDS = 600
+
+
+def ensure_npm_packages() -> None:
+    """The pinned npm packages of tests/viewer, installed from the lock (`npm ci`) when missing and npm is here.
+
+    A fresh clone's `uv run pytest` provisions them itself, once, under a file lock; without npm the caller
+    skips with the install command (under CI=true it fails: `.ci/run` installs Node).
+    """
+    if (NODE_MODULES / ".bin" / "esbuild").exists() and (NODE_MODULES / "@modelcontextprotocol" / "ext-apps").is_dir():
+        return
+    if shutil.which("npm") is None:
+        missing("npm (the viewer tests bundle their host page with the pinned npm packages)", INSTALL)
+    with (HERE / ".npm-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (NODE_MODULES / ".bin" / "esbuild").exists():
+            return
+        try:
+            done = subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=HERE, capture_output=True, text=True, timeout=NPM_INSTALL_LIMIT_SECONDS, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            missing(f"the viewer tests' npm packages (npm ci took over {NPM_INSTALL_LIMIT_SECONDS} s)", INSTALL)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+            missing(f"the viewer tests' npm packages (npm ci failed: {tail})", INSTALL)
+
+
 def bundle_host(out_dir: Path) -> Path:
     """host.html plus host.js bundled with the pinned esbuild into `out_dir`; returns the directory."""
+    ensure_npm_packages()
     esbuild = NODE_MODULES / ".bin" / "esbuild"
     if not esbuild.exists():
         missing("the viewer tests' npm packages (tests/viewer/node_modules)", INSTALL)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from tests.provision import missing
-from tests.viewer.support import INSTALL, NODE_MODULES
+from tests.viewer.support import INSTALL, NODE_MODULES, ensure_npm_packages
 
 VENDOR = Path(__file__).parents[2] / "mogplex_mcp" / "server" / "viewer" / "vendor"
 PINNED = json.loads((VENDOR / "PINNED.json").read_text())
@@ -27,6 +27,7 @@ def test_the_vendored_build_matches_its_recorded_hash() -> None:
 
 
 def test_the_vendored_build_and_licence_are_the_pinned_npm_package_s() -> None:
+    ensure_npm_packages()
     package = NODE_MODULES / PINNED["package"]
     if not package.is_dir():
         missing(f"the npm package {PINNED['package']} (tests/viewer/node_modules)", INSTALL)

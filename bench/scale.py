@@ -1,0 +1,133 @@
+"""Scale-out: identical starts alternating across 3 `--stateless` replicas on one Redis, under upstream faults.
+
+The number that matters is runs created upstream: a retried start must never become a second paid run, on
+whichever replica the retry lands. The control is the same replicas without Redis (each has its own journal).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+
+from bench.emulator_proc import EmulatorProcess, emulator_process
+from bench.redis_proc import redis_process
+from bench.report import Section
+from bench.servers import SERVE, _wait_listening, free_port, server_env
+
+REPLICAS = 3
+RUNS_PATH = "/api/v1/mogplex/runs"
+FAULT_EVERY = 10  # rounds: one dropped-after-commit POST and one 500 per this many rounds of starts
+CONTROL_STARTS = 30
+
+
+@contextmanager
+def replica(emulator: EmulatorProcess, state_dir: Path, redis_url: str | None) -> Iterator[str]:
+    """One `serve --transport http --stateless` process; yields its MCP URL."""
+    env = server_env(emulator, state_dir)
+    if redis_url is not None:
+        env["MOGPLEX_REDIS_URL"] = redis_url
+    port = free_port()
+    command = [*SERVE, "--transport", "http", "--stateless", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, process)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _inject(http: httpx2.AsyncClient, emulator: EmulatorProcess, kind: str) -> None:
+    fault = {"kind": kind, "count": 1, "method": "POST", "path": RUNS_PATH}
+    (await http.post(f"{emulator.base_url}/_emulator/faults", json=fault)).raise_for_status()
+
+
+async def _runs_created(http: httpx2.AsyncClient, emulator: EmulatorProcess) -> int:
+    response = await http.get(f"{emulator.base_url}/_emulator/runs")
+    response.raise_for_status()
+    return len(response.json()["data"]["runs"])
+
+
+async def _starts(urls: list[str], emulator: EmulatorProcess, starts: int, prompt: str) -> dict[str, Any]:
+    """`starts` identical start_run calls, one per replica at a time; faults armed every few rounds."""
+    outcome: dict[str, Any] = {"ok": 0, "failed": 0, "run_ids": set()}
+    async with AsyncExitStack() as stack, httpx2.AsyncClient(timeout=30) as http:
+        clients = [await stack.enter_async_context(Client(url, mode="auto")) for url in urls]
+        repo = (await clients[0].call_tool("list_repos", {})).structured_content or {}
+        arguments = {"repoId": repo["repos"][0]["id"], "prompt": prompt}
+
+        async def one(client: Client) -> None:
+            result = await client.call_tool("start_run", arguments)
+            if result.is_error or result.structured_content is None:
+                outcome["failed"] += 1
+            else:
+                outcome["ok"] += 1
+                outcome["run_ids"].add(result.structured_content["run"]["runId"])
+
+        began = time.perf_counter()
+        for round_number in range(-(-starts // len(clients))):
+            if round_number % FAULT_EVERY == 1:
+                await _inject(http, emulator, "drop_after_commit")
+            if round_number % FAULT_EVERY == 6:
+                await _inject(http, emulator, "internal_500")
+            async with anyio.create_task_group() as tg:
+                for client in clients:
+                    tg.start_soon(one, client)
+        outcome["seconds"] = time.perf_counter() - began
+        outcome["runs"] = await _runs_created(http, emulator)
+    return outcome
+
+
+async def _scenario(starts: int, redis: bool, prompt: str) -> dict[str, Any]:
+    with ExitStack() as stack:
+        emulator = stack.enter_context(emulator_process(rate_limit=0, speed=5.0))
+        redis_url = stack.enter_context(redis_process()) if redis else None
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mogplex-bench-scale-")))
+        urls = [stack.enter_context(replica(emulator, tmp / f"replica-{n}", redis_url)) for n in range(REPLICAS)]
+        return await _starts(urls, emulator, starts, prompt)
+
+
+async def run(starts: int) -> Section:
+    section = Section(
+        key="scale",
+        title="Scale-out (Redis)",
+        method=(
+            f"{REPLICAS} `serve --transport http --stateless` processes with separate state dirs and one "
+            "redis-server (no persistence), against one emulator process (no rate limits). Identical `start_run` "
+            f"calls, three at a time (one per replica), modern-era clients; every {FAULT_EVERY} rounds the "
+            "emulator drops one start's connection after creating the run and answers another with a 500. "
+            "Counted: runs the emulator created. The control repeats it without `--redis-url`."
+        ),
+    )
+    shared = await _scenario(starts, redis=True, prompt="Scale benchmark: one run, however often it is retried")
+    alone = await _scenario(CONTROL_STARTS, redis=False, prompt="Scale benchmark control")
+    total = shared["ok"] + shared["failed"]
+    section.add(
+        f"{total} identical starts over {REPLICAS} replicas with Redis: runs created upstream",
+        f"{shared['runs']} ({shared['ok']} calls answered, {shared['failed']} failed after retries)",
+        "1",
+        shared["runs"] == 1,
+    )
+    section.add(
+        "start_run calls/s across the replicas (3 in flight)",
+        f"{total / shared['seconds']:.0f} calls/s",
+    )
+    section.add(
+        f"control: {CONTROL_STARTS} identical starts over {REPLICAS} replicas without Redis: runs created",
+        f"{alone['runs']}",
+    )
+    return section

@@ -1,0 +1,127 @@
+"""The run-supervision state behind one seam: start claims, known runs, the pacer, follow leases.
+
+Each protocol is small and async, with two backends: `runs/local/` (the embedded default: today's SQLite
+journal and in-memory pacer, one process) and `runs/redis/` (shared by every replica of an HTTP server).
+Both pass one behavioural test suite (`tests/runs/test_store.py`).
+
+Everything is keyed by a token *fingerprint* (`token_fingerprint`), never by the token itself.
+
+`KeyClaim` and `KnownRun` are defined next to the SQLite journal for now and re-exported here; they move
+into this module when the journal moves into `runs/local/`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mogplex_mcp.runs.journal import KeyClaim, KnownRun, token_fingerprint
+from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+
+__all__ = [
+    "FollowLease",
+    "KeyClaim",
+    "KnownRun",
+    "KnownRuns",
+    "Pacer",
+    "RunFacts",
+    "RunsQuery",
+    "StartClaims",
+    "StoreUnavailableError",
+    "token_fingerprint",
+]
+
+
+class StoreUnavailableError(Exception):
+    """The shared store (Redis) cannot be reached or answered with an error; retrying later may work.
+
+    The message names what failed and never contains credentials.
+    """
+
+
+class StartClaims(Protocol):
+    """De-duplicates identical starts: within the window, an identical start gets the same Idempotency-Key."""
+
+    async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
+        """Reuse the key of an identical start within the window, else take a fresh one atomically."""
+        ...
+
+    async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
+        """Attach the run a claimed start produced, so a replayed claim can name it."""
+        ...
+
+    async def forget(self, fingerprint: str, request_hash: str) -> None:
+        """Drop a claim whose start definitely failed, so the next identical start gets a fresh key."""
+        ...
+
+
+class KnownRuns(Protocol):
+    """Runs this server started or looked at, per token fingerprint, newest first, bounded."""
+
+    async def remember_run(
+        self,
+        fingerprint: str,
+        run_id: str,
+        *,
+        title: str | None = None,
+        status: str | None = None,
+        repo_id: str | None = None,
+        facts: RunFacts | None = None,
+    ) -> bool | None:
+        """Upsert a run seen with this token; True when it was not known before (the list changed).
+
+        `facts` fields left None keep what is stored. None when the bookkeeping was skipped (the store was
+        busy or failing): best-effort, never a wait.
+        """
+        ...
+
+    async def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
+        """One page of this token's runs, newest first, after `query.before` (first_seen, position)."""
+        ...
+
+    async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
+        """One run seen with this token, with its facts; None when unknown."""
+        ...
+
+    async def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
+        """Runs seen with this token, most recently first seen first, at most `limit`."""
+        ...
+
+    async def is_known(self, fingerprint: str, run_id: str) -> bool:
+        """Whether a run was seen with this token."""
+        ...
+
+
+class Pacer(Protocol):
+    """Each token's upstream request budget: at most `per_minute` requests in any sliding window."""
+
+    per_minute: int
+
+    async def acquire(self, fingerprint: str) -> float:
+        """Wait for a slot, take it, and return when it was taken (seconds on the backend's clock)."""
+        ...
+
+    async def pause(self, fingerprint: str, seconds: float) -> None:
+        """Hold every request of this token for `seconds` (the upstream said 429 / Retry-After)."""
+        ...
+
+    async def delay_needed(self, fingerprint: str) -> float:
+        """Seconds until this token's next request may go out (0 when it may go now)."""
+        ...
+
+
+class FollowLease(Protocol):
+    """A per-run lease: at most one holder (replica) follows a run at a time; it expires unless renewed."""
+
+    holder: str
+
+    async def acquire(self, name: str) -> bool:
+        """Take the lease `name` if nobody (else) holds it; True when this holder now has it."""
+        ...
+
+    async def renew(self, name: str) -> bool:
+        """Extend the lease if this holder still has it; False when it was lost (expired, taken over)."""
+        ...
+
+    async def release(self, name: str) -> bool:
+        """Give the lease up if this holder has it; False when it held nothing."""
+        ...

@@ -1,0 +1,120 @@
+"""Where the run-supervision state lives — this process (default) or Redis (`--redis-url`) — and its failures.
+
+With Redis, start claims, the runs list and each token's request budget are shared by every replica.
+Redis-py is imported only here and only when a Redis URL is configured: the default server never pays for it.
+
+When the shared store fails mid-flight: `start_run` without an explicit idempotencyKey refuses (a duplicate
+paid run cannot be ruled out) with an error that says to retry; recording the run a start produced is
+best effort (logged); followers pace themselves per process and the runs list is read from this replica's
+journal until Redis answers again. Reading runs never touches it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from mcp.server.mcpserver.exceptions import ToolError
+
+from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
+from mogplex_mcp.runs.journal import KeyClaim, StartJournal
+from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
+from mogplex_mcp.runs.pacer import RequestPacer
+from mogplex_mcp.runs.store import KnownRuns, StartClaims, StoreUnavailableError
+from mogplex_mcp.runs.token_pacer import SharedTokenPacer
+
+logger = logging.getLogger("mogplex_mcp.server")
+
+STORE_DOWN_MESSAGE = (
+    "start_run is unavailable for a moment: the shared start journal (Redis) cannot be reached, so this server "
+    "cannot rule out starting a duplicate paid run. Nothing was sent. Retry in a few seconds; or pass an "
+    "explicit idempotencyKey (reuse the same key on every retry of this start) to start without the journal."
+)
+
+
+class GuardedStartClaims:
+    """Start claims whose store failures become a retryable tool error (claim) or a logged warning (the rest)."""
+
+    def __init__(self, inner: StartClaims) -> None:
+        self.inner = inner
+
+    async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
+        try:
+            return await self.inner.claim_key(fingerprint, request_hash)
+        except StoreUnavailableError as exc:
+            logger.warning("start_run refused: %s", exc)
+            raise ToolError(STORE_DOWN_MESSAGE) from None
+
+    async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
+        try:
+            await self.inner.record_started(fingerprint, request_hash, run_id)
+        except StoreUnavailableError as exc:
+            logger.warning("run %s started, but its claim could not be updated: %s", run_id, exc)
+
+    async def forget(self, fingerprint: str, request_hash: str) -> None:
+        try:
+            await self.inner.forget(fingerprint, request_hash)
+        except StoreUnavailableError as exc:  # the claim then expires with its window
+            logger.warning("a failed start's claim could not be dropped: %s", exc)
+
+
+@dataclass(frozen=True)
+class Backends:
+    """What the lifespan wires in: start claims, the runs list, the follower hub's per-token pacers (None: local)."""
+
+    claims: StartClaims
+    known: KnownRuns
+    make_pacer: Callable[[str], RequestPacer] | None = None
+
+
+@asynccontextmanager
+async def open_backends(settings: Settings, journal: StartJournal, requests_per_minute: int) -> AsyncIterator[Backends]:
+    """The local backend, or Redis when `settings.redis_url` is set (raises StoreUnavailableError if down)."""
+    if not settings.redis_url:
+        yield Backends(claims=LocalStartClaims(journal), known=LocalKnownRuns(journal))
+        return
+    from mogplex_mcp.runs import redis as shared
+
+    store = shared.connect(settings.redis_url)
+    try:
+        await store.ping()
+        logger.info("shared state in Redis at %s", store.masked_url)
+        claims = shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds)
+        pacer = shared.RedisPacer(store, requests_per_minute)
+        known = MirroredKnownRuns(shared.RedisKnownRuns(store), LocalKnownRuns(journal))
+        yield Backends(
+            claims=GuardedStartClaims(claims), known=known, make_pacer=lambda fp: SharedTokenPacer(pacer, fp)
+        )
+    finally:
+        await store.aclose()
+
+
+def shared_store_problem(settings: Settings) -> str | None:
+    """Why the configured Redis cannot be used right now (None when it answers, or none is configured)."""
+    if not settings.redis_url:
+        return None
+    if importlib.util.find_spec("redis") is None:
+        return (
+            f"{REDIS_URL_ENV} / --redis-url needs the Redis client: install `mogplex-mcp[redis]`"
+            " (uvx: `uvx --with redis mogplex-mcp ...`)"
+        )
+
+    async def ping() -> None:
+        from mogplex_mcp.runs import redis as shared
+
+        store = shared.connect(settings.redis_url or "")
+        try:
+            await store.ping()
+        finally:
+            await store.aclose()
+
+    try:
+        anyio.run(ping)
+    except StoreUnavailableError as exc:
+        return f"{exc}. Check --redis-url / {REDIS_URL_ENV} ({mask_redis_url(settings.redis_url)})."
+    return None

@@ -1,0 +1,61 @@
+"""`--redis-url` / MOGPLEX_REDIS_URL: parsed, masked everywhere, checked by doctor, required up at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mogplex_mcp.config import ConfigError, Settings, mask_redis_url
+from mogplex_mcp.doctor import redis_check, run_checks
+from tests.redis_server import RedisServer, free_port
+from tests.test_cli import run_cli
+
+SECRET = "s3cret-Redis-pass"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://:{SECRET}@cache:6379/0", "redis://***@cache:6379/0"),
+        (f"rediss://default:{SECRET}@cache.example:6380/1", "rediss://default:***@cache.example:6380/1"),
+        (f"redis://{SECRET}@cache", "redis://***@cache"),  # a username to redis-py, often a password by mistake
+        (f"redis://cache/0?password={SECRET}&db=1", "redis://cache/0?password=***&db=1"),
+        ("redis://cache:6379", "redis://cache:6379"),
+    ],
+)
+def test_the_password_is_masked(url: str, shown: str) -> None:
+    assert mask_redis_url(url) == shown
+    settings = Settings.from_env({"MOGPLEX_REDIS_URL": url})
+    assert settings.redis_url == url
+    assert SECRET not in repr(settings) and shown in repr(settings)
+
+
+def test_the_flag_wins_and_a_bad_url_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    flag = "redis://127.0.0.1:7000/2"
+    assert Settings.from_env({"MOGPLEX_REDIS_URL": "redis://other:1/0"}, redis_url=flag).redis_url == flag
+    assert Settings.from_env({}).redis_url is None
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"MOGPLEX_REDIS_URL": f"http://:{SECRET}@cache:6379"})
+    assert "MOGPLEX_REDIS_URL must be a Redis URL" in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_serve_refuses_to_start_when_redis_is_unreachable(tmp_path: Path) -> None:
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"
+    result = run_cli("serve", "--redis-url", url, MOGPLEX_MCP_STATE_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert "cannot start" in result.stderr and "is unavailable" in result.stderr
+    assert "Traceback" not in result.stderr and SECRET not in result.stderr + result.stdout
+
+
+def test_doctor_checks_the_connection_and_never_shows_the_password(tmp_path: Path, redis_server: RedisServer) -> None:
+    reachable = redis_check(Settings(redis_url=redis_server.url, state_dir=tmp_path), network=True)
+    assert reachable.level == "ok" and "answers" in reachable.what
+    offline, _ = run_checks({"MOGPLEX_REDIS_URL": f"redis://:{SECRET}@cache:6379"}, network=False)
+    assert any(c.level == "ok" and c.what.startswith("shared state in Redis at redis://***@cache") for c in offline)
+
+    down = {"MOGPLEX_MCP_STATE_DIR": str(tmp_path), "MOGPLEX_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:{free_port()}"}
+    result = run_cli("doctor", **down)
+    assert result.returncode == 1
+    assert "PROBLEM  Redis at redis://***@127.0.0.1" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
