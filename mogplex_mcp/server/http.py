@@ -115,7 +115,8 @@ def http_settings(settings: Settings, options: HttpOptions) -> Settings:
 def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: Any) -> Starlette:
     """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, and `/healthz`.
 
-    Its lifespan runs the MCP server's. `app.state.sessions` is the gateway's session registry.
+    Its lifespan runs the MCP server's. `app.state.sessions` is the gateway's session registry,
+    `app.state.session_manager` the SDK's.
     """
     security = transport_security(options)
     limits = SessionLimits(
@@ -150,6 +151,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
     sessions = SessionRegistry(limits)
     app.add_middleware(Gateway, policy=policy, sessions=sessions)
     app.state.sessions = sessions
+    app.state.session_manager = server.session_manager
     return app
 
 

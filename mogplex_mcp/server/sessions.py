@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mogplex_mcp.runs.journal import token_fingerprint
+
 # An opening request plus `notifications/initialized`: a session that has seen no more was never used.
 HANDSHAKE_REQUESTS = 2
 # Past the SDK's own idle deadline, an idle session is surely gone there too.
@@ -86,6 +88,9 @@ class SessionRegistry:
     def count_for(self, fingerprint: str | None) -> int:
         self._expire()
         return sum(1 for session in self._sessions.values() if session.fingerprint == fingerprint)
+
+    def count_for_token(self, token: str) -> int:
+        return self.count_for(token_fingerprint(token))
 
     def reserve(self, fingerprint: str | None) -> list[OpenSession]:
         """Admit one opening request for `fingerprint`; return the sessions to terminate to make room.
