@@ -3,7 +3,9 @@
 Over HTTP this server is a multi-user gateway: every request brings its own `Authorization: Bearer mog_…`,
 which `state.token_from_request` forwards upstream and never stores. Falling back to `MOGPLEX_TOKEN` for
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
-names only), where every caller is on this machine.
+names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
+without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
+`connections.py` (header deadline, connection cap).
 """
 
 from __future__ import annotations
