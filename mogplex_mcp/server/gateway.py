@@ -152,8 +152,9 @@ class Gateway:
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] < 400:
                 session_id = Headers(raw=message.get("headers", [])).get(_SESSION_ID_HEADER)
-                if session_id:
+                if session_id and not opened:
                     session = self.sessions.opened(session_id, caller.fingerprint, headers.get("host", "").encode())
+                    self.sessions.release(caller.fingerprint)  # from now on the session counts itself
                     self.sessions.begin(session)
                     opened.append(session)
             await send(message)
@@ -161,9 +162,10 @@ class Gateway:
         try:
             await self.app(scope, receive, watch)
         finally:
-            self.sessions.release(caller.fingerprint)
-            for session in opened:
-                self.sessions.end(session)
+            if opened:
+                self.sessions.end(opened[0])
+            else:
+                self.sessions.release(caller.fingerprint)
 
     async def _use(self, caller: Caller, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         session = self.sessions.get(session_id)
