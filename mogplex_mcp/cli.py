@@ -101,7 +101,7 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
 
 
 def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
-    """The gateway's limits: sessions per token and in all, idle expiry, connections, header deadline."""
+    """The gateway's limits: sessions per token and in all, idle expiry, connections, header and body deadlines."""
     group.add_argument(
         "--max-sessions-per-token",
         type=_positive(int),
@@ -136,6 +136,13 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         default=10.0,
         metavar="SECONDS",
         help="close a connection whose request headers are not complete in time (default: %(default)s)",
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=_positive(float),
+        default=30.0,
+        metavar="SECONDS",
+        help="close a connection whose request body is not complete this long after its headers (default: %(default)s)",
     )
 
 
@@ -228,6 +235,7 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         session_idle_minutes=args.session_idle_timeout,
         max_connections=args.max_connections,
         header_timeout_seconds=args.header_timeout,
+        body_timeout_seconds=args.body_timeout,
     )
     if settings.token and not local_only(options):
         logger.warning(

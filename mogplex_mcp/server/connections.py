@@ -6,7 +6,9 @@ with 503 but keeps accepting connections: 1,100 such connections once held all 1
 `/healthz` went silent. `GuardedH11Protocol` fixes both at the connection, where they happen:
 
 - every request's headers must be complete `header_timeout` seconds after its first byte (the first request:
-  after the connection opens), however slowly they trickle in; otherwise the connection is closed;
+  after the connection opens), however slowly they trickle in, and its body `body_timeout` seconds after the
+  headers; otherwise the connection is closed (a request stuck half-sent would otherwise hold its connection,
+  and count as busy, forever);
 - past `max_connections`, a new connection displaces the oldest one that is not serving a request (waiting
   for headers, or idle between keep-alive requests); only when every connection is busy is the newcomer
   closed. So a flood of half-open connections can never keep a real request (or `/healthz`) out.
@@ -35,7 +37,9 @@ KEEP_ALIVE_SECONDS = 5
 class GatewayConfig(uvicorn.Config):
     """uvicorn's config plus the connection limits `GuardedH11Protocol` enforces."""
 
-    def __init__(self, app: Any, *, max_connections: int, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, app: Any, *, max_connections: int, header_timeout: float, body_timeout: float, **kwargs: Any
+    ) -> None:
         super().__init__(
             app,
             http=GuardedH11Protocol,
@@ -47,6 +51,7 @@ class GatewayConfig(uvicorn.Config):
         )
         self.max_connections = max_connections
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -63,7 +68,8 @@ class GuardedH11Protocol(H11Protocol):
         guarded = config if isinstance(config, GatewayConfig) else None
         self._max_connections = guarded.max_connections if guarded else None
         self._header_timeout = guarded.header_timeout if guarded else None
-        self._header_deadline: asyncio.TimerHandle | None = None
+        self._body_timeout = guarded.body_timeout if guarded else None
+        self._deadline: asyncio.TimerHandle | None = None
         self.opened_at = 0.0
 
     @property
@@ -71,23 +77,31 @@ class GuardedH11Protocol(H11Protocol):
         """Not serving a request: its headers are still arriving, or it idles between keep-alive requests."""
         return self.cycle is None or self.cycle.response_complete
 
+    @property
+    def reading_body(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete and self.cycle.more_body
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.opened_at = self.loop.time()
-        self._arm_header_deadline()
+        self._arm(self._header_timeout)
         if self._max_connections is not None and len(self.connections) > self._max_connections:
             self._make_room()
 
     def data_received(self, data: bytes) -> None:
         previous = self.cycle
         if self.waiting_for_request:
-            self._arm_header_deadline()  # a keep-alive connection's next request starts now
+            self._arm(self._header_timeout)  # a keep-alive connection's next request starts now
         super().data_received(data)
-        if self.cycle is not previous:
-            self._disarm_header_deadline()  # the headers are complete: a request is being served
+        if self.cycle is not previous:  # the headers are complete: now the body, if any, has its deadline
+            self._disarm()
+            if self.reading_body:
+                self._arm(self._body_timeout)
+        elif not self.waiting_for_request and not self.reading_body:
+            self._disarm()  # the whole request is in: it is being served
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_deadline()
+        self._disarm()
         super().connection_lost(exc)
 
     def _make_room(self) -> None:
@@ -105,23 +119,23 @@ class GuardedH11Protocol(H11Protocol):
 
     def drop(self) -> None:
         """Close now, and stop counting it at once (the transport reports the loss only on the next tick)."""
-        self._disarm_header_deadline()
+        self._disarm()
         self.connections.discard(self)
         if not self.transport.is_closing():
             self.transport.close()
 
-    def _arm_header_deadline(self) -> None:
-        if self._header_timeout is not None and self._header_deadline is None:
-            self._header_deadline = self.loop.call_later(self._header_timeout, self._headers_overdue)
+    def _arm(self, seconds: float | None) -> None:
+        if seconds is not None and self._deadline is None:
+            self._deadline = self.loop.call_later(seconds, self._overdue)
 
-    def _disarm_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
-    def _headers_overdue(self) -> None:
-        self._header_deadline = None
-        if self.waiting_for_request:
+    def _overdue(self) -> None:
+        self._deadline = None
+        if self.waiting_for_request or self.reading_body:
             self.drop()
 
 

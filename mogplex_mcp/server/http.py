@@ -55,12 +55,13 @@ class HttpOptions:
     allowed_origins: tuple[str, ...] = ()
     graceful_shutdown_seconds: float = 10.0
     # The gateway's limits (docs/http.md, "Threat model"): sessions per token and in all, idle expiry,
-    # connections, and how long a request's headers may take.
+    # connections, and how long a request's headers and body may take.
     max_sessions_per_token: int = 32
     max_sessions: int = 1000
     session_idle_minutes: float = 10.0
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
 
     @property
     def loopback(self) -> bool:
@@ -188,6 +189,7 @@ def uvicorn_server(
         app,
         max_connections=max_connections or options.max_connections,
         header_timeout=options.header_timeout_seconds,
+        body_timeout=options.body_timeout_seconds,
         log_level=log_level.lower(),
         timeout_graceful_shutdown=int(options.graceful_shutdown_seconds),
         lifespan="on",

@@ -71,3 +71,20 @@ async def test_a_keep_alive_connection_still_serves_many_requests(tmp_path: Path
         health = s.url.replace("/mcp", "/healthz")
         answers = [(await http.get(health)).status_code for _ in range(20)]
         assert answers == [200] * 20
+
+
+async def test_a_body_that_never_arrives_meets_its_deadline(tmp_path: Path) -> None:
+    options = dataclasses.replace(PUBLIC, body_timeout_seconds=1.0)
+    async with served(tmp_path, options) as s:
+        host, port = s.url.removeprefix("http://").split("/")[0].split(":")
+        stream = await anyio.connect_tcp(host, int(port))
+        async with stream:
+            head = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n"
+            await stream.send(f'{head}Authorization: Bearer mog_x\r\n\r\n{{"jsonrpc": '.encode())  # 500 promised
+            with anyio.fail_after(20):
+                try:
+                    while await stream.receive():
+                        pass
+                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                    pass
+        await until(lambda: s.sdk_sessions() == 0)  # and the session it was opening is discarded
