@@ -124,3 +124,12 @@ async def test_an_idle_session_expires(tmp_path: Path) -> None:
         session_id = await open_session(http, s.url, DEMO_TOKEN)
         await until(lambda: s.sdk_sessions() == 0)
         assert (await call(http, s.url, DEMO_TOKEN, session_id, "ping")).status_code == 404
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_stateless_shared_server_refuses_bearer_less_requests_too(tmp_path: Path, mode: Mode) -> None:
+    async with served(tmp_path, dataclasses.replace(PUBLIC, stateless=True)) as s:
+        assert "Authorization: Bearer" in await initialize_error(s.url, mode, None)
+        async with client(s.url, mode, DEMO_TOKEN) as alice:
+            assert (await ok(alice, "list_repos"))["count"] >= 1
+        assert s.emu.emulator.request_count() == 1  # only Alice's call went upstream
