@@ -142,7 +142,7 @@ class Gateway:
         try:
             victims = self.sessions.reserve(caller.fingerprint)
         except SessionLimitError as exc:
-            logger.warning("refused a new MCP session: %s", exc.message)
+            logger.info("refused a new MCP session: %s", exc.message)  # per request: INFO, not a flood of warnings
             await _json_error(exc.status, exc.message)(scope, receive, send)
             return
         for victim in victims:
