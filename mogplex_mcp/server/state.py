@@ -73,7 +73,8 @@ class AppState:
     pool: HttpPool
     journal: StartJournal
     hub: FollowerHub
-    on_new_run: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    # Called with (token fingerprint, runId) when a run is new to that token's resources/list.
+    on_new_run: list[Callable[[str, str], Awaitable[None]]] = field(default_factory=list)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
@@ -115,7 +116,7 @@ class AppState:
         self._remembered[key] = run.status
         if new:
             for announce in self.on_new_run:
-                await announce(run.run_id)
+                await announce(key[0], run.run_id)
 
     def client(self, token: str | None) -> MogplexClient:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http, gate=self.pool.gate)
