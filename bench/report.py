@@ -118,7 +118,7 @@ def document(sections: Sequence[Section], *, command: str, started: str, duratio
         "",
         "```sh",
         "uv sync",
-        "uv run python -m bench                      # all five, writes docs/benchmarks.md (about 4 minutes)",
+        "uv run python -m bench                      # all seven, writes docs/benchmarks.md (about 5 minutes)",
         "uv run python -m bench --quick              # a smoke run: fewer samples, shorter windows",
         "uv run python -m bench --only cold_start,per_call --no-write   # a subset, table on stdout only",
         "```",

@@ -1,6 +1,6 @@
 """The benchmark runner: which benchmarks, how big, and where the results go.
 
-uv run python -m bench                    # all five, full size; writes docs/benchmarks.md
+uv run python -m bench                    # all seven, full size; writes docs/benchmarks.md
 uv run python -m bench --quick            # fewer samples, shorter windows; prints only
 uv run python -m bench --only per_call,memory --no-write
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from bench import cold_start, fanout, memory, per_call, scale, throughput, viewer_size
+from bench import cold_start, fanout, gateway, memory, per_call, scale, throughput, viewer_size
 from bench.report import Section, document, table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -37,11 +37,13 @@ class Size:
     memory_runs: int
     memory_checkpoints: tuple[int, ...]
     throughput_seconds: float
+    flood_requests: int
+    gateway_sessions: int
     scale_starts: int = 1002
 
 
-FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0)
-QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, scale_starts=99)
+FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0, 10_000, 1000)
+QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, scale_starts=99)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
@@ -58,6 +60,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "throughput": lambda: throughput.run(size.throughput_seconds),
         "viewer_size": viewer_size.run,
         "scale": lambda: scale.run(size.scale_starts),
+        "gateway": lambda: gateway.run(size.flood_requests, size.gateway_sessions),
     }
 
 
@@ -67,14 +70,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, scale",
+        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, scale",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(
         "--output",
         type=Path,
         help=f"where to write the markdown (default {DOCS.relative_to(DOCS.parent.parent)}, written only by a "
-        "full run of all five unless this is given)",
+        "full run of all seven unless this is given)",
     )
     return parser.parse_args(argv)
 

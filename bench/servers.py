@@ -71,10 +71,11 @@ class HttpServer:
 
 
 @contextmanager
-def http_server(env: dict[str, str], *, bare: bool = False) -> Iterator[HttpServer]:
-    """`serve --transport http` (or the bare server) on a free loopback port, accepting connections when yielded."""
+def http_server(env: dict[str, str], *, bare: bool = False, args: tuple[str, ...] = ()) -> Iterator[HttpServer]:
+    """`serve --transport http [args]` (or the bare server) on a free loopback port, accepting connections when
+    yielded."""
     port = free_port()
-    command = [*BARE, "--http", str(port)] if bare else [*SERVE, "--transport", "http", "--port", str(port)]
+    command = [*BARE, "--http", str(port)] if bare else [*SERVE, "--transport", "http", "--port", str(port), *args]
     process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
     try:
         _wait_listening(port, process)

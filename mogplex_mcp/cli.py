@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
@@ -105,6 +106,66 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="browser Origin to accept, e.g. https://app.example.com (repeatable)",
     )
+    configure_gateway_limits(serve.add_argument_group("shared-server limits (--transport http; docs/http.md)"))
+
+
+def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
+    """The gateway's limits: sessions per token and in all, idle expiry, connections, header and body deadlines."""
+    group.add_argument(
+        "--max-sessions-per-token",
+        type=_positive(int),
+        default=32,
+        metavar="N",
+        help="open MCP sessions per token; more evict its oldest idle one (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-sessions",
+        type=_positive(int),
+        default=1000,
+        metavar="N",
+        help="open MCP sessions in all; more evict an idle one, never-used first (default: %(default)s)",
+    )
+    group.add_argument(
+        "--session-idle-timeout",
+        type=_positive(float),
+        default=10.0,
+        metavar="MINUTES",
+        help="end a session after this long without a request or open stream (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        default=1000,
+        metavar="N",
+        help="open HTTP connections; more displace the oldest idle one (default: %(default)s)",
+    )
+    group.add_argument(
+        "--header-timeout",
+        type=_positive(float),
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose request headers are not complete in time (default: %(default)s)",
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=_positive(float),
+        default=30.0,
+        metavar="SECONDS",
+        help="close a connection whose request body is not complete this long after its headers (default: %(default)s)",
+    )
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
 
 
 def configure_logging(level: str | None) -> None:
@@ -184,6 +245,12 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         stateless=args.stateless,
         allowed_hosts=tuple(args.allowed_host),
         allowed_origins=tuple(args.allowed_origin),
+        max_sessions_per_token=args.max_sessions_per_token,
+        max_sessions=args.max_sessions,
+        session_idle_minutes=args.session_idle_timeout,
+        max_connections=args.max_connections,
+        header_timeout_seconds=args.header_timeout,
+        body_timeout_seconds=args.body_timeout,
     )
     if settings.token and not local_only(options):
         logger.warning(

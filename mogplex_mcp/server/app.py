@@ -11,7 +11,6 @@ import anyio
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.subscriptions import InMemorySubscriptionBus
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
@@ -58,8 +57,6 @@ def create_server(
     on_state: Callable[[AppState], None] | None = None,
 ) -> MogplexServer:
     """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state."""
-
-    bus = InMemorySubscriptionBus()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -111,14 +108,13 @@ def create_server(
         website_url="https://mogplex.com",
         lifespan=lifespan,
         log_level="WARNING",
-        subscriptions=bus,
         extensions=[viewer.extension(settings)],
     )
     register_run_tools(server)
     register_event_tools(server)
     register_orchestration_tools(server)
     register_prompts(server)
-    resources = register_resources(server, bus)
+    resources = register_resources(server)
     if settings.read_only:
         for name in WRITE_TOOLS:
             server.remove_tool(name)

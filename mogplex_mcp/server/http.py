@@ -3,7 +3,9 @@
 Over HTTP this server is a multi-user gateway: every request brings its own `Authorization: Bearer mog_…`,
 which `state.token_from_request` forwards upstream and never stores. Falling back to `MOGPLEX_TOKEN` for
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
-names only), where every caller is on this machine.
+names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
+without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
+`connections.py` (header deadline, connection cap).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from starlette.responses import JSONResponse, Response
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
+from mogplex_mcp.server.connections import GatewayConfig, connection_cap, raise_open_file_limit
+from mogplex_mcp.server.gateway import Gateway, GatewayPolicy
+from mogplex_mcp.server.sessions import SessionLimits, SessionRegistry
 
 logger = logging.getLogger("mogplex_mcp.http")
 
@@ -49,6 +54,14 @@ class HttpOptions:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     graceful_shutdown_seconds: float = 10.0
+    # The gateway's limits (docs/http.md, "Threat model"): sessions per token and in all, idle expiry,
+    # connections, and how long a request's headers and body may take.
+    max_sessions_per_token: int = 32
+    max_sessions: int = 1000
+    session_idle_minutes: float = 10.0
+    max_connections: int = 1000
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
 
     @property
     def loopback(self) -> bool:
@@ -103,9 +116,19 @@ def http_settings(settings: Settings, options: HttpOptions) -> Settings:
 
 
 def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: Any) -> Starlette:
-    """The ASGI app: MCP on `/mcp` (both protocol eras) and `/healthz`. Its lifespan runs the MCP server's."""
+    """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, and `/healthz`.
+
+    Its lifespan runs the MCP server's. `app.state.sessions` is the gateway's session registry,
+    `app.state.session_manager` the SDK's.
+    """
     security = transport_security(options)
-    server = create_server(http_settings(settings, options), **server_kwargs)
+    limits = SessionLimits(
+        per_token=options.max_sessions_per_token,
+        total=options.max_sessions,
+        idle_seconds=options.session_idle_minutes * 60,
+    )
+    served = http_settings(settings, options)
+    server = create_server(served, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse(
@@ -117,8 +140,21 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         stateless_http=options.stateless,
         transport_security=security,
         host=options.host,
+        session_idle_timeout=limits.idle_seconds,
+        # The gateway admits sessions (and evicts idle ones to make room); the SDK's cap is only a backstop.
+        max_sessions=limits.total + limits.per_token,
     )
     app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    policy = GatewayPolicy(
+        path=MCP_PATH,
+        require_bearer=not served.http_token_fallback,
+        fallback_token=served.token if served.http_token_fallback else None,
+        stateful=not options.stateless,
+    )
+    sessions = SessionRegistry(limits)
+    app.add_middleware(Gateway, policy=policy, sessions=sessions)
+    app.state.sessions = sessions
+    app.state.session_manager = server.session_manager
     return app
 
 
@@ -146,9 +182,14 @@ def url_for(sock: socket.socket, path: str = MCP_PATH) -> str:
     return f"http://{shown}:{port}{path}"
 
 
-def uvicorn_server(app: Starlette, options: HttpOptions, *, log_level: str = "warning") -> uvicorn.Server:
-    config = uvicorn.Config(
+def uvicorn_server(
+    app: Starlette, options: HttpOptions, *, log_level: str = "warning", max_connections: int | None = None
+) -> uvicorn.Server:
+    config = GatewayConfig(
         app,
+        max_connections=max_connections or options.max_connections,
+        header_timeout=options.header_timeout_seconds,
+        body_timeout=options.body_timeout_seconds,
         log_level=log_level.lower(),
         timeout_graceful_shutdown=int(options.graceful_shutdown_seconds),
         lifespan="on",
@@ -162,7 +203,8 @@ async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "
     """Serve until SIGINT/SIGTERM, then stop gracefully: finish requests in flight (bounded), run the lifespan's
     cleanup, return normally (exit 0). A second signal stops without waiting."""
     sock = bind_socket(options.host, options.port)
-    server = _EmbeddedServer(uvicorn_server(app, options, log_level=log_level).config)
+    cap = connection_cap(options.max_connections, raise_open_file_limit())
+    server = _EmbeddedServer(uvicorn_server(app, options, log_level=log_level, max_connections=cap).config)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if server.should_exit:
@@ -181,14 +223,18 @@ async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "
 
 
 @asynccontextmanager
-async def running_http(app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def running_http(
+    app: Starlette, *, host: str = "127.0.0.1", port: int = 0, options: HttpOptions | None = None
+) -> AsyncIterator[str]:
     """Serve `app` in the background (port 0 = a free one) until the block ends; yield the MCP URL.
 
     For embedding (tests, benchmarks): signals stay with the caller, and the bind address is independent of
-    the app's `HttpOptions`, so an app configured for a public bind can be exercised on loopback.
+    the app's `HttpOptions`, so an app configured for a public bind can be exercised on loopback. `options`
+    supplies the connection limits (default: the defaults).
     """
     sock = bind_socket(host, port)
-    server = _EmbeddedServer(uvicorn_server(app, HttpOptions(graceful_shutdown_seconds=2)).config)
+    limits = dataclasses.replace(options or HttpOptions(), graceful_shutdown_seconds=2)
+    server = _EmbeddedServer(uvicorn_server(app, limits).config)
     stopped = anyio.Event()
 
     async def serve() -> None:

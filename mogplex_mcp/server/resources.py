@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
-from mcp.server.subscriptions import ListenHandler, SubscriptionBus
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
@@ -93,13 +93,13 @@ class EventLogDocument(_Doc):
     events: list[EventView]
 
 
-def register_resources(server: MCPServer[Any], bus: SubscriptionBus) -> ResourceSurface:
+def register_resources(server: MCPServer[Any]) -> ResourceSurface:
     """Add the run resources, resources/list, and live updates in both eras to `server`.
 
-    `bus` must be the bus the server was built with (`MCPServer(subscriptions=bus)`). Call
-    `attach(state, task_group)` on the result from the lifespan, once the state exists.
+    Call `attach(state, task_group)` on the result from the lifespan, once the state exists. Run changes
+    travel over per-token buses (see `subscriptions.py`), not over the server's shared one.
     """
-    surface = ResourceSurface(bus)
+    surface = ResourceSurface()
     _add_templates(server)
     _add_protocol_handlers(server, surface)
     server.middleware.append(ResourceMiddleware(surface.notifiers))
@@ -133,7 +133,6 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
     hook for resources/subscribe; registering on the lowlevel server is the SDK's documented way.
     """
     lowlevel = server._lowlevel_server
-    listen_handler = ListenHandler(surface.bus)
 
     async def list_runs(
         ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
@@ -157,9 +156,9 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
     async def listen(
         ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
-        uris = params.notifications.resource_subscriptions or []
-        async with surface.notifier_for(ctx).holding(ctx, uris):
-            return await listen_handler(ctx, params)
+        async with surface.notifier_for(ctx).holding(ctx, params.notifications) as bus:
+            # One handler per stream, over its caller's bus: it sees only that token's changes.
+            return await ListenHandler(bus)(ctx, params)
 
     lowlevel.add_request_handler("resources/list", PaginatedRequestParams, list_runs)
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
@@ -170,13 +169,12 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
 class ResourceSurface:
     """The resources' per-lifespan notifiers (one server object may serve several lifespans in tests)."""
 
-    def __init__(self, bus: SubscriptionBus) -> None:
-        self.bus = bus
+    def __init__(self) -> None:
         self.notifiers: dict[int, RunNotifier] = {}
 
     def attach(self, state: AppState, task_group: TaskGroup) -> RunNotifier:
         """Hook a new lifespan's state up: follower changes and new runs reach subscribers."""
-        notifier = RunNotifier(state, self.bus)
+        notifier = RunNotifier(state)
         self.notifiers[id(state)] = notifier
         task_group.start_soon(self._serve, id(state), notifier, name="resource notifications")
         return notifier

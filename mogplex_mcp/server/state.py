@@ -74,7 +74,8 @@ class AppState:
     pool: HttpPool
     journal: StartJournal
     hub: FollowerHub
-    on_new_run: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    # Called with (token fingerprint, runId) when a run is new to that token's resources/list.
+    on_new_run: list[Callable[[str, str], Awaitable[None]]] = field(default_factory=list)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
@@ -116,7 +117,7 @@ class AppState:
         self._remembered[key] = run.status
         if new:
             for announce in self.on_new_run:
-                await announce(run.run_id)
+                await announce(key[0], run.run_id)
 
     async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> None:
         """Record more of what is known of a run (e.g. the conversation ids this server sent for it)."""

@@ -95,3 +95,19 @@ async def run_to_end(client: Client, run_id: str) -> dict[str, Any]:
         if waited["finished"]:
             return waited
     raise AssertionError(f"run {run_id} did not finish")
+
+
+async def initialize_error(url: str, mode: Mode, token: str | None) -> str:
+    """The message a real client gets when the server refuses to let it connect (from inside task groups)."""
+    try:
+        async with http_client(url, mode, token) as client:
+            await client.list_tools()
+    except Exception as exc:  # the client wraps the refusal in exception groups
+        return "\n".join(_messages(exc))
+    raise AssertionError("the server let the client connect")
+
+
+def _messages(exc: BaseException) -> list[str]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [message for inner in exc.exceptions for message in _messages(inner)]
+    return [str(exc)]
