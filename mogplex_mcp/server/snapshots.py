@@ -42,9 +42,14 @@ def from_follower(follower: RunFollower | None) -> RunSnapshot | None:
     return RunSnapshot.of(follower, follower.run)
 
 
-async def load_snapshot(state: AppState, token: str, run_id: str, deadline: float) -> RunSnapshot:
-    """The freshest, fullest view of a run this server can give. Raises the client's errors."""
-    cached = from_follower(state.hub.get(token, run_id))
+async def load_snapshot(
+    state: AppState, token: str, run_id: str, deadline: float, *, fresh: bool = False
+) -> RunSnapshot:
+    """The freshest, fullest view of a run this server can give (`fresh`: skip the follower's cache).
+
+    Raises the client's errors.
+    """
+    cached = None if fresh else from_follower(state.hub.get(token, run_id))
     if cached is not None:
         return cached
     async with state.client(token) as api:

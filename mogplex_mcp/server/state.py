@@ -23,6 +23,7 @@ from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub
 from mogplex_mcp.runs.journal import StartJournal, clean_title, token_fingerprint
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.notes import RunNotebook
 from mogplex_mcp.runs.store import KnownRuns, StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
@@ -73,8 +74,8 @@ class AppState:
     pool: HttpPool
     journal: StartJournal
     hub: FollowerHub
-    # Called with (token fingerprint, runId) when a run is new to that token's resources/list.
-    on_new_run: list[Callable[[str, str], Awaitable[None]]] = field(default_factory=list)
+    # What GET does not say about a run (its rootDirectory, a cancel this server asked for).
+    notes: RunNotebook = field(default_factory=RunNotebook)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
