@@ -78,27 +78,47 @@ def unknown_arguments_error(tool: str, arguments: Mapping[str, Any], schema: Map
 
 
 def lean_schema(schema: dict[str, Any], *, closed: bool) -> dict[str, Any]:
-    """`schema` without pydantic's generated titles ("Repoid"); `closed` adds additionalProperties: false."""
-    cleaned: dict[str, Any] = _without_titles(schema)
+    """`schema` as a model reads it best: no generated titles ("Repoid"), optional fields as one type.
+
+    `closed` (input schemas) adds additionalProperties: false and drops the `null` branch of optional
+    arguments (leaving one out is how to say "unset"); output schemas keep `null` as `type: [T, "null"]`.
+    """
+    cleaned: dict[str, Any] = _lean(schema, keep_null=not closed)
     if closed:
         cleaned["additionalProperties"] = False
     return cleaned
 
 
-def _without_titles(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: (_without_titles(value) if key != "properties" else _properties(value))
-            for key, value in node.items()
-            if not (key == "title" and isinstance(value, str))
-        }
+def _lean(node: Any, *, keep_null: bool) -> Any:
     if isinstance(node, list):
-        return [_without_titles(item) for item in node]
-    return node
+        return [_lean(item, keep_null=keep_null) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = _one_type(node, keep_null=keep_null)
+    lean: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):  # keys are names (a field may be "title")
+            lean[key] = {name: _lean(sub, keep_null=keep_null) for name, sub in value.items()}
+        else:
+            lean[key] = _lean(value, keep_null=keep_null)
+    return lean
 
 
-def _properties(properties: Any) -> Any:
-    """Under `properties` the keys are field names (a field may be called "title"): keep every key."""
-    if not isinstance(properties, dict):
-        return properties
-    return {name: _without_titles(value) for name, value in properties.items()}
+def _one_type(node: dict[str, Any], *, keep_null: bool) -> dict[str, Any]:
+    """`anyOf: [{type: T, …}, {type: null}]` → `{type: T, …}` (input) or `{type: [T, "null"], …}` (output)."""
+    branches = node.get("anyOf")
+    if not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
+        return node
+    other = next(branch for branch in branches if branch != {"type": "null"})
+    if not isinstance(other, dict) or not isinstance(other.get("type"), str):
+        return node
+    merged = {**{k: v for k, v in node.items() if k != "anyOf"}, **other}
+    if keep_null:
+        merged["type"] = [other["type"], "null"]
+        if isinstance(other.get("enum"), list):
+            merged["enum"] = [*other["enum"], None]
+    return merged

@@ -17,12 +17,19 @@ from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.errors import tool_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge
-from mogplex_mcp.server.results import EventView, ListRunEventsResult, WaitForRunResult, fit_to_budget
+from mogplex_mcp.server.results import (
+    RESULT_CHAR_BUDGET,
+    EventView,
+    ListRunEventsResult,
+    WaitForRunResult,
+    fit_to_budget,
+)
 from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
+EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summary and the steps
 
 
 def register_event_tools(server: MCPServer[Any]) -> None:
@@ -50,7 +57,9 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         run, events = snap.run, snap.events
         start = _cursor_position(events, afterEventId, runId, "list_run_events")
         chosen = events[start : start + limit]
-        views = fit_to_budget([EventView.build(e, include_payload=includePayload, secret=token) for e in chosen])
+        views = fit_to_budget(
+            [EventView.build(e, include_payload=includePayload, secret=token) for e in chosen], budget=EVENTS_BUDGET
+        )
         shown_until = start + len(views)
         has_more = shown_until < len(events)
         cursor = views[-1].id if views else afterEventId

@@ -34,7 +34,10 @@ def next_steps(outcome: RunOutcome, *, caller: str, cursor: str | None = None) -
     if outcome.probably_stuck:
         return [f"The run looks stuck past the 30-minute cap: call cancel_run with runId {rid}."]
     after = f" and afterEventId {cursor}" if cursor else ""
-    steps = [f"Call wait_for_run with runId {rid}{after} (returns within ~20 s; call again while it runs)."]
+    if caller == "wait_for_run":
+        steps = [f"The run is still {outcome.status}: call wait_for_run again with runId {rid}{after}."]
+    else:
+        steps = [f"Call wait_for_run with runId {rid}{after} (returns within ~20 s; call again while it runs)."]
     if not outcome.cancel_requested and caller != "cancel_run":
         steps.append(f"To stop it, call cancel_run with runId {rid}.")
     return steps

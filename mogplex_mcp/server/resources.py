@@ -284,7 +284,7 @@ def transcript(snap: RunSnapshot, token: str, judged: JudgedRun) -> str:
     if note:
         tail += ["", note]
     verb = "Outcome" if run.terminal else "So far"
-    tail += ["", f"{verb}: {judged.summary}"]
+    tail += ["", f"{verb}: run {run.run_id} {clean_text(judged.outcome.sentence(), token)}."]
     return "\n".join(head + body + tail) + "\n"
 
 

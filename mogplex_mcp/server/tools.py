@@ -112,15 +112,21 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         ] = None,
         workingBranch: Annotated[
             str | None,
-            Field(description="Branch to commit to. Default: baseBranch, or a generated name with createBranch."),
+            Field(description="Branch to commit to; with createBranch: true a new one (default: a generated name)."),
         ] = None,
         createBranch: Annotated[
-            bool | None, Field(description="Create (or use) a separate working branch for this run.")
+            bool | None, Field(description="true: work on a separate branch, ready for review. Recommended.")
         ] = None,
         rootDirectory: Annotated[str | None, Field(description="Monorepo subpath to work in.")] = None,
-        conversationId: Annotated[str | None, Field(description="Attach to an existing conversation.")] = None,
-        workspaceSessionId: Annotated[str | None, Field(description="Attach to an existing workspace session.")] = None,
-        mode: Annotated[str | None, Field(description="Mode hint for the runtime (e.g. SAFE, AUTO).")] = None,
+        conversationId: Annotated[
+            str | None, Field(description="Continue this Mogplex conversation (id from the Mogplex app).")
+        ] = None,
+        workspaceSessionId: Annotated[
+            str | None, Field(description="Run in this existing Mogplex workspace session (id from the app).")
+        ] = None,
+        mode: Annotated[
+            str | None, Field(description="Agent autonomy: SAFE, YOLO, or AUTO (the default; other values mean AUTO).")
+        ] = None,
         idempotencyKey: Annotated[
             str | None,
             Field(
@@ -131,8 +137,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         ] = None,
     ) -> StartRunResult:
         """Start a remote coding-agent run on a repository. Returns at once with the run's id; the
-        agent works in a cloud sandbox and usually opens a pull request. Safe to retry: repeating the
-        same call does not start a second run."""
+        agent works in a cloud sandbox and usually opens a pull request. Pass createBranch: true for
+        changes meant for review: without it (and without workingBranch) the agent commits straight onto
+        the base branch. Safe to retry: repeating the same call does not start a second run."""
         optional = {
             "harness": harness,
             "baseBranch": baseBranch,
@@ -286,5 +293,5 @@ def _start_summary(started: StartedRun, claim: KeyClaim | None, judged: JudgedRu
         )
     if started.replayed:
         ago = f" from {int(claim.age_seconds)} s ago" if claim and claim.reused else ""
-        return f"Replayed an identical earlier start{ago} (no second run was started): {standing}"
+        return f"Replayed an identical earlier start{ago}: No second run was started. {standing}"
     return f"Started run {view.run_id} ({view.harness or 'codex'}){where}. {standing}"
