@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.arguments import lean_schema, unknown_arguments_error
 from mogplex_mcp.server.backends import open_backends
-from mogplex_mcp.server.errors import validation_error
+from mogplex_mcp.server.errors import validation_error, with_tool_name
 from mogplex_mcp.server.event_tools import register_event_tools
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources import register_resources
@@ -53,13 +53,15 @@ class MogplexServer(MCPServer[AppState]):
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
         if tool is not None and (unknown := unknown_arguments_error(name, arguments, tool.parameters)):
-            raise unknown
+            raise with_tool_name(name, str(unknown))
         try:
             return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: the SDK's generic text, nothing of the exception reaches the model
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise validation_error(name, exc.__cause__) from None
-            raise
+                raise with_tool_name(name, str(validation_error(name, exc.__cause__))) from None
+            raise with_tool_name(name, str(exc)) from None
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None

@@ -72,7 +72,7 @@ def unknown_arguments_error(tool: str, arguments: Mapping[str, Any], schema: Map
         problems.append(f"unknown argument {shown!r}" + (f": use {hint}" if hint else ""))
     more = f"; and {len(unknown) - 5} more" if len(unknown) > 5 else ""
     return ToolError(
-        f"Invalid arguments for {tool}: {'; '.join(problems)}{more}. Valid arguments: {', '.join(valid)}. "
+        f"invalid arguments: {'; '.join(problems)}{more}. Valid arguments: {', '.join(valid)}. "
         "Nothing was sent to Mogplex."
     )
 

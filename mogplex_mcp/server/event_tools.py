@@ -112,7 +112,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         if follower.run is None:
             reason = f" ({follower.error})" if follower.error else ""
             raise ToolError(
-                f"wait_for_run: could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. "
+                f"could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. "
                 f"Call wait_for_run with runId {runId} again."
             )
         await state.remember(token, follower.run)
@@ -128,8 +128,8 @@ def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, to
     ids = [event.id for event in events]
     if cursor not in ids:
         raise ToolError(
-            f"Invalid arguments for {tool_name}: afterEventId {clean_text(cursor)[:80]!r} is not an event of run "
-            f"{run_id}. Pass the nextCursor of an earlier list_run_events or wait_for_run call, or omit it."
+            f"invalid arguments: afterEventId {clean_text(cursor)[:80]!r} is not an event of run {run_id}. Pass "
+            f"the nextCursor of an earlier {tool_name} call, or omit afterEventId to start at the first event."
         )
     return ids.index(cursor) + 1
 
@@ -137,7 +137,7 @@ def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, to
 def _check_run_id(run_id: str) -> None:
     """Reject a bad runId before it reaches the follower hub (the client checks its own calls)."""
     try:
-        checked_uuid(run_id, "runId", "as returned by start_run")
+        checked_uuid(run_id, "runId", "the runId that start_run returned")
     except InvalidRequestError as exc:
         raise tool_error(exc, "read the run") from None
 

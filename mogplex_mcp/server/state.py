@@ -170,7 +170,9 @@ def require_token(ctx: Context[Any, Any], state: AppState) -> str:
 
 
 @asynccontextmanager
-async def upstream(action: str, token: str | None, budget_seconds: float) -> AsyncIterator[float]:
+async def upstream(
+    action: str, token: str | None, budget_seconds: float, *, argument: str = "runId"
+) -> AsyncIterator[float]:
     """Run upstream calls for one tool: yields their deadline; turns failures into ToolErrors.
 
     The hard cap (`fail_after`) is a backstop above the client's own deadline handling, so a tool
@@ -181,6 +183,6 @@ async def upstream(action: str, token: str | None, budget_seconds: float) -> Asy
         with anyio.fail_after(budget_seconds + 2.0):
             yield deadline
     except MogplexError as exc:
-        raise tool_error(exc, action, token=token) from None
+        raise tool_error(exc, action, token=token, argument=argument) from None
     except TimeoutError:
-        raise tool_error(UpstreamTimeoutError("deadline reached"), action, token=token) from None
+        raise tool_error(UpstreamTimeoutError("deadline reached"), action, token=token, argument=argument) from None

@@ -158,7 +158,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         except ValidationError as exc:
             raise validation_error("start_run", exc) from None
         if idempotencyKey is not None and (problem := idempotency_key_problem(idempotencyKey)):
-            raise ToolError(f"Invalid arguments for start_run: idempotencyKey {problem}. Nothing was sent.")
+            raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
         state = app_state(ctx)
         token = require_token(ctx, state)
         return await _start(state, token, request, idempotencyKey)
@@ -232,7 +232,10 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
         except JournalUnavailableError as exc:  # a fresh key could start a second run: send nothing
             raise journal_unavailable_error(exc.reason) from None
     key = explicit_key.strip() if explicit_key is not None else claim.idempotency_key if claim else None
-    async with upstream("start the run", token, state.budget) as deadline, state.client(token) as api:
+    async with (
+        upstream("start the run", token, state.budget, argument="repoId") as deadline,
+        state.client(token) as api,
+    ):
         try:
             started = await api.start_run(request, idempotency_key=key, deadline=deadline)
         except MogplexError as exc:
