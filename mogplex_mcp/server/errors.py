@@ -50,12 +50,12 @@ def _forbidden_message(exc: api.PermissionDeniedError, action: str) -> str:
 def _not_found_message(action: str, argument: str) -> str:
     if argument == "repoId":
         return (
-            f"not found while trying to {action}: no repository with this repoId is connected to this "
-            "account. Call list_repos and pass one of its ids as repoId."
+            f"not found while trying to {action}: no repository with this repoId is connected, or it "
+            "belongs to another account. Call list_repos and pass one of its ids as repoId."
         )
     return (
-        f"not found while trying to {action}: no run with this runId exists for this account. Pass the "
-        "runId that start_run returned (resources/list shows the runs this server knows)."
+        f"not found while trying to {action}: no run with this runId exists, or it belongs to another "
+        "account. Pass the runId that start_run returned (resources/list shows the runs this server knows)."
     )
 
 
