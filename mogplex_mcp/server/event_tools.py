@@ -67,7 +67,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         judged = judge(state, token, snap)
         summary = _events_summary(run, len(views), start, has_more, exhausted, len(chosen) > len(views))
         return ListRunEventsResult(
-            summary=f"{summary} {judged.summary}" if run.terminal and not has_more else summary,
+            summary=f"{summary} {judged.summary}" if run.terminal else summary,
             next_steps=_events_steps(judged, runId, cursor, has_more),
             run_id=runId,
             status=judged.view.status,
@@ -106,6 +106,9 @@ def register_event_tools(server: MCPServer[Any]) -> None:
             if follower.run is not None and follower.fatal is None:
                 _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
             await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
+            if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
+                with anyio.move_on_after(max(0.0, timeout - (time.monotonic() - started))):
+                    await follower.wait_stopped()
         waited = round(time.monotonic() - started, 1)
         if follower.fatal is not None:
             raise tool_error(follower.fatal, "wait for the run", token=token)
@@ -231,7 +234,9 @@ def _events_summary(run: RunDetail, shown: int, start: int, has_more: bool, exha
 
 def _events_steps(judged: JudgedRun, run_id: str, cursor: str | None, has_more: bool) -> list[str]:
     if has_more:
-        return [f"Call list_run_events with runId {run_id} and afterEventId {cursor} for the next page."]
+        page = [f"Call list_run_events with runId {run_id} and afterEventId {cursor} for the next page."]
+        finished = guidance.next_steps(judged.outcome, caller="list_run_events") if judged.outcome.terminal else []
+        return page + finished
     if not judged.outcome.terminal:
         return guidance.next_steps(judged.outcome, caller="list_run_events", cursor=cursor)
     return guidance.next_steps(judged.outcome, caller="list_run_events")

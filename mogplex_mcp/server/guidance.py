@@ -77,7 +77,7 @@ def after_start(outcome: RunOutcome, *, repeated: bool, to_default_branch: bool)
             "This run commits straight onto the base branch. For changes meant for review, cancel it and "
             "start again with createBranch: true."
         )
-    if repeated:
+    if repeated and not outcome.stopped_by_cancel:
         steps.append(
             "This repeated an earlier identical start. To deliberately start another run with the same "
             "arguments, pass a new idempotencyKey."

@@ -9,7 +9,7 @@ from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
 from mogplex_mcp.server.results import RunView
-from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot
+from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState
 
 
@@ -25,7 +25,7 @@ class JudgedRun:
 def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
     """The outcome of `snap` with this server's notes (rootDirectory, a cancel it asked for)."""
     notes = state.notes.get(token_fingerprint(token), snap.run.run_id)
-    coverage = Coverage(saw_last_events=not snap.window_exhausted, cancel_requested=notes.cancel_requested)
+    coverage = Coverage(saw_last_events=snap.saw_last_events, cancel_requested=notes.cancel_requested)
     outcome = derive_outcome(snap.run, snap.events, coverage)
     view = RunView.build(snap.run, outcome, token, root_directory=notes.root_directory)
     summary = clean_text(f"Run {snap.run.run_id} {outcome.sentence()}.", token)
@@ -40,8 +40,10 @@ async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: flo
     """
     follower = state.hub.get(token, run.run_id)
     cached = from_follower(follower)
-    if cached is not None and (cached.run.terminal or not run.terminal):
-        return cached if cached.run.terminal else RunSnapshot(run, cached.events, cached.window_exhausted)
+    if follower is not None and cached is not None and cached.run.terminal:
+        return await settled_snapshot(follower, deadline)
+    if cached is not None and not run.terminal:
+        return RunSnapshot(run, cached.events, cached.window_exhausted, live=True)
     if run.terminal:
         return await load_snapshot(state, token, run.run_id, deadline, fresh=True)
     events = follower.events() if follower is not None else []

@@ -37,6 +37,7 @@ from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutE
 from mogplex_mcp.api.models import RunEvent, is_uuid
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, clean_value, shorten
+from mogplex_mcp.server import guidance
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge
 from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView, fit_to_budget
@@ -73,6 +74,7 @@ class RunDocument(_Doc):
 
     uri: str
     summary: str
+    next_steps: list[str]
     run: RunView
     event_count: int
     last_event_at: datetime | None = None
@@ -232,6 +234,7 @@ def _run_document(judged: JudgedRun, snap: RunSnapshot) -> RunDocument:
     return RunDocument(
         uri=uri,
         summary=judged.summary,
+        next_steps=guidance.next_steps(judged.outcome, caller="resource"),
         run=judged.view,
         event_count=len(snap.events) + snap.dropped_events,
         last_event_at=snap.events[-1].created_at if snap.events else None,

@@ -36,7 +36,7 @@ from mogplex_mcp.server.results import (
     StartRunResult,
     fit_to_budget,
 )
-from mogplex_mcp.server.snapshots import RunSnapshot
+from mogplex_mcp.server.snapshots import RunSnapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 
 RunId = Annotated[str, Field(description="The run's id (a UUID), as returned by start_run.", max_length=64)]
@@ -172,8 +172,8 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         follower = state.hub.get(token, runId)
         async with upstream("get the run", token, state.budget) as deadline:
             if follower is not None and follower.run is not None and follower.terminal:
-                # A finished run never changes: answer from what its follower already saw.
-                snap = RunSnapshot.of(follower, follower.run)
+                # A finished run never changes: answer from what its follower saw (once any backfill is done).
+                snap = await settled_snapshot(follower, deadline)
             else:
                 async with state.client(token) as api:
                     run = await api.get_run(runId, deadline=deadline)
@@ -269,7 +269,7 @@ async def _started_result(
             async with upstream("look up the run's outcome", token, state.budget) as deadline:
                 snap = await snapshot_of(state, token, run, deadline)
         except ToolError:  # the run exists either way: report it, its delivery unknown (never "no PR")
-            snap = RunSnapshot(run, [], window_exhausted=True)
+            snap = RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
     judged = judge(state, token, snap)
     repeated = started.replayed and not started.recovered
     to_default = not request.create_branch and request.working_branch is None
