@@ -77,9 +77,20 @@ class MogplexServer(MCPServer[AppState]):
         try:
             return await super().get_prompt(name, arguments, context)
         except ValueError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                raise MCPError(INVALID_PARAMS, str(validation_error(f"prompt {name}", exc.__cause__))) from None
+            cause = _validation_cause(exc)
+            if cause is not None:
+                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause)}") from None
             raise
+
+
+def _validation_cause(exc: BaseException) -> ValidationError | None:
+    """The pydantic error behind the SDK's wrappers ("Error rendering prompt …"), if one is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ValidationError):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def create_server(

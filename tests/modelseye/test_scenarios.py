@@ -80,6 +80,13 @@ async def test_every_answer_agrees_with_what_really_happened(tmp_path: Path, mod
             finished = await reader.tool("cancel_run", runId=reader.run_id)
             assert finished["outcome"] == "already_terminal" and "nothing was cancelled" in finished["summary"]
             await reader.resources()
+        # A restarted server has followed nothing: a repeated start, get_run and the resources look it up.
+        async with session(tmp_path, mode, emulator=emu) as restarted:
+            cold = Reader(restarted, reader.run_id, case.sees_everything)
+            with anyio.fail_after(FLOW_LIMIT):
+                await check_repeated_start(cold, arguments, started)
+                await cold.tool("get_run", runId=cold.run_id)
+                await cold.resources()
 
 
 async def check_start(reader: Reader, started: dict[str, Any], case: Case) -> None:
@@ -139,7 +146,7 @@ def _after(cursor: str | None) -> dict[str, str]:
 async def check_repeated_start(reader: Reader, arguments: dict[str, Any], started: dict[str, Any]) -> None:
     """The caller's own repeat is a replay of the same run, with its real outcome — never a recovery."""
     again_arguments = {**arguments, "idempotencyKey": started["idempotencyKey"]}
-    if started["recovered"]:  # the journal forgot a failed start: repeat it by its key, as a caller would
+    if reader.truth().status == "failed":  # the journal forgets failed starts: repeat by the key, as a caller would
         arguments = again_arguments
     again = await reader.tool("start_run", **arguments)
     assert again["run"]["runId"] == reader.run_id and again["replayed"] is True and again["recovered"] is False
