@@ -28,14 +28,15 @@ class RunNotebook:
 
     def note_root_directory(self, fingerprint: str, run_id: str, root_directory: str | None) -> None:
         if root_directory:
-            self._update(fingerprint, run_id, root_directory=root_directory)
+            notes = self.get(fingerprint, run_id)
+            self._put(fingerprint, run_id, replace(notes, root_directory=root_directory))
 
     def note_cancel_requested(self, fingerprint: str, run_id: str) -> None:
-        self._update(fingerprint, run_id, cancel_requested=True)
+        self._put(fingerprint, run_id, replace(self.get(fingerprint, run_id), cancel_requested=True))
 
-    def _update(self, fingerprint: str, run_id: str, **changes: object) -> None:
+    def _put(self, fingerprint: str, run_id: str, notes: RunNotes) -> None:
         key = (fingerprint, run_id)
-        self._notes[key] = replace(self._notes.get(key, RunNotes()), **changes)  # type: ignore[arg-type]
+        self._notes[key] = notes
         self._notes.move_to_end(key)
         while len(self._notes) > self._limit:
             self._notes.popitem(last=False)
