@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text
@@ -36,7 +37,8 @@ async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: flo
     """Everything known of a run just read (GET, start, cancel): a finished one's events are looked up.
 
     The follower's events when it has any; for a finished run without them, one events page (plus the
-    stream's backfill where there is one), so its pull request is reported, never guessed away.
+    stream's backfill where there is one), so its pull request is reported, never guessed away. If that
+    lookup fails, the run is still reported, with its delivery unknown.
     """
     follower = state.hub.get(token, run.run_id)
     cached = from_follower(follower)
@@ -45,6 +47,9 @@ async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: flo
     if cached is not None and not run.terminal:
         return RunSnapshot(run, cached.events, cached.window_exhausted, live=True)
     if run.terminal:
-        return await load_snapshot(state, token, run.run_id, deadline, fresh=True)
+        try:
+            return await load_snapshot(state, token, run.run_id, deadline, fresh=True)
+        except MogplexError:  # the run is known either way: report it, its delivery unknown (never "no PR")
+            return RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
     events = follower.events() if follower is not None else []
     return RunSnapshot(run, events, False)

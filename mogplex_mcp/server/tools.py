@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -265,10 +266,9 @@ async def _started_result(
     state.notes.note_root_directory(token_fingerprint(token), run.run_id, run.root_directory)
     snap = RunSnapshot(run, [], False)
     if started.replayed and run.terminal:  # a finished run's real outcome, not nulls
-        try:
-            async with upstream("look up the run's outcome", token, state.budget) as deadline:
-                snap = await snapshot_of(state, token, run, deadline)
-        except ToolError:  # the run exists either way: report it, its delivery unknown (never "no PR")
+        with anyio.move_on_after(state.budget) as scope:
+            snap = await snapshot_of(state, token, run, time.monotonic() + state.budget)
+        if scope.cancelled_caught:  # the run exists either way: report it, its delivery unknown
             snap = RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
     judged = judge(state, token, snap)
     repeated = started.replayed and not started.recovered

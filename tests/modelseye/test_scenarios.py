@@ -164,3 +164,20 @@ async def test_the_emulator_truth_is_what_the_checks_compare_against(tmp_path: P
         assert truth.pull_request_url and truth.status == "success"
         with pytest.raises(AssertionError):
             check_sentence("false claim", "Run succeeded (no pull request reported).", truth, True, terminal=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_outcome_that_cannot_be_looked_up_is_unknown_never_no_pull_request(tmp_path: Path, mode: Mode) -> None:
+    """The run is reported either way; when its events cannot be read, its delivery is unknown."""
+    async with running_emulator(EmulatorConfig(speed=50.0)) as emu:
+        async with session(tmp_path, mode, emulator=emu) as s:
+            started = await s.start("Make the change [scenario:success]")
+            run_id = started["run"]["runId"]
+            await s.ok("wait_for_run", runId=run_id, timeoutSeconds=10)
+        async with session(tmp_path, mode, emulator=emu) as restarted:  # nothing followed, nothing cached
+            emu.emulator.inject_fault("internal_500", count=100, path=f"/api/v1/mogplex/runs/{run_id}/events")
+            again = await restarted.start("Make the change [scenario:success]")
+            emu.emulator.clear_faults()
+    assert again["replayed"] is True and again["run"]["status"] == "success"
+    assert again["run"]["delivered"] == "unknown" and again["run"]["pullRequestUrl"] is None
+    assert "unknown" in again["summary"] and "no pull request" not in again["summary"].lower()
