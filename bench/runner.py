@@ -71,8 +71,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, scale, "
-        "definitions",
+        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, "
+        "scale, definitions",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

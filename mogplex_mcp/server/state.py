@@ -74,6 +74,8 @@ class AppState:
     pool: HttpPool
     journal: StartJournal
     hub: FollowerHub
+    # Called with (token fingerprint, runId) when a run is new to that token's resources/list.
+    on_new_run: list[Callable[[str, str], Awaitable[None]]] = field(default_factory=list)
     # What GET does not say about a run (its rootDirectory, a cancel this server asked for).
     notes: RunNotebook = field(default_factory=RunNotebook)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
