@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from bench import cold_start, fanout, gateway, memory, per_call, scale, throughput, viewer_size
+from bench import cold_start, definitions, fanout, gateway, memory, per_call, scale, throughput, viewer_size
 from bench.report import Section, document, table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -61,6 +61,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "viewer_size": viewer_size.run,
         "scale": lambda: scale.run(size.scale_starts),
         "gateway": lambda: gateway.run(size.flood_requests, size.gateway_sessions),
+        "definitions": definitions.run,
     }
 
 
@@ -70,7 +71,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, scale",
+        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, "
+        "scale, definitions",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

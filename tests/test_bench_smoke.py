@@ -36,3 +36,13 @@ def test_the_table_shows_every_row_with_its_verdict() -> None:
 
     assert "| Demo | a | 1 ms | ≤ 2 ms | met |" in rendered
     assert "| Demo | b | 3 ms | ≤ 2 ms | **MISS** |" in rendered
+
+
+async def test_the_definitions_benchmark_measures_both_sizes() -> None:
+    from bench import definitions
+
+    section = await definitions.run()
+
+    facing, per_tool, wire = section.rows
+    assert facing.met is True, facing.value
+    assert "start_run" in per_tool.value and "chars" in wire.value

@@ -206,11 +206,11 @@ class MogplexClient:
         key = checked_idempotency_key(idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
         call = _Call("POST", "/runs", body=request.to_wire(), headers={"Idempotency-Key": key})
 
-        def parse(data: Any) -> StartedRun:
-            replayed = isinstance(data, dict) and data.get("replayed") is True
-            return StartedRun(run=_run_from(data), replayed=replayed, idempotency_key=key)
+        def parse(data: Any) -> tuple[RunDetail, bool]:
+            return _run_from(data), isinstance(data, dict) and data.get("replayed") is True
 
-        return await self._call(call, parse, deadline)
+        (run, replayed), attempts = await self._call_counted(call, parse, deadline)
+        return StartedRun(run=run, replayed=replayed, idempotency_key=key, attempts=attempts)
 
     async def get_run(self, run_id: str, *, deadline: float | None = None) -> RunDetail:
         call = _Call("GET", _run_path(run_id))
@@ -232,6 +232,11 @@ class MogplexClient:
 
     async def _call(self, call: _Call, parse: Callable[[Any], T], deadline: float | None) -> T:
         """Send `call`, retrying by the policy within the budget and the deadline; parse the data."""
+        result, _ = await self._call_counted(call, parse, deadline)
+        return result
+
+    async def _call_counted(self, call: _Call, parse: Callable[[Any], T], deadline: float | None) -> tuple[T, int]:
+        """`_call`, plus the number of the attempt that succeeded (1 when no retry was needed)."""
         token = self._require_token()
         if self._gate is not None:
             self._gate.check_rejected(token, call.what)
@@ -241,7 +246,7 @@ class MogplexClient:
         while True:
             attempt += 1
             try:
-                return await self._attempt(call, parse, token, attempt, stop_at, limit_name)
+                return await self._attempt(call, parse, token, attempt, stop_at, limit_name), attempt
             except (TransportError, ApiStatusError) as exc:
                 now = self._clock()
                 remaining = None if deadline is None else deadline - now
@@ -394,7 +399,7 @@ def _normalize_base_url(base_url: str) -> str:
 
 def _run_path(run_id: str, action: str | None = None) -> str:
     """A run id is one path segment, never a path: anything but a UUID is refused before sending."""
-    run_id = checked_uuid(run_id, "runId", "the runId that start_run or a run listing returned")
+    run_id = checked_uuid(run_id, "runId", "the runId that start_run returned")
     return f"/runs/{run_id}" + (f"/{action}" if action else "")
 
 

@@ -296,13 +296,19 @@ class RunDetail(_Wire):
 
 
 class StartedRun(BaseModel):
-    """What `start_run` gives back: the run, whether the service replayed it, and the key used."""
+    """What `start_run` gives back: the run, whether the service replayed it, the key, the attempts it took."""
 
     model_config = ConfigDict(frozen=True)
 
     run: RunDetail
     replayed: bool
     idempotency_key: str
+    attempts: int = 1
+
+    @property
+    def recovered(self) -> bool:
+        """The replay answered this call's own retry: an earlier attempt reached Mogplex, its answer did not."""
+        return self.replayed and self.attempts > 1
 
 
 class RunEvent(_Wire):

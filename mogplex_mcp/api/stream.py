@@ -108,7 +108,7 @@ class EventStreamClient:
         the stream), `UpstreamTimeoutError` after `idle_timeout` seconds without a byte.
         """
         token = self._require_token()
-        run_id = checked_uuid(run_id, "runId", "the runId that start_run or a run listing returned")
+        run_id = checked_uuid(run_id, "runId", "the runId that start_run returned")
         what = "GET /runs/{runId}/events/stream"
         if self._gate is not None:
             self._gate.check_rejected(token, what)

@@ -81,7 +81,11 @@ def compact(events: Iterable[RunEvent]) -> list[CompactLine]:
             if started is None:
                 lines.append(CompactLine("tool", event, event, state=tool_state(event)))
             else:
+                # The joined line moves to where the tool finished: lines stay in the order of their last
+                # events, so a line's id (its last event's) is a cursor no earlier line reaches past.
+                lines.remove(started)
                 started.last, started.count, started.state = event, started.count + 1, tool_state(event)
+                lines.append(started)
         else:
             lines.append(CompactLine("event", event, event))
     return lines

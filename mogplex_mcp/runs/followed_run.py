@@ -76,6 +76,11 @@ class RunFollower:
         return list(self._events.values())
 
     @property
+    def saw_the_end(self) -> bool:
+        """The run's last events are in hand: its events page held them all, or the stream brought the end."""
+        return not self._page_full or self.saw_terminal_event
+
+    @property
     def event_count(self) -> int:
         return len(self._events)
 

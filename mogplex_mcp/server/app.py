@@ -10,7 +10,9 @@ from typing import Any
 import anyio
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
@@ -19,9 +21,11 @@ from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
+from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer
+from mogplex_mcp.server.arguments import lean_schema, unknown_arguments_error
 from mogplex_mcp.server.backends import open_backends
-from mogplex_mcp.server.errors import validation_error
+from mogplex_mcp.server.errors import validation_error, with_tool_name
 from mogplex_mcp.server.event_tools import register_event_tools
 from mogplex_mcp.server.orchestration import register_orchestration_tools
 from mogplex_mcp.server.prompts import register_prompts
@@ -35,17 +39,60 @@ WRITE_TOOLS = frozenset({"start_run", "cancel_run", "continue_run"})
 
 
 class MogplexServer(MCPServer[AppState]):
-    """MCPServer whose argument errors never echo the rejected values (secrets, 100k-char prompts)."""
+    """MCPServer that checks every tool call's argument names, never echoes rejected values (secrets,
+    100k-char prompts), publishes lean schemas, and answers bad prompt arguments with -32602."""
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
+        super().add_tool(fn, name, *args, **kwargs)
+        tool = self._tool_manager.get_tool(name or fn.__name__)
+        if tool is not None:  # every tool, present and future: closed input schemas, no generated titles
+            tool.parameters = lean_schema(tool.parameters, closed=True)
+            if tool.fn_metadata.output_schema is not None:
+                tool.fn_metadata.output_schema = lean_schema(tool.fn_metadata.output_schema, closed=False)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None and (unknown := unknown_arguments_error(name, arguments, tool.parameters)):
+            raise with_tool_name(name, str(unknown))
         try:
             return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise  # a crash: the SDK's generic text, nothing of the exception reaches the model
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise validation_error(name, exc.__cause__) from None
+                raise with_tool_name(name, str(validation_error(name, exc.__cause__))) from None
+            raise with_tool_name(name, str(exc)) from None
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
+    ) -> Any:
+        prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None:
+            known = ", ".join(p.name for p in self._prompt_manager.list_prompts())
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt {clean_text(name)[:80]!r}; prompts: {known}.")
+        given = arguments or {}
+        missing = [arg.name for arg in prompt.arguments or [] if arg.required and not given.get(arg.name)]
+        if missing:
+            raise MCPError(INVALID_PARAMS, f"Prompt {name} needs the argument(s): {', '.join(missing)}.")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            cause = _validation_cause(exc)
+            if cause is not None:
+                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause)}") from None
             raise
+
+
+def _validation_cause(exc: BaseException) -> ValidationError | None:
+    """The pydantic error behind the SDK's wrappers ("Error rendering prompt …"), if one is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ValidationError):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def create_server(

@@ -36,16 +36,18 @@ def _view(line: CompactLine, secret: str | None) -> EventView:
 
 
 def transcript_lines(events: Sequence[RunEvent], secret: str) -> list[str]:
-    """The transcript's lines: one per compact line, a count note first when lines stand for several events."""
-    lines = compact(events)
-    rendered = [_transcript_line(line, secret) for line in lines]
-    if len(lines) < len(events):
-        note = (
-            f"({len(events)} events in {len(lines)} lines: a tool's start and finish share a line, "
-            "the agent's streamed words form one message)"
-        )
-        rendered.insert(0, note)
-    return rendered
+    """The transcript's lines, one per compact line (a tool's start and finish share one; deltas form one)."""
+    return [_transcript_line(line, secret) for line in compact(events)]
+
+
+def coalescing_note(event_count: int, line_count: int) -> str | None:
+    """What the transcript says when its lines stand for more events than there are lines."""
+    if line_count >= event_count:
+        return None
+    return (
+        f"({event_count} events in {line_count} lines: a tool's start and finish share a line, "
+        "the agent's streamed words form one message)"
+    )
 
 
 def _transcript_line(line: CompactLine, secret: str) -> str:

@@ -1,4 +1,9 @@
-"""Upstream and argument errors turned into messages a model can act on (raised as `ToolError`)."""
+"""Upstream and argument errors turned into messages a model can act on (raised as `ToolError`).
+
+One form everywhere: `<tool>: <what is wrong, naming the argument>. <the call that fixes it>.` The tool's
+name is put in front once, by `MogplexServer.call_tool` (`with_tool_name`); argument errors say
+"invalid arguments" and "Nothing was sent to Mogplex.".
+"""
 
 from __future__ import annotations
 
@@ -46,10 +51,15 @@ def _forbidden_message(exc: api.PermissionDeniedError, action: str) -> str:
     )
 
 
-def _not_found_message(action: str) -> str:
+def _not_found_message(action: str, argument: str) -> str:
+    if argument == "repoId":
+        return (
+            f"not found while trying to {action}: no repository with this repoId is connected, or it "
+            "belongs to another account. Call list_repos and pass one of its ids as repoId."
+        )
     return (
-        f"Not found while trying to {action}: the run or repository does not exist or belongs to another "
-        "account. Check the runId (from start_run) or the repoId (from list_repos)."
+        f"not found while trying to {action}: no run with this runId exists, or it belongs to another "
+        "account. Pass the runId that start_run returned (resources/list shows the runs this server knows)."
     )
 
 
@@ -60,14 +70,14 @@ def _rate_limited_message(retry_after: float | None) -> str:
     )
 
 
-def _status_message(exc: api.ApiStatusError, action: str) -> str:
+def _status_message(exc: api.ApiStatusError, action: str, argument: str) -> str:
     """One function: which class of upstream answer becomes which sentence."""
     if isinstance(exc, api.AuthenticationError):
         return _auth_message()
     if isinstance(exc, api.PermissionDeniedError):
         return _forbidden_message(exc, action)
     if isinstance(exc, api.NotFoundError):
-        return _not_found_message(action)
+        return _not_found_message(action, argument)
     if isinstance(exc, api.IdempotencyConflictError):
         return (
             "This idempotencyKey was already used for a different request (409). Each key identifies one "
@@ -95,12 +105,15 @@ def _status_message(exc: api.ApiStatusError, action: str) -> str:
     return f"Mogplex answered HTTP {exc.status} while trying to {action}: {exc.message}"
 
 
-def tool_error(exc: api.MogplexError, action: str, *, token: str | None = None) -> ToolError:
-    """The ToolError for an upstream failure while doing `action` (e.g. "start the run")."""
+def tool_error(exc: api.MogplexError, action: str, *, token: str | None = None, argument: str = "runId") -> ToolError:
+    """The ToolError for an upstream failure while doing `action` (e.g. "start the run").
+
+    `argument` is the one a 404 blames: the runId, or the repoId for a start.
+    """
     if isinstance(exc, api.MissingTokenError):
         message = _MISSING_TOKEN
     elif isinstance(exc, api.InvalidRequestError):
-        message = f"Invalid arguments: {exc.message}"
+        message = f"invalid arguments: {exc.message}. Nothing was sent to Mogplex."
     elif isinstance(exc, api.UpstreamTimeoutError):
         message = (
             f"Mogplex did not answer in time while trying to {action}. Nothing is lost: call the same tool "
@@ -112,7 +125,7 @@ def tool_error(exc: api.MogplexError, action: str, *, token: str | None = None) 
             "MOGPLEX_BASE_URL, then call again (a repeated start_run does not start a second run)."
         )
     elif isinstance(exc, api.ApiStatusError):
-        message = _status_message(exc, action)
+        message = _status_message(exc, action, argument)
     else:
         message = f"Could not {action}: {exc.message}"
     return ToolError(shorten(clean_text(message, token), 1000))
@@ -130,7 +143,7 @@ def validation_error(tool: str, exc: ValidationError) -> ToolError:
         reason = str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{field}: {reason}")
     listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-    return ToolError(shorten(clean_text(f"Invalid arguments for {tool}: {listed}. Nothing was sent to Mogplex."), 1500))
+    return ToolError(shorten(clean_text(f"invalid arguments: {listed}. Nothing was sent to Mogplex."), 1500))
 
 
 def journal_unavailable_error(reason: str) -> ToolError:
@@ -140,3 +153,9 @@ def journal_unavailable_error(reason: str) -> ToolError:
         "no run was started. Retry in a moment, or pass idempotencyKey to make the start safe to retry. "
         "(`mogplex-mcp doctor` checks the journal.)"
     )
+
+
+def with_tool_name(tool: str, message: str) -> ToolError:
+    """`message` in the one form every error takes: prefixed with the tool's name, once."""
+    text = message.removeprefix(f"Error executing tool {tool}: ")
+    return ToolError(text if text.startswith(f"{tool}: ") else f"{tool}: {text}")

@@ -16,22 +16,23 @@ from mogplex_mcp.runs.compact import ProgressCompactor
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled
-from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import compact_event_views
 from mogplex_mcp.server.errors import tool_error
+from mogplex_mcp.server.outcomes import JudgedRun, judge
 from mogplex_mcp.server.results import (
+    RESULT_CHAR_BUDGET,
     EventView,
     ListRunEventsResult,
-    RunView,
     WaitForRunResult,
     fit_to_budget,
 )
-from mogplex_mcp.server.snapshots import load_snapshot
+from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
+EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summary and the steps
 
 
 def register_event_tools(server: MCPServer[Any]) -> None:
@@ -55,28 +56,26 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         state = app_state(ctx)
         token = require_token(ctx, state)
         _check_run_id(runId)
-        run, events, window_exhausted = await _known_events(state, token, runId)
-        start = 0
-        if afterEventId is not None:
-            ids = [event.id for event in events]
-            if afterEventId not in ids:
-                raise ToolError(
-                    f"afterEventId {clean_text(afterEventId)[:80]!r} is not an event of run {runId}. "
-                    "Use the nextCursor from a previous list_run_events call, or omit it to start at the beginning."
-                )
-            start = ids.index(afterEventId) + 1
+        snap = await _known_events(state, token, runId)
+        run, events = snap.run, snap.events
+        start = _cursor_position(events, afterEventId, runId, "list_run_events")
         chosen = events[start : start + limit]
-        views = fit_to_budget([EventView.build(e, include_payload=includePayload, secret=token) for e in chosen])
+        views = fit_to_budget(
+            [EventView.build(e, include_payload=includePayload, secret=token) for e in chosen], budget=EVENTS_BUDGET
+        )
         shown_until = start + len(views)
         has_more = shown_until < len(events)
         cursor = views[-1].id if views else afterEventId
-        exhausted = window_exhausted and not has_more
+        exhausted = snap.window_exhausted and not has_more
+        judged = judge(state, token, snap)
+        summary = _events_summary(run, len(views), start, has_more, exhausted, len(chosen) > len(views))
         return ListRunEventsResult(
-            summary=_events_summary(run, len(views), start, has_more, exhausted, len(chosen) > len(views)),
-            next_steps=_events_steps(run, runId, cursor, has_more),
+            summary=f"{summary} {judged.summary}" if run.terminal else summary,
+            next_steps=_events_steps(judged, runId, cursor, has_more),
             run_id=runId,
-            status=run.status,
+            status=judged.view.status,
             terminal=run.terminal,
+            run=judged.view,
             events=views,
             next_cursor=cursor,
             has_more=has_more,
@@ -91,43 +90,68 @@ def register_event_tools(server: MCPServer[Any]) -> None:
             float,
             Field(ge=1, le=50, description="Longest wait for this call (default 20 s; max 50)."),
         ] = 20.0,
+        afterEventId: Annotated[
+            str | None,
+            Field(description="Cursor: show only events after this id (pass the last nextCursor).", max_length=200),
+        ] = None,
     ) -> WaitForRunResult:
         """Wait until the run finishes or the timeout passes, whichever is first (sends a progress
-        notification for each new event). If it is still running, call it again."""
+        notification for each new event). If it is still running, call it again with afterEventId =
+        nextCursor: chained waits show every event once."""
         state = app_state(ctx)
         token = require_token(ctx, state)
         _check_run_id(runId)
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
         started = time.monotonic()
         async with state.hub.watch(token, runId) as follower:
-            known = {event.id for event in follower.events()}
-            await _follow_until_done(ctx, follower, timeout, len(known))
-            new = [event for event in follower.events() if event.id not in known]
+            with anyio.move_on_after(timeout):
+                await follower.ready.wait()
+            if follower.run is not None and follower.fatal is None:
+                _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
+            await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
+            if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
+                with anyio.move_on_after(max(0.0, timeout - (time.monotonic() - started))):
+                    await follower.wait_stopped()
         waited = round(time.monotonic() - started, 1)
         if follower.fatal is not None:
             raise tool_error(follower.fatal, "wait for the run", token=token)
         if follower.run is None:
             reason = f" ({follower.error})" if follower.error else ""
             raise ToolError(
-                f"Could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. Call wait_for_run again."
+                f"could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. "
+                f"Call wait_for_run with runId {runId} again."
             )
         await state.remember(token, follower.run)
-        return _wait_result(follower, follower.run, new, waited, token)
+        snap = RunSnapshot.of(follower, follower.run)
+        start = _cursor_position(snap.events, afterEventId, runId, "wait_for_run")
+        return _wait_result(judge(state, token, snap), follower, snap.events[start:], waited, afterEventId, token)
+
+
+def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, tool_name: str) -> int:
+    """Where the events after `cursor` start; a cursor that names no event of the run is the caller's error."""
+    if cursor is None:
+        return 0
+    ids = [event.id for event in events]
+    if cursor not in ids:
+        raise ToolError(
+            f"invalid arguments: afterEventId {clean_text(cursor)[:80]!r} is not an event of run {run_id}. Pass "
+            f"the nextCursor of an earlier {tool_name} call, or omit afterEventId to start at the first event."
+        )
+    return ids.index(cursor) + 1
 
 
 def _check_run_id(run_id: str) -> None:
     """Reject a bad runId before it reaches the follower hub (the client checks its own calls)."""
     try:
-        checked_uuid(run_id, "runId", "as returned by start_run")
+        checked_uuid(run_id, "runId", "the runId that start_run returned")
     except InvalidRequestError as exc:
         raise tool_error(exc, "read the run") from None
 
 
-async def _known_events(state: AppState, token: str, run_id: str) -> tuple[RunDetail, list[RunEvent], bool]:
+async def _known_events(state: AppState, token: str, run_id: str) -> RunSnapshot:
     """Every event known for the run: the follower's when current, else the API's (plus the stream)."""
     async with upstream("list the run's events", token, state.budget) as deadline:
-        snap = await load_snapshot(state, token, run_id, deadline)
-    return snap.run, snap.events, snap.window_exhausted
+        return await load_snapshot(state, token, run_id, deadline)
 
 
 async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait_seconds: float, seen: int) -> None:
@@ -160,24 +184,33 @@ def _progress_line(follower: RunFollower, line: str) -> str:
 
 
 def _wait_result(
-    follower: RunFollower, run: RunDetail, new: list[RunEvent], waited: float, token: str
+    judged: JudgedRun, follower: RunFollower, after: list[RunEvent], waited: float, cursor: str | None, token: str
 ) -> WaitForRunResult:
-    delivery = find_delivery(follower.events())
-    view = RunView.build(run, delivery, token, events=follower.events())
-    shown = fit_to_budget(compact_event_views(new, token)[-WAIT_EVENTS_SHOWN:], budget=8_000)
-    if run.terminal or needs_input(run):
-        summary = f"Run {run.run_id} {describe_status(run, delivery)}."
+    # Compact: a tool's start and finish share a view, streamed words form one; a view's id is its last event's.
+    shown = fit_to_budget(compact_event_views(after, token)[:WAIT_EVENTS_SHOWN], budget=8_000)
+    next_cursor = shown[-1].id if shown else cursor
+    ids = [event.id for event in after]
+    remaining = len(after) - (ids.index(next_cursor) + 1 if next_cursor in ids else 0)
+    outcome = judged.outcome
+    if outcome.terminal or needs_input(follower.run):
+        summary = judged.summary
     else:
         trouble = f" (Mogplex is having trouble: {follower.error})" if follower.error else ""
-        summary = f"Still going after {waited:.0f} s: run {run.run_id} {describe_status(run, delivery)}{trouble}."
+        summary = f"Still going after {waited:.0f} s: {judged.summary[:-1]}{trouble}."
+    steps = guidance.next_steps(outcome, caller="wait_for_run", cursor=next_cursor)
+    if remaining:
+        summary += f" Showing {len(shown)} event(s); {remaining} more follow after nextCursor."
+        if outcome.terminal:
+            steps.append(f"list_run_events with runId {outcome.run_id} and afterEventId {next_cursor} shows the rest.")
     return WaitForRunResult(
         summary=clean_text(summary, token),
-        next_steps=guidance.after_wait(view),
-        run=view,
-        finished=run.terminal,
+        next_steps=steps,
+        run=judged.view,
+        finished=outcome.terminal,
         waited_seconds=waited,
         new_events=shown,
-        new_event_count=len(new),
+        new_event_count=len(after),
+        next_cursor=next_cursor,
     )
 
 
@@ -197,14 +230,11 @@ def _events_summary(run: RunDetail, shown: int, start: int, has_more: bool, exha
     return text + "."
 
 
-def _events_steps(run: RunDetail, run_id: str, cursor: str | None, has_more: bool) -> list[str]:
+def _events_steps(judged: JudgedRun, run_id: str, cursor: str | None, has_more: bool) -> list[str]:
     if has_more:
-        return [f"Call list_run_events with runId {run_id} and afterEventId {cursor} for the next page."]
-    if not run.terminal:
-        return [
-            f"The run is still {run.status}: call wait_for_run with runId {run_id}, then list_run_events "
-            f"with afterEventId {cursor} for what is new."
-            if cursor
-            else f"The run is still {run.status}: call wait_for_run with runId {run_id}."
-        ]
-    return guidance.next_steps(RunView.build(run))
+        page = [f"Call list_run_events with runId {run_id} and afterEventId {cursor} for the next page."]
+        finished = guidance.next_steps(judged.outcome, caller="list_run_events") if judged.outcome.terminal else []
+        return page + finished
+    if not judged.outcome.terminal:
+        return guidance.next_steps(judged.outcome, caller="list_run_events", cursor=cursor)
+    return guidance.next_steps(judged.outcome, caller="list_run_events")

@@ -18,10 +18,10 @@ from mogplex_mcp.runs.compact import ProgressCompactor
 from mogplex_mcp.runs.followed_run import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled, wait_any_changed
-from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server.errors import tool_error
 from mogplex_mcp.server.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
-from mogplex_mcp.server.results import RunView
+from mogplex_mcp.server.outcomes import judge
+from mogplex_mcp.server.snapshots import RunSnapshot
 from mogplex_mcp.server.state import AppState
 
 
@@ -99,15 +99,17 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
             error=error,
         )
     await state.remember(token, run)
-    delivery = find_delivery(events)  # the journal hears of it from the follower (runs/outcome_recorder.py)
-    view = RunView.build(run, delivery, token, events=events)
+    # The journal hears of the outcome from the follower (runs/outcome_recorder.py).
+    judged = judge(state, token, RunSnapshot.of(follower, run))
+    view = judged.view
     return WaitedRun(
         run_id=run.run_id,
         status=run.status,
         terminal=run.terminal,
         needs_input=needs_input(run),
-        summary=clean_text(f"Run {run.run_id} {describe_status(run, delivery)}.", token),
+        summary=judged.summary,
         working_branch=view.working_branch,
+        delivered=view.delivered,
         pull_request_url=view.pull_request_url,
         code_changed=view.code_changed,
         changed_files=view.changed_files,

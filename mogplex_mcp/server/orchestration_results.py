@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from mogplex_mcp.runs.views import Delivered
 from mogplex_mcp.server.results import UNTRUSTED_NOTE, StartRunResult, ToolResult
 
 COVERAGE_NOTE = (
@@ -63,6 +64,7 @@ class WaitedRun(_Out):
     needs_input: bool
     summary: str
     working_branch: str | None = None
+    delivered: Delivered | None = Field(default=None, description="As in get_run's run.delivered.")
     pull_request_url: str | None = None
     code_changed: bool | None = None
     changed_files: list[str] | None = None

@@ -37,10 +37,11 @@ from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutE
 from mogplex_mcp.api.models import is_uuid
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, shorten
-from mogplex_mcp.runs.views import describe_status, find_delivery
-from mogplex_mcp.server.compact_views import transcript_lines
+from mogplex_mcp.server import guidance
+from mogplex_mcp.server.compact_views import coalescing_note, transcript_lines
 from mogplex_mcp.server.errors import missing_token_error, tool_error
-from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView
+from mogplex_mcp.server.outcomes import JudgedRun, judge
+from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView, fit_to_budget
 from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, token_from_request
 from mogplex_mcp.server.subscriptions import (
@@ -55,6 +56,9 @@ from mogplex_mcp.server.subscriptions import (
 )
 
 LIST_LIMIT = 50
+TRANSCRIPT_CHAR_BUDGET = 14_000
+EVENTS_PAGE_MAX = 200
+EVENTS_PAGE_URI = EVENTS_URI + "{?after}"
 TRUNCATED_NOTE = (
     "Mogplex's events API returns only the first 200 events of a run and this Mogplex deployment offers no "
     "event stream, so later events cannot be shown."
@@ -70,6 +74,7 @@ class RunDocument(_Doc):
 
     uri: str
     summary: str
+    next_steps: list[str]
     run: RunView
     event_count: int
     last_event_at: datetime | None = None
@@ -79,13 +84,15 @@ class RunDocument(_Doc):
 
 
 class EventLogDocument(_Doc):
-    """mogplex://runs/{runId}/events: every event known, oldest first, cleaned of secrets."""
+    """mogplex://runs/{runId}/events[?after=<eventId>]: one page of the events known, oldest first, cleaned."""
 
     uri: str
     run_id: str
     status: str
     terminal: bool
-    event_count: int
+    event_count: int = Field(description="Events known for the run (all pages).")
+    shown: int = Field(description="Events on this page.")
+    next_uri: str | None = Field(default=None, description="Read this URI for the events after this page.")
     window_exhausted: bool = Field(description="Only the API's first 200 events could be read.")
     dropped_earliest: int = Field(description="Earliest events dropped to keep this server's memory bounded.")
     note: str | None = None
@@ -110,20 +117,20 @@ def _add_templates(server: MCPServer[Any]) -> None:
     @server.resource(RUN_URI, name="run", title="Mogplex run", mime_type="application/json")
     async def run_state(runId: str, ctx: Context[Any, Any]) -> str:
         """A Mogplex run's state: status, outcome, pull request link, branches, timing."""
-        snap, token = await _snapshot(ctx, runId)
-        return _run_document(snap, token).model_dump_json(indent=2)
+        state, snap, token = await _snapshot(ctx, runId)
+        return _run_document(judge(state, token, snap), snap).model_dump_json(indent=2)
 
-    @server.resource(EVENTS_URI, name="run-events", title="Mogplex run event log", mime_type="application/json")
-    async def run_events(runId: str, ctx: Context[Any, Any]) -> str:
-        """Every event of a Mogplex run, oldest first (untrusted text written by the remote agent)."""
-        snap, token = await _snapshot(ctx, runId)
-        return _event_log(snap, token).model_dump_json(indent=2)
+    @server.resource(EVENTS_PAGE_URI, name="run-events", title="Mogplex run event log", mime_type="application/json")
+    async def run_events(runId: str, ctx: Context[Any, Any], after: str | None = None) -> str:
+        """A Mogplex run's events, oldest first, a page at a time (nextUri reads on; untrusted agent text)."""
+        _, snap, token = await _snapshot(ctx, runId)
+        return _event_log(snap, token, after).model_dump_json(indent=2)
 
     @server.resource(LOG_URI, name="run-log", title="Mogplex run transcript", mime_type="text/plain")
     async def run_log(runId: str, ctx: Context[Any, Any]) -> str:
         """A readable transcript of a Mogplex run: one line per event, then the outcome and PR link."""
-        snap, token = await _snapshot(ctx, runId)
-        return transcript(snap, token)
+        state, snap, token = await _snapshot(ctx, runId)
+        return transcript(snap, token, judge(state, token, snap))
 
 
 def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> None:
@@ -197,7 +204,7 @@ class ResourceSurface:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-async def _snapshot(ctx: Context[Any, Any], run_id: str) -> tuple[RunSnapshot, str]:
+async def _snapshot(ctx: Context[Any, Any], run_id: str) -> tuple[AppState, RunSnapshot, str]:
     """The run's state and events (see `snapshots.load_snapshot`), with failures as resource errors."""
     if not is_uuid(run_id):
         shown = shorten(clean_text(run_id), 80)
@@ -209,7 +216,7 @@ async def _snapshot(ctx: Context[Any, Any], run_id: str) -> tuple[RunSnapshot, s
     deadline = time.monotonic() + state.budget
     try:
         with anyio.fail_after(state.budget + 2.0):
-            return await load_snapshot(state, token, run_id, deadline), token
+            return state, await load_snapshot(state, token, run_id, deadline), token
     except NotFoundError:
         raise ResourceNotFoundError(run_not_found(run_id)) from None
     except TimeoutError:
@@ -222,14 +229,13 @@ async def _snapshot(ctx: Context[Any, Any], run_id: str) -> tuple[RunSnapshot, s
 # --- rendering --------------------------------------------------------------------------------------
 
 
-def _run_document(snap: RunSnapshot, token: str) -> RunDocument:
-    run = snap.run
-    delivery = find_delivery(snap.events)
-    uri, events_uri, log_uri = run_uris(run.run_id)
+def _run_document(judged: JudgedRun, snap: RunSnapshot) -> RunDocument:
+    uri, events_uri, log_uri = run_uris(snap.run.run_id)
     return RunDocument(
         uri=uri,
-        summary=clean_text(f"Run {run.run_id} {describe_status(run, delivery)}.", token),
-        run=RunView.build(run, delivery, token, events=snap.events),
+        summary=judged.summary,
+        next_steps=guidance.next_steps(judged.outcome, caller="resource"),
+        run=judged.view,
         event_count=len(snap.events) + snap.dropped_events,
         last_event_at=snap.events[-1].created_at if snap.events else None,
         live=snap.live,
@@ -238,36 +244,69 @@ def _run_document(snap: RunSnapshot, token: str) -> RunDocument:
     )
 
 
-def _event_log(snap: RunSnapshot, token: str) -> EventLogDocument:
+def _event_log(snap: RunSnapshot, token: str, after: str | None) -> EventLogDocument:
     run = snap.run
+    base = run_uris(run.run_id)[1]
+    ids = [event.id for event in snap.events]
+    if after and after not in ids:
+        raise ResourceNotFoundError(
+            f"{shorten(clean_text(after, token), 80)!r} is not an event of run {run.run_id}: use the nextUri of "
+            f"an earlier page, or read {base} for the first page."
+        )
+    start = ids.index(after) + 1 if after else 0
+    page = snap.events[start : start + EVENTS_PAGE_MAX]
+    views = fit_to_budget([EventView.build(event, include_payload=True, secret=token) for event in page])
+    more = start + len(views) < len(snap.events)
     return EventLogDocument(
-        uri=run_uris(run.run_id)[1],
+        uri=f"{base}?after={after}" if after else base,
         run_id=run.run_id,
         status=run.status,
         terminal=run.terminal,
         event_count=len(snap.events),
+        shown=len(views),
+        next_uri=f"{base}?after={views[-1].id}" if more and views else None,
         window_exhausted=snap.window_exhausted,
         dropped_earliest=snap.dropped_events,
         note=_coverage_note(snap),
-        events=[EventView.build(event, include_payload=True, secret=token) for event in snap.events],
+        events=views,
     )
 
 
-def transcript(snap: RunSnapshot, token: str) -> str:
-    """One line per event, oldest first, then the outcome (with the pull request link when there is one)."""
+def transcript(snap: RunSnapshot, token: str, judged: JudgedRun) -> str:
+    """One line per event, oldest first, then the outcome; the earliest lines give way beyond the budget."""
     run = snap.run
-    lines = [f"Mogplex run {run.run_id} — status {clean_text(run.status, token)}", f"({UNTRUSTED_NOTE})", ""]
+    head = [f"Mogplex run {run.run_id} — status {clean_text(run.status, token)}", f"({UNTRUSTED_NOTE})", ""]
+    lines = transcript_lines(snap.events, token)
+    if (coalesced := coalescing_note(len(snap.events), len(lines))) is not None:
+        head.append(coalesced)
+    kept = _last_lines_within(lines, TRANSCRIPT_CHAR_BUDGET)
+    omitted = len(lines) - len(kept)
     if snap.dropped_events:
-        lines.append(f"… {snap.dropped_events} earliest events not kept by this server …")
-    lines += transcript_lines(snap.events, token)
-    if not snap.events:
-        lines.append("(no events yet)")
+        head.append(f"… {snap.dropped_events} earliest events not kept by this server …")
+    if omitted:
+        head.append(
+            f"… {omitted} earlier lines (of {len(snap.events)} events) not shown here: "
+            f"read {run_uris(run.run_id)[1]} for every event …"
+        )
+    body = kept or ["(no events yet)"]
+    tail: list[str] = []
     note = _coverage_note(snap)
     if note:
-        lines += ["", note]
+        tail += ["", note]
     verb = "Outcome" if run.terminal else "So far"
-    lines += ["", f"{verb}: run {run.run_id} {clean_text(describe_status(run, find_delivery(snap.events)), token)}."]
-    return "\n".join(lines) + "\n"
+    tail += ["", f"{verb}: run {run.run_id} {clean_text(judged.outcome.sentence(), token)}."]
+    return "\n".join(head + body + tail) + "\n"
+
+
+def _last_lines_within(lines: list[str], budget: int) -> list[str]:
+    kept: list[str] = []
+    used = 0
+    for line in reversed(lines):
+        used += len(line) + 1
+        if used > budget:
+            break
+        kept.append(line)
+    return kept[::-1]
 
 
 def _coverage_note(snap: RunSnapshot) -> str | None:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from mogplex_mcp.api.models import CancelOutcome, Repo, RunDetail, RunEvent
-from mogplex_mcp.runs.review import changed_files, final_message
+from mogplex_mcp.api.models import CancelOutcome, Repo, RunDetail, RunEvent, StartHarness
 from mogplex_mcp.runs.sanitize import clean_text, clean_value, shorten
-from mogplex_mcp.runs.views import Delivery, elapsed_seconds, probably_stuck
+from mogplex_mcp.runs.views import Delivered, RunOutcome
 
 MESSAGE_CHARS = 300
 PAYLOAD_CHARS = 1500
@@ -33,13 +31,22 @@ class ToolResult(_Out):
     next_steps: list[str] = Field(description="What to call next, and when.")
 
 
+RunStatus = Literal["pending", "streaming", "awaiting_input", "success", "failed", "cancelled", "unknown"]
+
+
+def _status(raw: str) -> RunStatus:
+    """The run's status; one this server does not know shows as "unknown" (the summary names it)."""
+    known: tuple[RunStatus, ...] = get_args(RunStatus)
+    return next((status for status in known if status == raw), "unknown")
+
+
 class RunView(_Out):
-    """A run as the model sees it: the API's fields plus facts derived from its events."""
+    """A run as the model sees it: the API's fields plus its one derived outcome (see `RunOutcome`)."""
 
     run_id: str
-    status: str
+    status: RunStatus
     terminal: bool
-    harness: str | None = None
+    harness: StartHarness | None = None
     repo_id: str | None = None
     base_branch: str | None = None
     working_branch: str | None = None
@@ -49,8 +56,13 @@ class RunView(_Out):
     updated_at: datetime | None = None
     elapsed_seconds: float | None = None
     error: str | None = None
-    pull_request_url: str | None = Field(default=None, description="From the git_delivery event, if any.")
-    code_changed: bool | None = Field(default=None, description="From the git_delivery event, if any.")
+    delivered: Delivered = Field(
+        description="pull_request; changes_without_pull_request; no_changes; no_pull_request (all events seen); "
+        "unknown (the last events were not visible: check the branch); not_yet."
+    )
+    pull_request_url: str | None = None
+    code_changed: bool | None = Field(default=None, description="null: not reported (yet), or unknown.")
+    stopped_by_cancel: bool = Field(default=False, description="Ended failed/cancelled after a cancel request.")
     probably_stuck: bool = False
     changed_files: list[str] | None = Field(
         default=None, description="Files written by the agent's file-editing tools (first 20); null: none seen."
@@ -62,45 +74,33 @@ class RunView(_Out):
 
     @classmethod
     def build(
-        cls,
-        run: RunDetail,
-        delivery: Delivery | None = None,
-        secret: str | None = None,
-        *,
-        events: Sequence[RunEvent] | None = None,
+        cls, run: RunDetail, outcome: RunOutcome, secret: str | None = None, *, root_directory: str | None = None
     ) -> RunView:
-        elapsed = elapsed_seconds(run)
         branch = run.branch
-        view = cls(
+        return cls(
             run_id=run.run_id,
-            status=run.status,
+            status=_status(run.status),
             terminal=run.terminal,
-            harness=run.harness,
+            harness=next((h for h in get_args(StartHarness) if h == run.harness), None),
             repo_id=run.repo_id,
             base_branch=branch.base if branch else None,
             working_branch=branch.working if branch else None,
             create_branch=branch.create_branch if branch else None,
-            root_directory=run.root_directory,
+            root_directory=run.root_directory or root_directory,
             created_at=run.created_at,
             updated_at=run.updated_at,
-            elapsed_seconds=round(elapsed, 1) if elapsed is not None else None,
+            elapsed_seconds=outcome.elapsed_seconds,
             error=shorten(clean_text(run.error, secret), MESSAGE_CHARS) if run.error else None,
-            pull_request_url=delivery.pull_request_url if delivery else None,
-            code_changed=delivery.changed if delivery else None,
-            probably_stuck=probably_stuck(run),
-        )
-        return view.with_review(events, secret) if events is not None else view
-
-    def with_review(self, events: Sequence[RunEvent], secret: str | None) -> RunView:
-        """This view plus what the events show of the work: changed files and the agent's last words."""
-        paths, total = changed_files(events)
-        words = final_message(events)
-        return self.model_copy(
-            update={
-                "changed_files": [clean_text(path, secret) for path in paths] if total else None,
-                "changed_files_total": total or None,
-                "final_message": clean_text(words, secret) if words else None,
-            }
+            delivered=outcome.delivered,
+            pull_request_url=outcome.pull_request_url,
+            code_changed=outcome.code_changed,
+            stopped_by_cancel=outcome.stopped_by_cancel,
+            probably_stuck=outcome.probably_stuck,
+            changed_files=[clean_text(path, secret) for path in outcome.changed_files]
+            if outcome.changed_files_total
+            else None,
+            changed_files_total=outcome.changed_files_total or None,
+            final_message=clean_text(outcome.final_message, secret) if outcome.final_message else None,
         )
 
 
@@ -155,7 +155,10 @@ class ListReposResult(ToolResult):
 
 class StartRunResult(ToolResult):
     run: RunView
-    replayed: bool = Field(description="True when this call replayed an earlier identical start: no new run.")
+    replayed: bool = Field(description="Mogplex answered with a run it had already started under this key.")
+    recovered: bool = Field(
+        default=False, description="This call's own retry (after a failed connection) got back the run it started."
+    )
     idempotency_key: str = Field(description="Pass it again to retry this exact start safely.")
 
 
@@ -165,8 +168,9 @@ class GetRunResult(ToolResult):
 
 class ListRunEventsResult(ToolResult):
     run_id: str
-    status: str
+    status: RunStatus
     terminal: bool
+    run: RunView
     events: list[EventView]
     next_cursor: str | None = Field(description="Pass as afterEventId to continue after the last event shown.")
     has_more: bool = Field(description="More events are known right now after nextCursor.")
@@ -185,8 +189,9 @@ class WaitForRunResult(ToolResult):
     run: RunView
     finished: bool = Field(description="The run reached a terminal status.")
     waited_seconds: float
-    new_events: list[EventView] = Field(description="The latest events that arrived during this wait.")
+    new_events: list[EventView] = Field(description="Events after afterEventId (or new during this wait).")
     new_event_count: int
+    next_cursor: str | None = Field(description="Pass as afterEventId to the next wait_for_run or list_run_events.")
     untrusted_content: str = UNTRUSTED_NOTE
 
 

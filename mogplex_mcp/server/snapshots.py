@@ -25,14 +25,24 @@ class RunSnapshot:
     window_exhausted: bool
     dropped_events: int = 0
     live: bool = False
+    # The run's last events are among `events` (False: cut at the API's window, or a backfill still running).
+    saw_last_events: bool = True
 
     @classmethod
     def of(cls, follower: RunFollower, run: RunDetail) -> RunSnapshot:
-        return cls(run, follower.events(), follower.window_exhausted, follower.dropped_events, follower.active)
+        return cls(
+            run,
+            follower.events(),
+            follower.window_exhausted,
+            follower.dropped_events,
+            follower.active,
+            saw_last_events=follower.saw_the_end and not follower.window_exhausted,
+        )
 
     @classmethod
     def of_page(cls, page: EventPage) -> RunSnapshot:
-        return cls(page.run, page.events, len(page.events) >= EVENTS_LIMIT_MAX)
+        full = len(page.events) >= EVENTS_LIMIT_MAX
+        return cls(page.run, page.events, full, saw_last_events=not full)
 
 
 def from_follower(follower: RunFollower | None) -> RunSnapshot | None:
@@ -42,11 +52,28 @@ def from_follower(follower: RunFollower | None) -> RunSnapshot | None:
     return RunSnapshot.of(follower, follower.run)
 
 
-async def load_snapshot(state: AppState, token: str, run_id: str, deadline: float) -> RunSnapshot:
-    """The freshest, fullest view of a run this server can give. Raises the client's errors."""
-    cached = from_follower(state.hub.get(token, run_id))
-    if cached is not None:
-        return cached
+async def settled_snapshot(follower: RunFollower, deadline: float) -> RunSnapshot:
+    """A finished run's follower, once it has stopped (a backfill of its last events may still be running)."""
+    if follower.active:
+        with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+            await follower.wait_stopped()
+    run = follower.run
+    if run is None:  # only a follower that has seen its run is passed in
+        raise RuntimeError(f"follower of {follower.run_id} has no run")
+    return RunSnapshot.of(follower, run)
+
+
+async def load_snapshot(
+    state: AppState, token: str, run_id: str, deadline: float, *, fresh: bool = False
+) -> RunSnapshot:
+    """The freshest, fullest view of a run this server can give (`fresh`: skip the follower's cache).
+
+    Raises the client's errors.
+    """
+    follower = None if fresh else state.hub.get(token, run_id)
+    cached = from_follower(follower)
+    if follower is not None and cached is not None:
+        return await settled_snapshot(follower, deadline) if cached.run.terminal else cached
     async with state.client(token) as api:
         page = await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)
         base_url = api.base_url

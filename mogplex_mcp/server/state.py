@@ -24,6 +24,7 @@ from mogplex_mcp.runs.follower import FollowerHub
 from mogplex_mcp.runs.journal import StartJournal, clean_title, token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts, facts_of
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.notes import RunNotebook
 from mogplex_mcp.runs.store import KnownRuns, StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
@@ -76,6 +77,8 @@ class AppState:
     hub: FollowerHub
     # Called with (token fingerprint, runId) when a run is new to that token's resources/list.
     on_new_run: list[Callable[[str, str], Awaitable[None]]] = field(default_factory=list)
+    # What GET does not say about a run (its rootDirectory, a cancel this server asked for).
+    notes: RunNotebook = field(default_factory=RunNotebook)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
@@ -174,7 +177,9 @@ def require_token(ctx: Context[Any, Any], state: AppState) -> str:
 
 
 @asynccontextmanager
-async def upstream(action: str, token: str | None, budget_seconds: float) -> AsyncIterator[float]:
+async def upstream(
+    action: str, token: str | None, budget_seconds: float, *, argument: str = "runId"
+) -> AsyncIterator[float]:
     """Run upstream calls for one tool: yields their deadline; turns failures into ToolErrors.
 
     The hard cap (`fail_after`) is a backstop above the client's own deadline handling, so a tool
@@ -185,6 +190,6 @@ async def upstream(action: str, token: str | None, budget_seconds: float) -> Asy
         with anyio.fail_after(budget_seconds + 2.0):
             yield deadline
     except MogplexError as exc:
-        raise tool_error(exc, action, token=token) from None
+        raise tool_error(exc, action, token=token, argument=argument) from None
     except TimeoutError:
-        raise tool_error(UpstreamTimeoutError("deadline reached"), action, token=token) from None
+        raise tool_error(UpstreamTimeoutError("deadline reached"), action, token=token, argument=argument) from None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -16,9 +18,9 @@ from mogplex_mcp.api.models import (
     IDEMPOTENCY_KEY_MAX_CHARS,
     PROMPT_MAX_CHARS,
     REPOS_LIMIT_MAX,
+    CancelOutcome,
     Harness,
     RunDetail,
-    RunEvent,
     StartedRun,
     StartRunRequest,
     idempotency_key_problem,
@@ -26,18 +28,18 @@ from mogplex_mcp.api.models import (
 from mogplex_mcp.runs.journal import JournalUnavailableError, KeyClaim, request_fingerprint, token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts
 from mogplex_mcp.runs.sanitize import clean_text
-from mogplex_mcp.runs.views import describe_status, find_delivery
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.errors import journal_unavailable_error, validation_error
+from mogplex_mcp.server.outcomes import JudgedRun, judge, snapshot_of
 from mogplex_mcp.server.results import (
     CancelRunResult,
     GetRunResult,
     ListReposResult,
     RepoView,
-    RunView,
     StartRunResult,
     fit_to_budget,
 )
+from mogplex_mcp.server.snapshots import RunSnapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 
 RunId = Annotated[str, Field(description="The run's id (a UUID), as returned by start_run.", max_length=64)]
@@ -113,15 +115,21 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         ] = None,
         workingBranch: Annotated[
             str | None,
-            Field(description="Branch to commit to. Default: baseBranch, or a generated name with createBranch."),
+            Field(description="Branch to commit to; with createBranch: true a new one (default: a generated name)."),
         ] = None,
         createBranch: Annotated[
-            bool | None, Field(description="Create (or use) a separate working branch for this run.")
+            bool | None, Field(description="true: work on a separate branch, ready for review. Recommended.")
         ] = None,
         rootDirectory: Annotated[str | None, Field(description="Monorepo subpath to work in.")] = None,
-        conversationId: Annotated[str | None, Field(description="Attach to an existing conversation.")] = None,
-        workspaceSessionId: Annotated[str | None, Field(description="Attach to an existing workspace session.")] = None,
-        mode: Annotated[str | None, Field(description="Mode hint for the runtime (e.g. SAFE, AUTO).")] = None,
+        conversationId: Annotated[
+            str | None, Field(description="Continue this Mogplex conversation (id from the Mogplex app).")
+        ] = None,
+        workspaceSessionId: Annotated[
+            str | None, Field(description="Run in this existing Mogplex workspace session (id from the app).")
+        ] = None,
+        mode: Annotated[
+            str | None, Field(description="Agent autonomy: SAFE, YOLO, or AUTO (the default; other values mean AUTO).")
+        ] = None,
         idempotencyKey: Annotated[
             str | None,
             Field(
@@ -132,8 +140,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         ] = None,
     ) -> StartRunResult:
         """Start a remote coding-agent run on a repository. Returns at once with the run's id; the
-        agent works in a cloud sandbox and usually opens a pull request. Safe to retry: repeating the
-        same call does not start a second run."""
+        agent works in a cloud sandbox and usually opens a pull request. Pass createBranch: true for
+        changes meant for review: without it (and without workingBranch) the agent commits straight onto
+        the base branch. Safe to retry: repeating the same call does not start a second run."""
         optional = {
             "harness": harness,
             "baseBranch": baseBranch,
@@ -152,7 +161,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         except ValidationError as exc:
             raise validation_error("start_run", exc) from None
         if idempotencyKey is not None and (problem := idempotency_key_problem(idempotencyKey)):
-            raise ToolError(f"Invalid arguments for start_run: idempotencyKey {problem}. Nothing was sent.")
+            raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
         state = app_state(ctx)
         token = require_token(ctx, state)
         result = await _start(state, token, request, idempotencyKey)
@@ -168,25 +177,20 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         state = app_state(ctx)
         token = require_token(ctx, state)
         follower = state.hub.get(token, runId)
-        events: list[RunEvent] | None = None
-        if follower is not None and follower.run is not None and follower.terminal:
-            # A finished run never changes: answer from what its follower already saw.
-            run, events = follower.run, follower.events()
-            delivery = find_delivery(events)
-        else:
-            async with upstream("get the run", token, state.budget) as deadline, state.client(token) as api:
-                run = await api.get_run(runId, deadline=deadline)
-                delivery = None
-                if run.terminal:
-                    page = await api.list_events(runId, limit=200, deadline=deadline)
-                    events = page.events
-                    delivery = find_delivery(events)
-        await state.remember(token, run)
-        view = RunView.build(run, delivery, token, events=events)
+        async with upstream("get the run", token, state.budget) as deadline:
+            if follower is not None and follower.run is not None and follower.terminal:
+                # A finished run never changes: answer from what its follower saw (once any backfill is done).
+                snap = await settled_snapshot(follower, deadline)
+            else:
+                async with state.client(token) as api:
+                    run = await api.get_run(runId, deadline=deadline)
+                snap = await snapshot_of(state, token, run, deadline)
+        await state.remember(token, snap.run)
+        judged = judge(state, token, snap)
         return GetRunResult(
-            summary=f"Run {run.run_id} {describe_status(run, delivery)}.",
-            next_steps=guidance.next_steps(view),
-            run=view,
+            summary=judged.summary,
+            next_steps=guidance.next_steps(judged.outcome, caller="get_run"),
+            run=judged.view,
         )
 
     @tool(
@@ -200,22 +204,29 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         The agent's unpushed work is lost."""
         state = app_state(ctx)
         token = require_token(ctx, state)
-        async with upstream("cancel the run", token, state.budget) as deadline, state.client(token) as api:
-            result = await api.cancel_run(runId, deadline=deadline)
+        async with upstream("cancel the run", token, state.budget) as deadline:
+            async with state.client(token) as api:
+                result = await api.cancel_run(runId, deadline=deadline)
+            if result.outcome == "cancellation_requested":
+                state.notes.note_cancel_requested(token_fingerprint(token), runId)
+            snap = await snapshot_of(state, token, result.run, deadline)
         await state.remember(token, result.run)
-        view = RunView.build(result.run, None, token)
-        if result.outcome == "already_terminal":
-            summary = f"Run {runId} had already finished ({result.run.status}); nothing was cancelled."
-        elif result.run.status == "failed":
-            summary = f"Run {runId} stopped (it ended as 'failed' while being cancelled: cancelled in effect)."
-        else:
-            summary = f"Cancellation requested for run {runId}; it will reach 'cancelled' shortly."
+        judged = judge(state, token, snap)
         return CancelRunResult(
-            summary=summary,
-            next_steps=guidance.after_cancel(view, result.outcome),
+            summary=_cancel_summary(runId, result.outcome, judged),
+            next_steps=guidance.after_cancel(judged.outcome, result.outcome),
             outcome=result.outcome,
-            run=view,
+            run=judged.view,
         )
+
+
+def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> str:
+    outcome = judged.outcome
+    if cancel == "already_terminal":
+        return f"Run {run_id} had already finished; nothing was cancelled. {judged.summary}"
+    if outcome.terminal:
+        return judged.summary
+    return f"Cancellation requested for run {run_id}; it stops shortly (call wait_for_run to confirm)."
 
 
 async def _start(state: AppState, token: str, request: StartRunRequest, explicit_key: str | None) -> StartRunResult:
@@ -228,7 +239,10 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
         except JournalUnavailableError as exc:  # a fresh key could start a second run: send nothing
             raise journal_unavailable_error(exc.reason) from None
     key = explicit_key.strip() if explicit_key is not None else claim.idempotency_key if claim else None
-    async with upstream("start the run", token, state.budget) as deadline, state.client(token) as api:
+    async with (
+        upstream("start the run", token, state.budget, argument="repoId") as deadline,
+        state.client(token) as api,
+    ):
         try:
             started = await api.start_run(request, idempotency_key=key, deadline=deadline)
         except MogplexError as exc:
@@ -241,7 +255,7 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
         else:
             await state.start_claims.record_started(fingerprint, body_hash, started.run.run_id)
     await state.remember(token, started.run, title=request.prompt)
-    return _started_result(started, claim, token)
+    return await _started_result(state, token, started, claim, request)
 
 
 def _start_definitely_failed(exc: MogplexError) -> bool:
@@ -251,22 +265,42 @@ def _start_definitely_failed(exc: MogplexError) -> bool:
     return 400 <= exc.status < 500 and exc.status not in (408, 409)
 
 
-def _started_result(started: StartedRun, claim: KeyClaim | None, token: str) -> StartRunResult:
+async def _started_result(
+    state: AppState, token: str, started: StartedRun, claim: KeyClaim | None, request: StartRunRequest
+) -> StartRunResult:
     run: RunDetail = started.run
-    view = RunView.build(run, None, token)
-    where = f" on branch {view.working_branch}" if view.working_branch else ""
-    if started.replayed:
-        ago = f" from {int(claim.age_seconds)} s ago" if claim and claim.reused else ""
-        summary = (
-            f"Replayed an identical earlier start{ago}: run {run.run_id} ({run.status}){where}. "
-            "No second run was started."
-        )
-    else:
-        summary = f"Started run {run.run_id} ({view.harness or 'codex'}){where}; status {run.status}."
+    state.notes.note_root_directory(token_fingerprint(token), run.run_id, run.root_directory)
+    snap = RunSnapshot(run, [], False)
+    if started.replayed and run.terminal:  # a finished run's real outcome, not nulls
+        with anyio.move_on_after(state.budget) as scope:
+            snap = await snapshot_of(state, token, run, time.monotonic() + state.budget)
+        if scope.cancelled_caught:  # the run exists either way: report it, its delivery unknown
+            snap = RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
+    judged = judge(state, token, snap)
+    repeated = started.replayed and not started.recovered
+    to_default = not request.create_branch and request.working_branch is None
     return StartRunResult(
-        summary=clean_text(summary, token),
-        next_steps=guidance.after_start(view, started.replayed),
-        run=view,
+        summary=clean_text(_start_summary(started, claim, judged, to_default), token),
+        next_steps=guidance.after_start(judged.outcome, repeated=repeated, to_default_branch=to_default),
+        run=judged.view,
         replayed=started.replayed,
+        recovered=started.recovered,
         idempotency_key=started.idempotency_key,
     )
+
+
+def _start_summary(started: StartedRun, claim: KeyClaim | None, judged: JudgedRun, to_default: bool) -> str:
+    view = judged.view
+    where = f" on branch {view.working_branch}" if view.working_branch else ""
+    standing = judged.summary
+    if to_default and not judged.outcome.terminal:
+        where += " (straight onto the base branch: no separate branch for review)"
+    if started.recovered:
+        return (
+            f"Started run {view.run_id}{where}: the connection failed after Mogplex accepted the start, and "
+            f"this server's retry recovered the run (no second run). {standing}"
+        )
+    if started.replayed:
+        ago = f" from {int(claim.age_seconds)} s ago" if claim and claim.reused else ""
+        return f"Replayed an identical earlier start{ago}: No second run was started. {standing}"
+    return f"Started run {view.run_id} ({view.harness or 'codex'}){where}. {standing}"

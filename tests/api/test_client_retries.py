@@ -222,6 +222,14 @@ async def test_a_start_retried_after_a_dropped_connection_reuses_its_key() -> No
     assert keys == [started.idempotency_key] * 2
     assert started.replayed is True
     assert started.run.run_id == RUN_ID
+    assert started.attempts == 2 and started.recovered, "the replay answered this call's own retry"
+
+
+async def test_a_replay_on_the_first_attempt_is_the_callers_repeat_not_a_recovery() -> None:
+    upstream = Upstream([reply_fixture("start_run_202_replayed.json", 202)], clock=FakeClock())
+    async with make_client(upstream) as client:
+        started = await client.start_run(REQUEST, idempotency_key="used-before")
+    assert started.replayed is True and started.attempts == 1 and not started.recovered
 
 
 async def test_a_start_retried_after_server_errors_keeps_the_callers_key() -> None:
@@ -233,6 +241,7 @@ async def test_a_start_retried_after_server_errors_keeps_the_callers_key() -> No
         started = await client.start_run(REQUEST, idempotency_key="tool-call-1234")
     assert [r.headers["idempotency-key"] for r in upstream.requests] == ["tool-call-1234"] * 3
     assert started.idempotency_key == "tool-call-1234"
+    assert started.attempts == 3 and not started.recovered, "a fresh run after retries is no replay"
 
 
 async def test_a_policy_without_retries_makes_one_attempt() -> None:

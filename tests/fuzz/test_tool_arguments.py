@@ -133,6 +133,7 @@ BAD_FIELDS: dict[str, list[tuple[str, st.SearchStrategy[Any]]]] = {
     "wait_for_run": [
         ("runId", BAD_RUN_IDS),
         ("timeoutSeconds", st.one_of(st.floats(max_value=0.99), st.floats(min_value=50.01), st.just("soon"))),
+        ("afterEventId", st.one_of(st.text(min_size=201, max_size=300), st.integers())),
     ],
     "list_run_events": [
         ("runId", BAD_RUN_IDS),
@@ -178,7 +179,8 @@ def invalid_call(draw: st.DrawFn, tool: str) -> tuple[dict[str, Any], str]:
     if tool == "start_run" and field == "workingBranch" and draw(st.booleans()):
         arguments |= {"createBranch": True, "baseBranch": "main", "workingBranch": "main"}  # must differ
     if draw(st.integers(0, 4)) == 0:
-        arguments["unexpectedExtra"] = CANARY  # ignored by the SDK; must never be echoed
+        arguments["unexpectedExtra"] = CANARY  # refused by name (its value never echoed)
+        return arguments, "unknown argument 'unexpectedExtra'"
     return arguments, field
 
 
@@ -200,6 +202,53 @@ def test_an_invalid_argument_is_a_clear_error_and_never_a_request(
         text = assert_clear_error(tool, client.call(tool, arguments), names=field)
         assert emulator.request_count() == before, f"{tool}({field}) reached the upstream"
         assert not TOKENISH.search(text), f"{tool}: a token-looking value was echoed: {text[:300]}"
+
+    check()
+
+
+# Natural guesses a model makes, and the field the error must point it to.
+GUESSES: dict[str, list[tuple[str, str]]] = {
+    "start_run": [("branch", "workingBranch (with createBranch: true)"), ("repo", "repoId"), ("repo_id", "repoId"),
+                  ("task", "prompt"), ("BaseBranch", "baseBranch"), ("create_branch", "createBranch")],
+    "get_run": [("run_id", "runId"), ("id", "runId")],
+    "cancel_run": [("runid", "runId"), ("reason", "")],
+    "wait_for_run": [("timeout", "timeoutSeconds"), ("cursor", "afterEventId")],
+    "list_run_events": [("after", "afterEventId"), ("include_payload", "includePayload")],
+    "list_repos": [("search", "query"), ("max", "")],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("tool", sorted(GUESSES))
+def test_an_unknown_argument_is_refused_by_name_with_the_field_meant(
+    server: tuple[LiveSession, Session], tool: str
+) -> None:
+    client, session = server
+    emulator = session.emulator.emulator
+    for guess, meant in GUESSES[tool]:
+        before = emulator.request_count()
+        text = assert_clear_error(tool, client.call(tool, {**VALID[tool], guess: CANARY}), names=repr(guess))
+        assert text.startswith(f"{tool}: invalid arguments: unknown argument {guess!r}"), text
+        if meant:
+            assert f"use {meant}" in text, text
+        assert CANARY not in text, "the unknown argument's value was echoed"
+        assert emulator.request_count() == before, f"{tool}({guess}) reached the upstream"
+
+
+@pytest.mark.parametrize("tool", sorted(VALID))
+def test_any_unknown_argument_name_is_refused_and_never_a_request(
+    server: tuple[LiveSession, Session], tool: str
+) -> None:
+    client, session = server
+    emulator = session.emulator.emulator
+    known = set(VALID[tool]) | {field for field, _ in BAD_FIELDS[tool]}
+
+    @FUZZ
+    @given(st.text(min_size=1, max_size=40).filter(lambda name: name not in known))
+    def check(name: str) -> None:
+        before = emulator.request_count()
+        text = assert_clear_error(tool, client.call(tool, {**VALID[tool], name: "x"}), names="unknown argument")
+        assert emulator.request_count() == before, f"{tool}({name!r}) reached the upstream"
+        assert not TOKENISH.search(text)
 
     check()
 

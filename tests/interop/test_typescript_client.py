@@ -60,7 +60,7 @@ def judge(report: dict[str, Any]) -> None:
     assert report["withoutReset"]["timedOut"] is True, "without resetTimeoutOnProgress the wait should time out"
 
     assert f"mogplex://runs/{run['runId']}" in report["resources"]
-    assert set(report["templates"]) >= {"mogplex://runs/{runId}", "mogplex://runs/{runId}/events"}
+    assert set(report["templates"]) >= {"mogplex://runs/{runId}", "mogplex://runs/{runId}/events{?after}"}
     reads = report["reads"]
     assert json.loads(reads[f"mogplex://runs/{run['runId']}"][0]["text"])["run"]["status"] == "success"
     assert json.loads(reads[f"mogplex://runs/{run['runId']}/events"][0]["text"])["events"]

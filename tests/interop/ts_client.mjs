@@ -105,5 +105,5 @@ try {
 } finally {
   await client.close().catch(() => {});
 }
-process.stdout.write(JSON.stringify(report) + "\n");
-process.exit(report.ok ? 0 : 1);
+// Exit only once the report is flushed: a pipe holds 64 KiB, and process.exit() drops the rest.
+process.stdout.write(JSON.stringify(report) + "\n", () => process.exit(report.ok ? 0 : 1));

@@ -36,9 +36,11 @@ def test_a_tool_start_and_finish_share_a_line_and_deltas_form_one_message() -> N
     lines = compact(NEWER)
     assert [line.kind for line in lines] == ["message", "tool", "tool", "message", "event"]
     assert sum(line.count for line in lines) == len(NEWER), "every event is behind exactly one line"
-    assert [line.state for line in lines if line.kind == "tool"] == ["completed", "denied"]
+    # A joined tool line stands where the tool finished: lines keep the order of their last events (cursors).
+    assert [line.state for line in lines if line.kind == "tool"] == ["denied", "completed"]
+    assert [line.last.id for line in lines] == ["e2", "e5", "e6", "e8", "e9"]
     assert line_text(lines[0]) == "assistant · Let me look. (2 parts)"
-    assert line_text(lines[1]) == "tool · edit_file · completed · a.py"
+    assert line_text(lines[2]) == "tool · edit_file · completed · a.py"
 
 
 def test_changed_files_skip_failed_tools_and_count_every_path() -> None:

@@ -163,7 +163,7 @@ async def test_the_three_run_resources_are_advertised_as_templates(tmp_path: Pat
         advertised = {t.uri_template: t.mime_type for t in templates}
         assert advertised == {
             "mogplex://runs/{runId}": "application/json",
-            "mogplex://runs/{runId}/events": "application/json",
+            "mogplex://runs/{runId}/events{?after}": "application/json",
             "mogplex://runs/{runId}/log": "text/plain",
         }
         assert all(t.description for t in templates)
@@ -288,10 +288,16 @@ async def test_a_500_event_run_is_fully_readable_through_the_stream(tmp_path: Pa
         for run_id in (followed, cold):  # `cold` was never followed: its read replays the stream once
             log = await s.read_json(f"mogplex://runs/{run_id}/events")
             assert log["eventCount"] == 500 and log["windowExhausted"] is False and log["note"] is None
-            assert len({event["id"] for event in log["events"]}) == 500
+            ids = [event["id"] for event in log["events"]]
+            assert len(ids) < 500 and log["nextUri"], "the event log is paged, like results"
+            while log["nextUri"]:  # every event, once, page by page
+                log = await s.read_json(log["nextUri"])
+                ids += [event["id"] for event in log["events"]]
+            assert len(ids) == len(set(ids)) == 500
             text = await s.read(f"mogplex://runs/{run_id}/log")
-            lines = run_lines(text)  # a tool's start and finish share a line: the transcript counts honestly
-            assert f"(500 events in {len(lines)} lines" in text and "first 200 events" not in text
+            assert len(text) < 16_000 and "first 200 events" not in text
+            assert 0 < len(run_lines(text)) < 500 and "earlier lines (of 500 events) not shown" in text
+            assert "pull request: https://" in text.rstrip().splitlines()[-1]
         listed = (await s.client.call_tool("list_run_events", {"runId": followed, "limit": 200})).structured_content
         assert listed is not None and listed["hasMore"] is True
 

@@ -71,6 +71,46 @@ async def test_every_tool_declares_all_four_hints_and_a_self_sufficient_output(t
     assert by_name["start_run"]["inputSchema"]["required"] == ["repoId", "prompt"]
 
 
+MODEL_FACING_MAX = 8_000  # every tool, the orchestration ones to come included
+
+
+def model_facing_chars(tools: list[dict[str, Any]]) -> int:
+    """What a host hands the model per tool: its name, description and input schema (as JSON)."""
+    return sum(len(t["name"]) + len(t["description"]) + len(json.dumps(t["inputSchema"])) for t in tools)
+
+
+def _keys(node: Any, key: str) -> list[Any]:
+    """Every value stored under `key` in a JSON schema, except where `key` names a property."""
+    if isinstance(node, list):
+        return [found for item in node for found in _keys(item, key)]
+    if not isinstance(node, dict):
+        return []
+    found = [node[key]] if key in node and not isinstance(node[key], dict) else []
+    return (
+        found
+        + [hit for name, value in node.items() for hit in _keys(value, key) if name != "properties"]
+        + [hit for value in (node.get("properties") or {}).values() for hit in _keys(value, key)]
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_definitions_stay_lean_closed_and_typed(tmp_path: Path, mode: Mode) -> None:
+    tools = await _tools(mode, tmp_path)
+    assert model_facing_chars(tools) <= MODEL_FACING_MAX, "tool definitions outgrew what a host should hand a model"
+    for tool in tools:
+        assert tool["inputSchema"]["additionalProperties"] is False, tool["name"]
+        for schema in (tool["inputSchema"], tool["outputSchema"]):
+            assert _keys(schema, "title") == [], f"{tool['name']}: generated titles in its schema"
+    by_name = {t["name"]: t for t in tools}
+    run_view = by_name["get_run"]["outputSchema"]["$defs"]["RunView"]["properties"]
+    assert set(run_view["status"]["enum"]) >= {"pending", "streaming", "success", "failed", "cancelled"}
+    assert by_name["start_run"]["inputSchema"]["properties"]["harness"]["enum"] == ["codex", "claude-code"]
+    start = by_name["start_run"]
+    assert "createBranch: true" in start["description"]
+    for field in ("conversationId", "workspaceSessionId", "mode"):
+        assert len(start["inputSchema"]["properties"][field]["description"]) > 30, field
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_read_only_mode_hides_the_writers(tmp_path: Path, mode: Mode) -> None:
     names = {tool["name"] for tool in await _tools(mode, tmp_path, read_only=True)}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from mogplex_mcp.emulator import EmulatorConfig, running_emulator
 from tests.server.harness import MODES, Mode, session
@@ -159,6 +160,24 @@ async def test_the_prompt_walks_a_model_through_delegation(tmp_path: Path, mode:
         for step in ("start_run", "wait_for_runs", '"any"', "needsInput", "continue_run", "pullRequestUrl"):
             assert step in fanned
         assert "- Add rate limiting\n- Fix the login page" in fanned
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_prompt_without_its_arguments_is_invalid_params_naming_them(
+    tmp_path: Path, mode: Mode, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with session(tmp_path, mode) as s:
+        with pytest.raises(MCPError) as missing:
+            await s.client.get_prompt("delegate_task", {})
+        assert missing.value.code == -32602 and "repo" in missing.value.message and "task" in missing.value.message
+        with pytest.raises(MCPError) as half:
+            await s.client.get_prompt("delegate_task", {"repo": "acme/api"})
+        assert half.value.code == -32602 and "task" in half.value.message and "repo," not in half.value.message
+        with pytest.raises(MCPError) as oversized:
+            await s.client.get_prompt("delegate_task", {"repo": "acme/api", "task": "x" * 20_001})
+        assert oversized.value.code == -32602 and "task" in oversized.value.message
+        assert "x" * 100 not in oversized.value.message, "the rejected value was echoed"
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged for a caller's mistake"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,0 +1,55 @@
+"""A run's one outcome and view, from a snapshot plus what this server noted — the only place both are built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mogplex_mcp.api.errors import MogplexError
+from mogplex_mcp.api.models import RunDetail
+from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
+from mogplex_mcp.server.results import RunView
+from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot, settled_snapshot
+from mogplex_mcp.server.state import AppState
+
+
+@dataclass(frozen=True)
+class JudgedRun:
+    """What every tool and resource says about one run: the outcome, the view and the summary line."""
+
+    outcome: RunOutcome
+    view: RunView
+    summary: str
+
+
+def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
+    """The outcome of `snap` with this server's notes (rootDirectory, a cancel it asked for)."""
+    notes = state.notes.get(token_fingerprint(token), snap.run.run_id)
+    coverage = Coverage(saw_last_events=snap.saw_last_events, cancel_requested=notes.cancel_requested)
+    outcome = derive_outcome(snap.run, snap.events, coverage)
+    view = RunView.build(snap.run, outcome, token, root_directory=notes.root_directory)
+    summary = clean_text(f"Run {snap.run.run_id} {outcome.sentence()}.", token)
+    return JudgedRun(outcome, view, summary)
+
+
+async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: float) -> RunSnapshot:
+    """Everything known of a run just read (GET, start, cancel): a finished one's events are looked up.
+
+    The follower's events when it has any; for a finished run without them, one events page (plus the
+    stream's backfill where there is one), so its pull request is reported, never guessed away. If that
+    lookup fails, the run is still reported, with its delivery unknown.
+    """
+    follower = state.hub.get(token, run.run_id)
+    cached = from_follower(follower)
+    if follower is not None and cached is not None and cached.run.terminal:
+        return await settled_snapshot(follower, deadline)
+    if cached is not None and not run.terminal:
+        return RunSnapshot(run, cached.events, cached.window_exhausted, live=True)
+    if run.terminal:
+        try:
+            return await load_snapshot(state, token, run.run_id, deadline, fresh=True)
+        except MogplexError:  # the run is known either way: report it, its delivery unknown (never "no PR")
+            return RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
+    events = follower.events() if follower is not None else []
+    return RunSnapshot(run, events, False)
