@@ -13,10 +13,12 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
+from mcp.shared.subscriptions import ResourceUpdated
 
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorThread
 from tests.e2e.support import USER_B_TOKEN, emulator_config, http_client, text_of
 from tests.e2e.test_replicas import RUNS, redis_contents, replica_env, start
+from tests.gateway.test_notifications import Heard
 from tests.interop.servers import HttpServer, http_server
 from tests.redis_server import RedisServer
 from tests.server.test_shared_pacer import fresh_database
@@ -68,7 +70,7 @@ async def test_ten_waiters_on_three_replicas_cost_the_upstream_one_follower(
     tmp_path: Path, redis_server: RedisServer, shared: bool
 ) -> None:
     redis_url = await fresh_database(redis_server, 6) if shared else None
-    with emulator(speed=5.0) as emu:
+    with emulator(speed=10.0) as emu:
         async with AsyncExitStack() as stack:
             _, clients = await fleet(stack, tmp_path, emu, redis_url, 3)
             alone, _ = await start(clients[0], prompt="One watcher")
@@ -122,7 +124,7 @@ async def test_a_waiter_on_another_replica_sees_the_run_finish_after_the_leader_
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     redis_url = await fresh_database(redis_server, 8)
-    with emulator(speed=4.0) as emu:
+    with emulator(speed=6.0) as emu:
         async with AsyncExitStack() as stack:
             servers, clients = await fleet(stack, tmp_path, emu, redis_url, 2, clients_on=[1])
             run_id, _ = await start(clients[0], prompt="[scenario:slow_start] Survive a crash")
@@ -176,3 +178,30 @@ async def test_another_token_cannot_read_a_run_through_the_feed_of_another_repli
     assert peek.is_error and events.is_error
     assert "Alice's private run" not in text_of(peek) + text_of(events)
     assert DEMO_TOKEN not in stored and USER_B_TOKEN not in stored
+
+
+async def test_a_listener_on_a_replica_that_does_not_lead_hears_the_runs_updates(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    redis_url = await fresh_database(redis_server, 10)
+    with emulator(speed=5.0) as emu:
+        async with AsyncExitStack() as stack:
+            _, clients = await fleet(stack, tmp_path, emu, redis_url, 2)
+            run_id, _ = await start(clients[0], prompt="Watched from afar")
+            assert run_id is not None
+            uri = f"mogplex://runs/{run_id}"
+            heard = Heard()
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait_until_finished, clients[0], run_id)
+                    while upstream_requests(emu, run_id) == 0:  # noqa: ASYNC110 - the emulator's log is all there is
+                        await anyio.sleep(0.05)  # replica 0 follows the run: it holds the lease
+                    async with clients[1].listen(resource_subscriptions=[uri]) as stream:
+                        tg.start_soon(heard.collect, stream)
+                        await heard.wait(lambda: heard.events.count(ResourceUpdated(uri)) >= 2)
+                        tg.cancel_scope.cancel()
+            read = await clients[1].read_resource(uri)
+        requests = upstream_requests(emu, run_id)
+    assert heard.events.count(ResourceUpdated(uri)) >= 2, "replica 1 relayed the leader's changes"
+    assert read.contents, "and its resource reads answer from the fed follower"
+    assert requests <= 4, f"{requests} upstream requests: one follower's, not two"
