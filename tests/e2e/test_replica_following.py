@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from mcp.shared.subscriptions import ResourceUpdated
 
-from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorThread
+from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorHandle, EmulatorThread
 from tests.e2e.support import USER_B_TOKEN, emulator_config, http_client, text_of
 from tests.e2e.test_replicas import RUNS, redis_contents, replica_env, start
 from tests.gateway.test_notifications import Heard
@@ -35,7 +35,7 @@ def emulator(speed: float) -> EmulatorThread:
 async def fleet(
     stack: AsyncExitStack,
     tmp_path: Path,
-    emu: EmulatorThread,
+    emu: EmulatorHandle,
     redis_url: str | None,
     count: int,
     clients_on: list[int] | None = None,
@@ -61,7 +61,7 @@ async def wait_until_finished(client: Client, run_id: str) -> str:
             return str(run["status"])
 
 
-def upstream_requests(emu: EmulatorThread, run_id: str) -> int:
+def upstream_requests(emu: EmulatorHandle, run_id: str) -> int:
     return emu.emulator.request_count("GET", f"{RUNS}/{run_id}")
 
 
