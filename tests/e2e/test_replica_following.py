@@ -20,7 +20,7 @@ from tests.e2e.support import USER_B_TOKEN, emulator_config, http_client, text_o
 from tests.e2e.test_replicas import RUNS, redis_contents, replica_env, start
 from tests.gateway.test_notifications import Heard
 from tests.interop.servers import HttpServer, http_server
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, running_redis, stop_redis
 from tests.server.test_shared_pacer import fresh_database
 
 pytestmark = pytest.mark.anyio
@@ -205,3 +205,28 @@ async def test_a_listener_on_a_replica_that_does_not_lead_hears_the_runs_updates
     assert heard.events.count(ResourceUpdated(uri)) >= 2, "replica 1 relayed the leader's changes"
     assert read.contents, "and its resource reads answer from the fed follower"
     assert requests <= 4, f"{requests} upstream requests: one follower's, not two"
+
+
+async def test_redis_lost_mid_flight_every_replica_follows_by_itself_and_waits_end(tmp_path: Path) -> None:
+    with emulator(speed=6.0) as emu, running_redis() as own_redis:
+        async with AsyncExitStack() as stack:
+            servers, clients = await fleet(stack, tmp_path, emu, own_redis.url, 2)
+            run_id, _ = await start(clients[0], prompt="[scenario:slow_start] Outlive Redis")
+            assert run_id is not None
+            for client in clients:  # both replicas follow it: one upstream, one from the feed
+                first = await client.call_tool("wait_for_run", {"runId": run_id, "timeoutSeconds": 1})
+                assert not first.is_error, text_of(first)
+            stop_redis(own_redis.process)
+            statuses: list[str] = []
+
+            async def finish(client: Client) -> None:
+                statuses.append(await wait_until_finished(client, run_id))
+
+            with anyio.fail_after(90):  # every wait answers within its bound, Redis or not
+                async with anyio.create_task_group() as tg:
+                    for client in clients:
+                        tg.start_soon(finish, client)
+    assert statuses == ["success", "success"]
+    for server in servers:
+        assert server.output.text.count("following runs on this replica by itself") <= 1, "logged once"
+    assert sum("following runs on this replica by itself" in s.output.text for s in servers) >= 1
