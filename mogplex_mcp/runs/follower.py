@@ -308,9 +308,9 @@ class FollowerHub:
         follower.ready.set()
 
     async def _announce(self, follower: RunFollower, fresh: list[RunEvent], status_changed: bool) -> None:
+        await self._tell_listeners(follower, fresh, status_changed)  # first: this replica's bookkeeping as before
         if (fresh or status_changed) and self._coordinator is not None:
             await self._coordinator.publish(follower, fresh, status_changed)
-        await self._tell_listeners(follower, fresh, status_changed)
 
     async def _tell_listeners(self, follower: RunFollower, fresh: list[RunEvent], status_changed: bool) -> None:
         if fresh or status_changed:
