@@ -1,7 +1,10 @@
-"""Scale-out: identical starts alternating across 3 `--stateless` replicas on one Redis, under upstream faults.
+"""Scale-out: identical starts alternating across 3 `--stateless` replicas on one Redis, under upstream faults;
+and the upstream cost of many watchers of the same runs spread over 1 or 3 replicas.
 
 The number that matters is runs created upstream: a retried start must never become a second paid run, on
 whichever replica the retry lands. The control is the same replicas without Redis (each has its own journal).
+For watchers, it is the requests the upstream answers: with Redis one replica follows each run, the others read
+its feed, so 3 replicas should cost what 1 does.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ REPLICAS = 3
 RUNS_PATH = "/api/v1/mogplex/runs"
 FAULT_EVERY = 10  # rounds: one dropped-after-commit POST and one 500 per this many rounds of starts
 CONTROL_STARTS = 30
+WATCHED_RUNS = 10
+WATCHERS_PER_RUN = 30
 
 
 @contextmanager
@@ -101,6 +106,43 @@ async def _scenario(starts: int, redis: bool, prompt: str) -> dict[str, Any]:
         return await _starts(urls, emulator, starts, prompt)
 
 
+async def _wait_until_over(client: Client, run_id: str) -> None:
+    while True:
+        result = await client.call_tool("wait_for_run", {"runId": run_id, "timeoutSeconds": 20})
+        if not result.is_error and (result.structured_content or {}).get("run", {}).get("terminal"):
+            return
+
+
+async def _watched(replicas: int, redis: bool) -> int:
+    """Upstream requests while WATCHERS_PER_RUN waiters per run, spread over the replicas, see WATCHED_RUNS finish."""
+    with ExitStack() as stack:
+        emulator = stack.enter_context(emulator_process(rate_limit=0, speed=5.0))
+        redis_url = stack.enter_context(redis_process()) if redis else None
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mogplex-bench-watch-")))
+        urls = [stack.enter_context(replica(emulator, tmp / f"replica-{n}", redis_url)) for n in range(replicas)]
+        async with AsyncExitStack() as clients_stack, httpx2.AsyncClient(timeout=30) as http:
+            clients = [await clients_stack.enter_async_context(Client(url, mode="auto")) for url in urls]
+            run_ids = await emulator.create_runs(http, WATCHED_RUNS, "success")
+            before = await emulator.stats(http)
+            with anyio.fail_after(300):
+                async with anyio.create_task_group() as tg:
+                    for index in range(WATCHED_RUNS * WATCHERS_PER_RUN):
+                        tg.start_soon(_wait_until_over, clients[index % replicas], run_ids[index % WATCHED_RUNS])
+            return (await emulator.stats(http) - before).requests
+
+
+async def _watchers_row(section: Section) -> None:
+    one = await _watched(1, redis=False)
+    three = await _watched(REPLICAS, redis=True)
+    control = await _watched(REPLICAS, redis=False)
+    section.add(
+        f"1 vs {REPLICAS} replicas: upstream requests for {WATCHED_RUNS} runs × {WATCHERS_PER_RUN} watchers",
+        f"{one} (1 replica) vs {three} ({REPLICAS} replicas, Redis); control without Redis: {control}",
+        f"{REPLICAS} replicas ≤ 1 replica + {WATCHED_RUNS}",
+        three <= one + WATCHED_RUNS,
+    )
+
+
 async def run(starts: int) -> Section:
     section = Section(
         key="scale",
@@ -110,7 +152,10 @@ async def run(starts: int) -> Section:
             "redis-server (no persistence), against one emulator process (no rate limits). Identical `start_run` "
             f"calls, three at a time (one per replica), modern-era clients; every {FAULT_EVERY} rounds the "
             "emulator drops one start's connection after creating the run and answers another with a 500. "
-            "Counted: runs the emulator created. The control repeats it without `--redis-url`."
+            "Counted: runs the emulator created. The control repeats it without `--redis-url`. Watchers: "
+            f"{WATCHED_RUNS} runs (the `success` scenario at 5× speed), {WATCHERS_PER_RUN} concurrent `wait_for_run` "
+            "loops each, spread round-robin over the replicas (one client per replica); counted: API requests "
+            "the emulator answered from the first watcher to the last run's end."
         ),
     )
     shared = await _scenario(starts, redis=True, prompt="Scale benchmark: one run, however often it is retried")
@@ -130,4 +175,5 @@ async def run(starts: int) -> Section:
         f"control: {CONTROL_STARTS} identical starts over {REPLICAS} replicas without Redis: runs created",
         f"{alone['runs']}",
     )
+    await _watchers_row(section)
     return section

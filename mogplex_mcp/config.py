@@ -123,6 +123,8 @@ class Settings:
     max_stream_event_bytes: int = 1024 * 1024
     # list_runs reads at most this many active runs' statuses per call (and only within the token's pacer).
     list_refresh_max: int = 5
+    # Each token's follower budget: upstream requests per sliding minute (shared by replicas with Redis).
+    follow_requests_per_minute: int = 40
     # Shared state for several replicas (start claims, request budgets); None: the embedded SQLite/in-memory one.
     redis_url: str | None = field(default=None, repr=False)
 
@@ -205,6 +207,7 @@ COUNT_SETTINGS: dict[str, str] = {
     "upstream_streams_per_token": "MOGPLEX_UPSTREAM_STREAMS_PER_TOKEN",
     "max_response_bytes": "MOGPLEX_MAX_RESPONSE_BYTES",
     "max_stream_event_bytes": "MOGPLEX_MAX_STREAM_EVENT_BYTES",
+    "follow_requests_per_minute": "MOGPLEX_FOLLOW_REQUESTS_PER_MINUTE",
 }
 
 

@@ -116,6 +116,23 @@ class RunFollower:
             self.signal()
         return fresh, status_changed
 
+    def absorb(
+        self, run: RunDetail | None, events: list[RunEvent], window_exhausted: bool
+    ) -> tuple[list[RunEvent], bool]:
+        """Take what another replica's follower of this run saw (runs/shared_follow.py): dedupe by id."""
+        status_changed = run is not None and (self.run is None or self.run.status != run.status)
+        if run is not None:
+            self.run = run
+            self._page_full = window_exhausted
+            self._update_window()
+            self.ready.set()
+        fresh = self.add_events(events)
+        self.saw_terminal_event = self.saw_terminal_event or any(e.type in TERMINAL_EVENT_TYPES for e in fresh)
+        self.error = None
+        if fresh or status_changed:
+            self.signal()
+        return fresh, status_changed
+
     def set_streaming(self, streaming: bool) -> None:
         self.streaming = streaming
         self._update_window()

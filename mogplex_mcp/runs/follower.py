@@ -45,6 +45,7 @@ from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
 from mogplex_mcp.runs.followed_run import FollowSettings, RunFollower
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.pacer import RequestPacer
+from mogplex_mcp.runs.shared_follow import FollowCoordinator
 
 logger = logging.getLogger("mogplex_mcp.runs")
 
@@ -71,8 +72,10 @@ class FollowerHub:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         make_pacer: Callable[[str], RequestPacer] | None = None,
+        coordinator: FollowCoordinator | None = None,
     ) -> None:
         self._tg = task_group
+        self._coordinator = coordinator  # one follower per run across replicas (runs/shared_follow.py)
         self._make_pacer = make_pacer  # a shared budget per token fingerprint (runs/token_pacer.py)
         self._make_client = make_client
         self._make_stream = make_stream
@@ -152,32 +155,43 @@ class FollowerHub:
             del self._followers[key]
 
     async def _follow(self, follower: RunFollower, token: str) -> None:
-        interval = self.settings.poll_interval
-        stream = self._make_stream(token) if self._make_stream and self.settings.use_stream else None
         try:
-            async with self._make_client(token) as client:
-                while True:
-                    changed = await self._poll_once(follower, client)
-                    if stream is not None and self._needs_backfill(follower, client.base_url):
-                        await self._stream_once(follower, stream, client.base_url)
-                    if follower.done or self._abandoned(follower):
-                        return
-                    if stream is not None and self._may_stream(follower, client.base_url):
-                        if await self._stream_once(follower, stream, client.base_url):
-                            interval = self.settings.poll_interval
-                            continue  # the stream ended: poll once for the status, then reconnect
-                        if follower.done or self._abandoned(follower):
-                            return
-                    if changed:
-                        interval = self.settings.poll_interval
-                    else:
-                        interval = min(interval * 1.5, self.settings.max_poll_interval)
-                    await self._sleep(interval)
+            if self._coordinator is None:
+                await self._follow_upstream(follower, token)
+            else:
+                await self._coordinator.follow(
+                    follower, lambda: self._follow_upstream(follower, token), self._tell_listeners, self._stopped
+                )
         finally:
             follower.active = False
             follower.ready.set()
             follower.signal()
             self._prune()
+
+    async def _follow_upstream(self, follower: RunFollower, token: str) -> None:
+        interval = self.settings.poll_interval
+        stream = self._make_stream(token) if self._make_stream and self.settings.use_stream else None
+        async with self._make_client(token) as client:
+            while True:
+                changed = await self._poll_once(follower, client)
+                if stream is not None and self._needs_backfill(follower, client.base_url):
+                    await self._stream_once(follower, stream, client.base_url)
+                if self._stopped(follower):
+                    return
+                if stream is not None and self._may_stream(follower, client.base_url):
+                    if await self._stream_once(follower, stream, client.base_url):
+                        interval = self.settings.poll_interval
+                        continue  # the stream ended: poll once for the status, then reconnect
+                    if self._stopped(follower):
+                        return
+                if changed:
+                    interval = self.settings.poll_interval
+                else:
+                    interval = min(interval * 1.5, self.settings.max_poll_interval)
+                await self._sleep(interval)
+
+    def _stopped(self, follower: RunFollower) -> bool:
+        return follower.done or self._abandoned(follower)
 
     def _abandoned(self, follower: RunFollower) -> bool:
         idle_for = self._clock() - follower.last_release
@@ -294,6 +308,11 @@ class FollowerHub:
         follower.ready.set()
 
     async def _announce(self, follower: RunFollower, fresh: list[RunEvent], status_changed: bool) -> None:
+        await self._tell_listeners(follower, fresh, status_changed)  # first: this replica's bookkeeping as before
+        if (fresh or status_changed) and self._coordinator is not None:
+            await self._coordinator.publish(follower, fresh, status_changed)
+
+    async def _tell_listeners(self, follower: RunFollower, fresh: list[RunEvent], status_changed: bool) -> None:
         if fresh or status_changed:
             for listener in list(self._listeners):
                 await listener(follower, fresh, status_changed)

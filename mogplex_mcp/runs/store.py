@@ -12,12 +12,16 @@ into this module when the journal moves into `runs/local/`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from mogplex_mcp.api.models import RunDetail, RunEvent
 from mogplex_mcp.runs.journal import KeyClaim, KnownRun, token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
 
 __all__ = [
+    "FeedUpdate",
+    "FollowFeed",
     "FollowLease",
     "KeyClaim",
     "KnownRun",
@@ -124,4 +128,27 @@ class FollowLease(Protocol):
 
     async def release(self, name: str) -> bool:
         """Give the lease up if this holder has it; False when it held nothing."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeedUpdate:
+    """What a run's leader saw change: the run's latest detail and the events new to it."""
+
+    run: RunDetail | None
+    events: list[RunEvent] = field(default_factory=list)
+    window_exhausted: bool = False
+
+
+class FollowFeed(Protocol):
+    """A bounded, ordered log per (token fingerprint, run): the leader appends, other replicas read on."""
+
+    async def publish(self, fingerprint: str, run_id: str, update: FeedUpdate) -> None:
+        """Append an update (the oldest entries are trimmed past the feed's bound)."""
+        ...
+
+    async def read(
+        self, fingerprint: str, run_id: str, after: str, block_seconds: float
+    ) -> list[tuple[str, FeedUpdate]]:
+        """Updates after entry id `after` ("0": from the oldest kept), waiting up to `block_seconds` for one."""
         ...

@@ -114,7 +114,8 @@ def create_server(
             wait_seconds=settings.journal_wait_seconds,
         )
         pool = HttpPool(settings, transport)
-        per_minute = (follow or FollowSettings()).requests_per_minute
+        following = follow or FollowSettings(requests_per_minute=settings.follow_requests_per_minute)
+        per_minute = following.requests_per_minute
         try:
             async with (
                 open_backends(settings, the_journal, per_minute) as backends,
@@ -124,9 +125,10 @@ def create_server(
                 hub = FollowerHub(
                     tg,
                     follower_client_factory(settings, pool.get, pool.gate),
-                    follow,
+                    following,
                     make_stream=streams,
                     make_pacer=backends.make_pacer,
+                    coordinator=backends.coordinator,
                 )
                 state = AppState(
                     settings=settings,

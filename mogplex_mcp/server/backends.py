@@ -1,6 +1,7 @@
 """Where the run-supervision state lives — this process (default) or Redis (`--redis-url`) — and its failures.
 
-With Redis, start claims, the runs list and each token's request budget are shared by every replica.
+With Redis, start claims, the runs list and each token's request budget are shared by every replica, and
+each run is followed upstream by one replica (its lease holder), the others reading its feed.
 Redis-py is imported only here and only when a Redis URL is configured: the default server never pays for it.
 
 When the shared store fails mid-flight: `start_run` without an explicit idempotencyKey refuses (a duplicate
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from mogplex_mcp.runs.journal import KeyClaim, StartJournal
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
+from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
 from mogplex_mcp.runs.store import KnownRuns, StartClaims, StoreUnavailableError
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 
@@ -65,11 +68,13 @@ class GuardedStartClaims:
 
 @dataclass(frozen=True)
 class Backends:
-    """What the lifespan wires in: start claims, the runs list, the follower hub's per-token pacers (None: local)."""
+    """What the lifespan wires in: start claims, the runs list, and for the follower hub per-token pacers and
+    one follower per run across replicas (both None: local, this process only)."""
 
     claims: StartClaims
     known: KnownRuns
     make_pacer: Callable[[str], RequestPacer] | None = None
+    coordinator: FollowCoordinator | None = None
 
 
 @asynccontextmanager
@@ -87,8 +92,12 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         claims = shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds)
         pacer = shared.RedisPacer(store, requests_per_minute)
         known = MirroredKnownRuns(shared.RedisKnownRuns(store), LocalKnownRuns(journal))
+        lease = shared.RedisFollowLease(store, holder=uuid.uuid4().hex, lease_seconds=LEASE_SECONDS)
         yield Backends(
-            claims=GuardedStartClaims(claims), known=known, make_pacer=lambda fp: SharedTokenPacer(pacer, fp)
+            claims=GuardedStartClaims(claims),
+            known=known,
+            make_pacer=lambda fp: SharedTokenPacer(pacer, fp),
+            coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store)),
         )
     finally:
         await store.aclose()

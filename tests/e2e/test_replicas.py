@@ -77,6 +77,8 @@ async def redis_contents(url: str) -> str:
                 value: Any = await client.hgetall(key)
             elif kind == "zset":
                 value = await client.zrange(key, 0, -1, withscores=True)
+            elif kind == "stream":
+                value = await client.xrange(key)
             else:
                 value = await client.get(key)
             parts += [key, repr(value)]

@@ -75,7 +75,8 @@ async def http_server(env: dict[str, str], *extra: str) -> AsyncIterator[HttpSer
         try:
             yield HttpServer(found.group(1), process, output)
         finally:
-            process.terminate()
+            if process.returncode is None:  # a test may have killed it already
+                process.terminate()
             with anyio.move_on_after(10):
                 await process.wait()
             tg.cancel_scope.cancel()
