@@ -81,6 +81,8 @@ class AppState:
     notes: RunNotebook = field(default_factory=RunNotebook)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Runs whose notes were looked up in the journal once (a restarted server learns their rootDirectory).
+    _recalled: set[tuple[str, str]] = field(default_factory=set)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
     claims: StartClaims | None = None
     # The runs list (resources/list); None: the journal itself.
@@ -106,6 +108,7 @@ class AppState:
     async def remember(self, token: str, run: RunDetail, *, title: str | None = None) -> None:
         """Record a run this server started or looked at (for resources/list); announce new ones."""
         key = (token_fingerprint(token), run.run_id)
+        await self._recall(key, run)
         if title is None and self._remembered.get(key) == run.status:
             return
         # Redacted (patterns and this caller's own token) before it reaches the journal file.
@@ -121,6 +124,20 @@ class AppState:
         if new:
             for announce in self.on_new_run:
                 await announce(key[0], run.run_id)
+
+    async def _recall(self, key: tuple[str, str], run: RunDetail) -> None:
+        """Once per run and process: what the journal kept that a GET does not return (the rootDirectory).
+
+        So one view of a run holds across a restart: the start's rootDirectory is in the journal's facts.
+        """
+        if run.root_directory or key in self._recalled or self.notes.get(*key).root_directory:
+            return
+        if len(self._recalled) >= REMEMBERED_MAX:
+            self._recalled.clear()
+        self._recalled.add(key)
+        known = await self.known_runs.known_run(*key)
+        if known is not None and known.facts.root_directory:
+            self.notes.note_root_directory(key[0], run.run_id, known.facts.root_directory)
 
     async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> None:
         """Record more of what is known of a run (e.g. the conversation ids this server sent for it)."""

@@ -86,13 +86,14 @@ async def test_every_answer_agrees_with_what_really_happened(tmp_path: Path, mod
             finished = await reader.tool("cancel_run", runId=reader.run_id)
             assert finished["outcome"] == "already_terminal" and "nothing was cancelled" in finished["summary"]
             await reader.resources()
-        # A restarted server has followed nothing: a repeated start, get_run and the resources look it up.
+        # A restarted server has followed nothing: get_run, the resources and a repeated start look it up.
         async with session(tmp_path, mode, emulator=emu) as restarted:
             cold = Reader(restarted, reader.run_id, case.sees_everything)
             with anyio.fail_after(FLOW_LIMIT):
-                await check_repeated_start(cold, arguments, started)
+                # get_run and the resources first: the rootDirectory the start sent comes from the journal.
                 await cold.tool("get_run", runId=cold.run_id)
                 await cold.resources()
+                await check_repeated_start(cold, arguments, started)
 
 
 async def check_start(reader: Reader, started: dict[str, Any], case: Case) -> None:
