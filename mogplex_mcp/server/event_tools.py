@@ -19,7 +19,7 @@ from mogplex_mcp.runs.settled import needs_input, settled
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import compact_event_views
 from mogplex_mcp.server.errors import tool_error
-from mogplex_mcp.server.outcomes import JudgedRun, judge
+from mogplex_mcp.server.outcomes import JudgedRun, judge, record_outcome
 from mogplex_mcp.server.results import (
     RESULT_CHAR_BUDGET,
     EventView,
@@ -124,7 +124,9 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         await state.remember(token, follower.run)
         snap = RunSnapshot.of(follower, follower.run)
         start = _cursor_position(snap.events, afterEventId, runId, "wait_for_run")
-        return _wait_result(judge(state, token, snap), follower, snap.events[start:], waited, afterEventId, token)
+        judged = judge(state, token, snap)
+        await record_outcome(state, token, judged.outcome)
+        return _wait_result(judged, follower, snap.events[start:], waited, afterEventId, token)
 
 
 def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, tool_name: str) -> int:

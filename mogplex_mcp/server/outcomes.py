@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.known_runs import RunFacts
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
 from mogplex_mcp.server.results import RunView
@@ -31,6 +32,14 @@ def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
     view = RunView.build(snap.run, outcome, token, root_directory=notes.root_directory)
     summary = clean_text(f"Run {snap.run.run_id} {outcome.sentence()}.", token)
     return JudgedRun(outcome, view, summary)
+
+
+async def record_outcome(state: AppState, token: str, outcome: RunOutcome) -> None:
+    """Write a finished run's delivery to the runs list before a wait reports it, so list_runs on any replica
+    agrees with the wait's answer (the follower's own recorder may still be on its way)."""
+    if outcome.terminal and outcome.delivered in ("pull_request", "changes_without_pull_request", "no_changes"):
+        facts = RunFacts(pull_request_url=outcome.pull_request_url, code_changed=outcome.code_changed)
+        await state.remember_facts(token, outcome.run_id, facts)
 
 
 async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: float) -> RunSnapshot:
