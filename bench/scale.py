@@ -9,8 +9,6 @@ its feed, so 3 replicas should cost what 1 does.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,9 +21,11 @@ import httpx2
 from mcp import Client
 
 from bench.emulator_proc import EmulatorProcess, emulator_process
+from bench.measure import percentile
 from bench.redis_proc import redis_process
 from bench.report import Section
-from bench.servers import SERVE, _wait_listening, free_port, server_env
+from bench.servers import HttpServer, http_server, server_env
+from bench.throughput import WARMUP_S, Load, measure
 
 REPLICAS = 3
 RUNS_PATH = "/api/v1/mogplex/runs"
@@ -33,27 +33,17 @@ FAULT_EVERY = 10  # rounds: one dropped-after-commit POST and one 500 per this m
 CONTROL_STARTS = 30
 WATCHED_RUNS = 10
 WATCHERS_PER_RUN = 30
+THROUGHPUT_CLIENTS = 10
 
 
 @contextmanager
-def replica(emulator: EmulatorProcess, state_dir: Path, redis_url: str | None) -> Iterator[str]:
-    """One `serve --transport http --stateless` process; yields its MCP URL."""
+def replica(emulator: EmulatorProcess, state_dir: Path, redis_url: str | None) -> Iterator[HttpServer]:
+    """One `serve --transport http --stateless` process (on Redis when `redis_url` is given)."""
     env = server_env(emulator, state_dir)
     if redis_url is not None:
         env["MOGPLEX_REDIS_URL"] = redis_url
-    port = free_port()
-    command = [*SERVE, "--transport", "http", "--stateless", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
-    try:
-        _wait_listening(port, process)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with http_server(env, args=("--stateless",)) as served:
+        yield served
 
 
 async def _inject(http: httpx2.AsyncClient, emulator: EmulatorProcess, kind: str) -> None:
@@ -102,8 +92,8 @@ async def _scenario(starts: int, redis: bool, prompt: str) -> dict[str, Any]:
         emulator = stack.enter_context(emulator_process(rate_limit=0, speed=5.0))
         redis_url = stack.enter_context(redis_process()) if redis else None
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mogplex-bench-scale-")))
-        urls = [stack.enter_context(replica(emulator, tmp / f"replica-{n}", redis_url)) for n in range(REPLICAS)]
-        return await _starts(urls, emulator, starts, prompt)
+        served = [stack.enter_context(replica(emulator, tmp / f"replica-{n}", redis_url)) for n in range(REPLICAS)]
+        return await _starts([one.url for one in served], emulator, starts, prompt)
 
 
 async def _wait_until_over(client: Client, run_id: str) -> None:
@@ -119,9 +109,9 @@ async def _watched(replicas: int, redis: bool) -> int:
         emulator = stack.enter_context(emulator_process(rate_limit=0, speed=5.0))
         redis_url = stack.enter_context(redis_process()) if redis else None
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mogplex-bench-watch-")))
-        urls = [stack.enter_context(replica(emulator, tmp / f"replica-{n}", redis_url)) for n in range(replicas)]
+        served = [stack.enter_context(replica(emulator, tmp / f"replica-{n}", redis_url)) for n in range(replicas)]
         async with AsyncExitStack() as clients_stack, httpx2.AsyncClient(timeout=30) as http:
-            clients = [await clients_stack.enter_async_context(Client(url, mode="auto")) for url in urls]
+            clients = [await clients_stack.enter_async_context(Client(one.url, mode="auto")) for one in served]
             run_ids = await emulator.create_runs(http, WATCHED_RUNS, "success")
             before = await emulator.stats(http)
             with anyio.fail_after(300):
@@ -143,7 +133,54 @@ async def _watchers_row(section: Section) -> None:
     )
 
 
-async def run(starts: int) -> Section:
+async def _throughputs(seconds: float) -> tuple[Load, Load]:
+    """`get_run` calls/s of THROUGHPUT_CLIENTS closed-loop clients on a finished run: 1 replica, then 2."""
+    with ExitStack() as stack:
+        emulator = stack.enter_context(emulator_process(rate_limit=0, speed=5.0))
+        redis_url = stack.enter_context(redis_process())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mogplex-bench-scale-tput-")))
+        served = [stack.enter_context(replica(emulator, tmp / f"replica-{n}", redis_url)) for n in range(2)]
+        async with AsyncExitStack() as clients_stack, httpx2.AsyncClient(timeout=30) as http:
+            (run_id,) = await emulator.create_runs(http, 1, "success")
+            for one in served:  # every replica has seen the run finish, as after a wait_for_run
+                client = await clients_stack.enter_async_context(Client(one.url, mode="auto"))
+                with anyio.fail_after(120):
+                    await _wait_until_over(client, run_id)
+        alone = await measure([served[0].url], [served[0].pid], run_id, THROUGHPUT_CLIENTS, seconds)
+        paired = await measure(
+            [one.url for one in served], [one.pid for one in served], run_id, THROUGHPUT_CLIENTS, seconds
+        )
+        return alone, paired
+
+
+def _throughput_value(load: Load) -> str:
+    latencies = load.latencies_ms
+    return (
+        f"{load.calls_per_second:.0f} calls/s; p50 / p95 {percentile(latencies, 50):.0f} / "
+        f"{percentile(latencies, 95):.0f} ms; CPU: replicas {load.server_cpu_s / load.seconds * 100:.0f}%, "
+        f"clients {load.client_cpu_s / load.seconds * 100:.0f}% of a core"
+        + (f"; {load.errors} errors" if load.errors else "")
+    )
+
+
+async def _throughput_rows(section: Section, seconds: float) -> None:
+    alone, paired = await _throughputs(seconds)
+    who = f"{THROUGHPUT_CLIENTS} clients, `get_run` on a finished run"
+    section.add(f"HTTP throughput, 1 replica (Redis): {who}", _throughput_value(alone))
+    section.add(f"HTTP throughput, 2 replicas (Redis, client-side round robin): {who}", _throughput_value(paired))
+    section.add(
+        "2 replicas / 1 replica: calls/s (2 cores shared by the replicas, Redis, the emulator and the clients)",
+        f"{paired.calls_per_second / alone.calls_per_second:.2f}×",
+    )
+    section.notes.append(
+        "The machine has 2 cores, shared by the replicas, redis-server, the emulator and the benchmark's clients "
+        "(and other engineers' test suites), so a second replica is not expected to double throughput here: the "
+        "ratio shows what a second process adds when the cores are already busy. On separate machines (or "
+        "cores), each replica adds its own ceiling (about 350 `get_run` calls/s per process, see HTTP throughput)."
+    )
+
+
+async def run(starts: int, throughput_seconds: float) -> Section:
     section = Section(
         key="scale",
         title="Scale-out (Redis)",
@@ -155,7 +192,11 @@ async def run(starts: int) -> Section:
             "Counted: runs the emulator created. The control repeats it without `--redis-url`. Watchers: "
             f"{WATCHED_RUNS} runs (the `success` scenario at 5× speed), {WATCHERS_PER_RUN} concurrent `wait_for_run` "
             "loops each, spread round-robin over the replicas (one client per replica); counted: API requests "
-            "the emulator answered from the first watcher to the last run's end."
+            "the emulator answered from the first watcher to the last run's end. Throughput: 2 replicas on "
+            f"Redis, one finished run (both replicas waited on it first), {THROUGHPUT_CLIENTS} handshake-era "
+            "clients in the benchmark process calling `get_run` in a closed loop (`bench/throughput.py`'s loop: "
+            f"{WARMUP_S:g} s warm-up, then {throughput_seconds:g} s measured), first all on one replica, then "
+            "client i on replica i mod 2 (a client-side round robin, no proxy)."
         ),
     )
     shared = await _scenario(starts, redis=True, prompt="Scale benchmark: one run, however often it is retried")
@@ -176,4 +217,5 @@ async def run(starts: int) -> Section:
         f"{alone['runs']}",
     )
     await _watchers_row(section)
+    await _throughput_rows(section, throughput_seconds)
     return section

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ class Load:
         return len(self.latencies_ms) / self.seconds
 
 
+def _servers_cpu(pids: Sequence[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 async def _client_loop(client: Client, run_id: str, start: float, stop: float, load: Load) -> None:
     arguments = {"runId": run_id}
     while (now := time.perf_counter()) < stop:
@@ -45,19 +50,23 @@ async def _client_loop(client: Client, run_id: str, start: float, stop: float, l
             load.errors += bool(result.is_error)
 
 
-async def _measure(url: str, server_pid: int, run_id: str, clients: int, seconds: float) -> Load:
+async def measure(urls: Sequence[str], server_pids: Sequence[int], run_id: str, clients: int, seconds: float) -> Load:
+    """`clients` handshake-era sessions in a closed loop of `get_run`, client i on `urls[i % len(urls)]` (a
+    client-side round robin); after WARMUP_S, `seconds` are measured, with the CPU of all `server_pids`."""
     load = Load(clients)
     async with AsyncExitStack() as stack:
-        sessions = [await stack.enter_async_context(Client(url, mode="legacy")) for _ in range(clients)]
+        sessions = [
+            await stack.enter_async_context(Client(urls[index % len(urls)], mode="legacy")) for index in range(clients)
+        ]
         start = time.perf_counter() + WARMUP_S
         stop = start + seconds
         async with anyio.create_task_group() as tg:
             for session in sessions:
                 tg.start_soon(_client_loop, session, run_id, start, stop, load)
             await anyio.sleep(max(0.0, start - time.perf_counter()))
-            server_before, client_before = cpu_seconds(server_pid), time.process_time()
+            server_before, client_before = _servers_cpu(server_pids), time.process_time()
             await anyio.sleep(max(0.0, stop - time.perf_counter()))
-            load.server_cpu_s = cpu_seconds(server_pid) - server_before
+            load.server_cpu_s = _servers_cpu(server_pids) - server_before
             load.client_cpu_s = time.process_time() - client_before
         load.seconds = seconds
     return load
@@ -87,7 +96,7 @@ async def run(seconds: float) -> Section:
             (run_id,) = await emulator.create_runs(control, 1, "endless")
             for clients in CLIENT_COUNTS:
                 before = await emulator.stats(control)
-                load = await _measure(served.url, served.pid, run_id, clients, seconds)
+                load = await measure([served.url], [served.pid], run_id, clients, seconds)
                 load.emulator_cpu_s = (await emulator.stats(control)).cpu_seconds - before.cpu_seconds
                 loads.append(load)
     for load in loads:
