@@ -133,8 +133,9 @@ async def _watchers_row(section: Section) -> None:
     )
 
 
-async def _throughputs(seconds: float) -> tuple[Load, Load]:
-    """`get_run` calls/s of THROUGHPUT_CLIENTS closed-loop clients on a finished run: 1 replica, then 2."""
+async def _throughputs(seconds: float) -> tuple[Load, Load, int]:
+    """`get_run` calls/s of THROUGHPUT_CLIENTS closed-loop clients on a finished run, on 1 replica then 2; and
+    the API requests the emulator answered during both windows."""
     with ExitStack() as stack:
         emulator = stack.enter_context(emulator_process(rate_limit=0, speed=5.0))
         redis_url = stack.enter_context(redis_process())
@@ -146,11 +147,12 @@ async def _throughputs(seconds: float) -> tuple[Load, Load]:
                 client = await clients_stack.enter_async_context(Client(one.url, mode="auto"))
                 with anyio.fail_after(120):
                     await _wait_until_over(client, run_id)
-        alone = await measure([served[0].url], [served[0].pid], run_id, THROUGHPUT_CLIENTS, seconds)
-        paired = await measure(
-            [one.url for one in served], [one.pid for one in served], run_id, THROUGHPUT_CLIENTS, seconds
-        )
-        return alone, paired
+            before = await emulator.stats(http)
+            alone = await measure([served[0].url], [served[0].pid], run_id, THROUGHPUT_CLIENTS, seconds)
+            urls, pids = [one.url for one in served], [one.pid for one in served]
+            paired = await measure(urls, pids, run_id, THROUGHPUT_CLIENTS, seconds)
+            upstream = (await emulator.stats(http) - before).requests
+        return alone, paired, upstream
 
 
 def _throughput_value(load: Load) -> str:
@@ -164,7 +166,7 @@ def _throughput_value(load: Load) -> str:
 
 
 async def _throughput_rows(section: Section, seconds: float) -> None:
-    alone, paired = await _throughputs(seconds)
+    alone, paired, upstream = await _throughputs(seconds)
     who = f"{THROUGHPUT_CLIENTS} clients, `get_run` on a finished run"
     section.add(f"HTTP throughput, 1 replica (Redis): {who}", _throughput_value(alone))
     section.add(f"HTTP throughput, 2 replicas (Redis, client-side round robin): {who}", _throughput_value(paired))
@@ -174,10 +176,19 @@ async def _throughput_rows(section: Section, seconds: float) -> None:
     )
     section.notes.append(
         "The machine has 2 cores, shared by the replicas, redis-server, the emulator and the benchmark's clients "
-        "(and other engineers' test suites), so a second replica is not expected to double throughput here: the "
-        "ratio shows what a second process adds when the cores are already busy. On separate machines (or "
-        "cores), each replica adds its own ceiling (about 350 `get_run` calls/s per process, see HTTP throughput)."
+        "(and other engineers' test suites), so a second replica is not expected to double throughput here. In "
+        f"this run the replicas together used {_cores(alone.server_cpu_s, alone)} and the clients "
+        f"{_cores(alone.client_cpu_s, alone)} of a core with 1 replica, {_cores(paired.server_cpu_s, paired)} and "
+        f"{_cores(paired.client_cpu_s, paired)} with 2; the upstream answered {upstream} requests in both windows "
+        "together (a finished run is answered from what its follower saw). The rest of the 2 cores went to "
+        "everything else on the machine: the machine is the ceiling, and a second replica adds a process to "
+        "schedule, not capacity. On separate cores or machines each replica brings its own ceiling (about 350 "
+        "`get_run` calls/s per process, see HTTP throughput)."
     )
+
+
+def _cores(cpu_seconds: float, load: Load) -> str:
+    return f"{cpu_seconds / load.seconds:.2f}"
 
 
 async def run(starts: int, throughput_seconds: float) -> Section:
