@@ -40,11 +40,26 @@ class Size:
     flood_requests: int
     gateway_sessions: int
     scale_starts: int = 1002
-    scale_throughput_seconds: float = 8.0
+    scale_throughput_seconds: float = 4.0  # per window
+    scale_throughput_rounds: int = 4  # windows per side (1 and 2 replicas)
 
 
 FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0, 10_000, 1000)
-QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, scale_starts=99, scale_throughput_seconds=2.0)
+QUICK = Size(
+    4,
+    40,
+    12.0,
+    5.0,
+    False,
+    250,
+    (100, 250),
+    3.0,
+    1000,
+    100,
+    scale_starts=99,
+    scale_throughput_seconds=1.0,
+    scale_throughput_rounds=1,
+)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
@@ -60,7 +75,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "memory": lambda: memory.run(size.memory_runs, size.memory_checkpoints),
         "throughput": lambda: throughput.run(size.throughput_seconds),
         "viewer_size": viewer_size.run,
-        "scale": lambda: scale.run(size.scale_starts, size.scale_throughput_seconds),
+        "scale": lambda: scale.run(size.scale_starts, size.scale_throughput_seconds, size.scale_throughput_rounds),
         "gateway": lambda: gateway.run(size.flood_requests, size.gateway_sessions),
         "definitions": definitions.run,
     }

@@ -133,7 +133,7 @@ async def _watchers_row(section: Section) -> None:
     )
 
 
-async def _throughputs(seconds: float) -> tuple[Load, Load, int]:
+async def _throughputs(seconds: float, rounds: int) -> tuple[Load, Load, int]:
     """`get_run` calls/s of THROUGHPUT_CLIENTS closed-loop clients on a finished run, on 1 replica then 2; and
     the API requests the emulator answered during both windows."""
     with ExitStack() as stack:
@@ -148,11 +148,32 @@ async def _throughputs(seconds: float) -> tuple[Load, Load, int]:
                 with anyio.fail_after(120):
                     await _wait_until_over(client, run_id)
             before = await emulator.stats(http)
-            alone = await measure([served[0].url], [served[0].pid], run_id, THROUGHPUT_CLIENTS, seconds)
-            urls, pids = [one.url for one in served], [one.pid for one in served]
-            paired = await measure(urls, pids, run_id, THROUGHPUT_CLIENTS, seconds)
+            alone, paired = await _interleaved(served, run_id, seconds, rounds)
             upstream = (await emulator.stats(http) - before).requests
         return alone, paired, upstream
+
+
+async def _interleaved(served: list[HttpServer], run_id: str, seconds: float, rounds: int) -> tuple[Load, Load]:
+    """`rounds` windows on 1 replica and as many on 2, in ABBA order, so drift in the machine's load
+    falls on both alike; each side's windows are merged."""
+    setups = ([served[0]], served)
+    loads: tuple[list[Load], list[Load]] = ([], [])
+    for round_number in range(rounds):
+        for side in (0, 1) if round_number % 2 == 0 else (1, 0):
+            urls, pids = [one.url for one in setups[side]], [one.pid for one in setups[side]]
+            loads[side].append(await measure(urls, pids, run_id, THROUGHPUT_CLIENTS, seconds))
+    return _merged(loads[0]), _merged(loads[1])
+
+
+def _merged(loads: list[Load]) -> Load:
+    return Load(
+        clients=loads[0].clients,
+        seconds=sum(load.seconds for load in loads),
+        latencies_ms=[latency for load in loads for latency in load.latencies_ms],
+        errors=sum(load.errors for load in loads),
+        server_cpu_s=sum(load.server_cpu_s for load in loads),
+        client_cpu_s=sum(load.client_cpu_s for load in loads),
+    )
 
 
 def _throughput_value(load: Load) -> str:
@@ -165,8 +186,8 @@ def _throughput_value(load: Load) -> str:
     )
 
 
-async def _throughput_rows(section: Section, seconds: float) -> None:
-    alone, paired, upstream = await _throughputs(seconds)
+async def _throughput_rows(section: Section, seconds: float, rounds: int) -> None:
+    alone, paired, upstream = await _throughputs(seconds, rounds)
     who = f"{THROUGHPUT_CLIENTS} clients, `get_run` on a finished run"
     section.add(f"HTTP throughput, 1 replica (Redis): {who}", _throughput_value(alone))
     section.add(f"HTTP throughput, 2 replicas (Redis, client-side round robin): {who}", _throughput_value(paired))
@@ -181,9 +202,9 @@ async def _throughput_rows(section: Section, seconds: float) -> None:
         f"{_cores(alone.client_cpu_s, alone)} of a core with 1 replica, {_cores(paired.server_cpu_s, paired)} and "
         f"{_cores(paired.client_cpu_s, paired)} with 2; the upstream answered {upstream} requests in both windows "
         "together (a finished run is answered from what its follower saw). The rest of the 2 cores went to "
-        "everything else on the machine: the machine is the ceiling, and a second replica adds a process to "
-        "schedule, not capacity. On separate cores or machines each replica brings its own ceiling (about 350 "
-        "`get_run` calls/s per process, see HTTP throughput)."
+        "everything else on the machine, so a second replica can add only what the cores have left; on separate "
+        "cores or machines each replica brings its own ceiling (about 350 `get_run` calls/s per process, see "
+        "HTTP throughput)."
     )
 
 
@@ -191,7 +212,7 @@ def _cores(cpu_seconds: float, load: Load) -> str:
     return f"{cpu_seconds / load.seconds:.2f}"
 
 
-async def run(starts: int, throughput_seconds: float) -> Section:
+async def run(starts: int, throughput_seconds: float, throughput_rounds: int) -> Section:
     section = Section(
         key="scale",
         title="Scale-out (Redis)",
@@ -206,8 +227,9 @@ async def run(starts: int, throughput_seconds: float) -> Section:
             "the emulator answered from the first watcher to the last run's end. Throughput: 2 replicas on "
             f"Redis, one finished run (both replicas waited on it first), {THROUGHPUT_CLIENTS} handshake-era "
             "clients in the benchmark process calling `get_run` in a closed loop (`bench/throughput.py`'s loop: "
-            f"{WARMUP_S:g} s warm-up, then {throughput_seconds:g} s measured), first all on one replica, then "
-            "client i on replica i mod 2 (a client-side round robin, no proxy)."
+            f"{WARMUP_S:g} s warm-up, then {throughput_seconds:g} s measured per window): all on one replica, or "
+            "client i on replica i mod 2 (a client-side round robin, no proxy); "
+            f"{throughput_rounds} window(s) of each, alternating (1, 2, 2, 1, ...), merged per side."
         ),
     )
     shared = await _scenario(starts, redis=True, prompt="Scale benchmark: one run, however often it is retried")
@@ -228,5 +250,5 @@ async def run(starts: int, throughput_seconds: float) -> Section:
         f"{alone['runs']}",
     )
     await _watchers_row(section)
-    await _throughput_rows(section, throughput_seconds)
+    await _throughput_rows(section, throughput_seconds, throughput_rounds)
     return section
