@@ -203,8 +203,8 @@ async def _throughput_rows(section: Section, seconds: float, rounds: int) -> Non
         f"{_cores(paired.client_cpu_s, paired)} with 2; the upstream answered {upstream} requests in both windows "
         "together (a finished run is answered from what its follower saw). The rest of the 2 cores went to "
         "everything else on the machine, so a second replica can add only what the cores have left; on separate "
-        "cores or machines each replica brings its own ceiling (about 350 `get_run` calls/s per process, see "
-        "HTTP throughput)."
+        "cores or machines each replica brings its own ceiling (HTTP throughput: about 350 `get_run` calls/s per "
+        "process on a running run, which asks the upstream every time)."
     )
 
 
