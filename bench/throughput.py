@@ -20,6 +20,8 @@ from bench.servers import http_server, server_env
 
 CLIENT_COUNTS = (1, 10, 50)
 WARMUP_S = 2.0
+# One busy session per client, all of one token: above the gateway's default of 32 per token.
+SESSION_CAP = ("--max-sessions-per-token", str(max(CLIENT_COUNTS)))
 
 
 @dataclass
@@ -83,14 +85,15 @@ async def run(seconds: float) -> Section:
             f"each calling `get_run` on a running run in a closed loop (next call when the last returns). After "
             f"{WARMUP_S:g} s of warm-up, {seconds:g} s are measured: completed calls/s, per-call latency "
             "(median / p99) and the CPU time of the server and of the client process over the window. The "
-            "emulator (no rate limit) runs in its own process. Everything shares the machine's 2 cores."
+            "emulator (no rate limit) runs in its own process, the server's per-token session cap raised to "
+            f"{max(CLIENT_COUNTS)}. Everything shares the machine's 2 cores."
         ),
     )
     loads: list[Load] = []
     with (
         emulator_process(rate_limit=0) as emulator,
         tempfile.TemporaryDirectory(prefix="mogplex-bench-tput-") as tmp,
-        http_server(server_env(emulator, Path(tmp))) as served,
+        http_server(server_env(emulator, Path(tmp)), args=SESSION_CAP) as served,
     ):
         async with httpx2.AsyncClient(timeout=30) as control:
             (run_id,) = await emulator.create_runs(control, 1, "endless")
