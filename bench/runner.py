@@ -45,21 +45,7 @@ class Size:
 
 
 FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0, 10_000, 1000)
-QUICK = Size(
-    4,
-    40,
-    12.0,
-    5.0,
-    False,
-    250,
-    (100, 250),
-    3.0,
-    1000,
-    100,
-    scale_starts=99,
-    scale_throughput_seconds=1.0,
-    scale_throughput_rounds=1,
-)
+QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
