@@ -302,5 +302,5 @@ def _start_summary(started: StartedRun, claim: KeyClaim | None, judged: JudgedRu
         )
     if started.replayed:
         ago = f" from {int(claim.age_seconds)} s ago" if claim and claim.reused else ""
-        return f"Replayed an identical earlier start{ago}: No second run was started. {standing}"
+        return f"Replayed an identical earlier start{ago}; no second run was started. {standing}"
     return f"Started run {view.run_id} ({view.harness or 'codex'}){where}. {standing}"

@@ -22,7 +22,7 @@ async def test_repeating_the_same_start_replays_instead_of_starting_again(tmp_pa
         again = await s.start("  Add input validation to the signup form  ")  # trimmed: the same request
         assert again["run"]["runId"] == first["run"]["runId"]
         assert again["replayed"] is True and again["idempotencyKey"] == first["idempotencyKey"]
-        assert "No second run" in again["summary"] and "new idempotencyKey" in " ".join(again["nextSteps"])
+        assert "no second run was started" in again["summary"] and "new idempotencyKey" in " ".join(again["nextSteps"])
         assert len(s.emulator.emulator.run_ids()) == 1
 
         other = await s.start("A different task entirely")
