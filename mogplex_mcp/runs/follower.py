@@ -44,6 +44,7 @@ from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunEvent
 from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
 from mogplex_mcp.runs.followed_run import FollowSettings, RunFollower
 from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.local.pacer import LocalPacer
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import FollowCoordinator
 
@@ -76,10 +77,13 @@ class FollowerHub:
     ) -> None:
         self._tg = task_group
         self._coordinator = coordinator  # one follower per run across replicas (runs/shared_follow.py)
-        self._make_pacer = make_pacer  # a shared budget per token fingerprint (runs/token_pacer.py)
         self._make_client = make_client
         self._make_stream = make_stream
         self.settings = settings or FollowSettings()
+        # One budget per token: this process's (the store's local backend), or one shared by every replica
+        # (runs/token_pacer.py over Redis) when given.
+        local = LocalPacer(self.settings.requests_per_minute, clock=clock, sleep=sleep)
+        self._make_pacer = make_pacer or local.for_token
         self._clock = clock
         self._sleep = sleep
         self._followers: OrderedDict[tuple[str, str], RunFollower] = OrderedDict()
@@ -94,12 +98,8 @@ class FollowerHub:
         return self._followers.get((token_fingerprint(token), run_id))
 
     def pacer(self, fingerprint: str) -> RequestPacer:
-        if fingerprint not in self._pacers and self._make_pacer is not None:
-            self._pacers[fingerprint] = self._make_pacer(fingerprint)
         if fingerprint not in self._pacers:
-            self._pacers[fingerprint] = RequestPacer(
-                self.settings.requests_per_minute, clock=self._clock, sleep=self._sleep
-            )
+            self._pacers[fingerprint] = self._make_pacer(fingerprint)
         return self._pacers[fingerprint]
 
     @property
