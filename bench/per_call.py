@@ -214,15 +214,15 @@ def _explain(section: Section, passes: list[dict[str, Path_]], calls: int) -> No
         if ours_ms > bare_ms + 20:
             section.notes.append(
                 f"HTTP, modern era: {ours_ms:.0f} ms per call against {bare_ms:.0f} ms for the bare server — a "
-                "~40 ms stall per call that is ours. Cause: `mogplex_mcp/server/http.py:bind_socket` creates the "
-                "listening socket with `socket.socket(family, socket.SOCK_STREAM)`, i.e. protocol 0, and asyncio "
-                "sets TCP_NODELAY on accepted connections only when `sock.proto == IPPROTO_TCP`; so Nagle stays on, "
-                "and a response written in pieces (SSE: headers, then events) on a kept-alive connection waits for "
-                "the client's delayed ACK (40 ms minimum on Linux). The modern-era client keeps its connection "
-                "alive, the handshake-era client opens one per POST, so only the modern era shows it. The bare "
-                "server lets uvicorn bind (via getaddrinfo, protocol 6) and does not stall. Fix (one line): "
-                "`socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)` in `bind_socket` (the emulator's "
-                "`bind_loopback` has the same pattern)."
+                "~40 ms stall per call that is ours. Cause: `mogplex_mcp/server/transport/http.py:bind_socket` "
+                "creates the listening socket with `socket.socket(family, socket.SOCK_STREAM)`, i.e. protocol 0, "
+                "and asyncio sets TCP_NODELAY on accepted connections only when `sock.proto == IPPROTO_TCP`; so "
+                "Nagle stays on, and a response written in pieces (SSE: headers, then events) on a kept-alive "
+                "connection waits for the client's delayed ACK (40 ms minimum on Linux). The modern-era client "
+                "keeps its connection alive, the handshake-era client opens one per POST, so only the modern era "
+                "shows it. The bare server lets uvicorn bind (via getaddrinfo, protocol 6) and does not stall. Fix "
+                "(one line): `socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)` in `bind_socket` (the "
+                "emulator's `bind_loopback` has the same pattern)."
             )
     section.notes.append(
         "HTTP, handshake era: the SDK's handshake-era client opens a new TCP connection for every POST, so each "

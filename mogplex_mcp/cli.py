@@ -185,7 +185,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     settings = Settings.from_env(base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url)
     if settings.redis_url:
-        from mogplex_mcp.server.backends import shared_store_problem
+        from mogplex_mcp.runs.backends import shared_store_problem
 
         if problem := shared_store_problem(settings):
             print(f"mogplex-mcp: cannot start: {problem}", file=sys.stderr)
@@ -237,7 +237,7 @@ def _serve_stdio(settings: Settings) -> int:
 def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
     import anyio
 
-    from mogplex_mcp.server.http import HttpOptions, build_http_app, local_only, serve_http
+    from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, local_only, serve_http
 
     options = HttpOptions(
         host=args.host,

@@ -185,7 +185,7 @@ def redis_check(settings: Settings, network: bool) -> Check:
     shown = mask_redis_url(settings.redis_url or "")
     if not network:
         return Check("ok", f"shared state in Redis at {shown} (not checked: --no-network)")
-    from mogplex_mcp.server.backends import shared_store_problem
+    from mogplex_mcp.runs.backends import shared_store_problem
 
     problem = shared_store_problem(settings)
     if problem:

@@ -109,7 +109,7 @@ def test_stdio_startup_does_not_load_what_only_other_commands_need() -> None:
         "import sys; from mogplex_mcp import cli; cli.build_parser('serve');"
         "import mogplex_mcp.server.app;"
         "print(sorted(m for m in ('mogplex_mcp.emulator', 'mogplex_mcp.demo', 'mogplex_mcp.doctor',"
-        " 'mogplex_mcp.server.http', 'redis') if m in sys.modules))"
+        " 'mogplex_mcp.server.transport.http', 'redis') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True

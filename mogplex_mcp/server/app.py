@@ -18,20 +18,20 @@ from pydantic import ValidationError
 from mogplex_mcp import __version__
 from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
+from mogplex_mcp.runs.backends import open_backends
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer
-from mogplex_mcp.server.arguments import lean_schema, unknown_arguments_error
-from mogplex_mcp.server.backends import open_backends
 from mogplex_mcp.server.errors import validation_error, with_tool_name
-from mogplex_mcp.server.event_tools import register_event_tools
-from mogplex_mcp.server.orchestration import register_orchestration_tools
 from mogplex_mcp.server.prompts import register_prompts
-from mogplex_mcp.server.resources import register_resources
+from mogplex_mcp.server.resources.run_resources import register_resources
 from mogplex_mcp.server.state import AppState, HttpPool, follower_client_factory
-from mogplex_mcp.server.tools import register_run_tools
+from mogplex_mcp.server.tools.arguments import lean_schema, unknown_arguments_error
+from mogplex_mcp.server.tools.event_tools import register_event_tools
+from mogplex_mcp.server.tools.orchestration import register_orchestration_tools
+from mogplex_mcp.server.tools.run_tools import register_run_tools
 
 logger = logging.getLogger("mogplex_mcp.server")
 

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN, OTHER_USER_TOKEN
-from mogplex_mcp.server.http import HttpOptions
+from mogplex_mcp.server.transport.http import HttpOptions
 from tests.e2e.support import REPO_ID, ok
 from tests.gateway.support import (
     LOCAL,

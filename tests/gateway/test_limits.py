@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mogplex_mcp.cli import build_parser
-from mogplex_mcp.server.connections import FD_RESERVE, connection_cap
-from mogplex_mcp.server.sessions import SessionLimitError, SessionLimits, SessionRegistry
+from mogplex_mcp.server.transport.connections import FD_RESERVE, connection_cap
+from mogplex_mcp.server.transport.sessions import SessionLimitError, SessionLimits, SessionRegistry
 
 
 def test_limit_flags_parse_and_refuse_nonsense() -> None:

@@ -25,9 +25,9 @@ from mogplex_mcp.runs.review import changed_files, final_message
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input
 from mogplex_mcp.runs.views import find_delivery
-from mogplex_mcp.server.orchestration_results import ListedRun, StatusSource
 from mogplex_mcp.server.results import fit_to_budget
 from mogplex_mcp.server.state import AppState
+from mogplex_mcp.server.tools.orchestration_results import ListedRun, StatusSource
 
 TITLE_CHARS = 80
 LIST_MESSAGE_CHARS = 160

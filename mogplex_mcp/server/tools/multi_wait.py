@@ -19,10 +19,10 @@ from mogplex_mcp.runs.followed_run import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled, wait_any_changed
 from mogplex_mcp.server.errors import tool_error
-from mogplex_mcp.server.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
 from mogplex_mcp.server.outcomes import judge, record_outcome
 from mogplex_mcp.server.snapshots import RunSnapshot
 from mogplex_mcp.server.state import AppState
+from mogplex_mcp.server.tools.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
 
 
 class _Progress:

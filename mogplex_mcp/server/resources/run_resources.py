@@ -41,10 +41,7 @@ from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import coalescing_note, transcript_lines
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge
-from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView, fit_to_budget
-from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
-from mogplex_mcp.server.state import AppState, app_state, token_from_request
-from mogplex_mcp.server.subscriptions import (
+from mogplex_mcp.server.resources.subscriptions import (
     EVENTS_URI,
     LOG_URI,
     RUN_URI,
@@ -54,6 +51,9 @@ from mogplex_mcp.server.subscriptions import (
     run_not_found,
     run_uris,
 )
+from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView, fit_to_budget
+from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
+from mogplex_mcp.server.state import AppState, app_state, token_from_request
 
 LIST_LIMIT = 50
 TRANSCRIPT_CHAR_BUDGET = 14_000

@@ -15,11 +15,16 @@ from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
 from mogplex_mcp.runs.settled import needs_input
 from mogplex_mcp.server.errors import tool_error, validation_error
-from mogplex_mcp.server.multi_wait import wait_for_runs as wait_on_runs
-from mogplex_mcp.server.orchestration_results import ContinueRunResult, ListRunsResult, WaitForRunsResult, WaitMode
-from mogplex_mcp.server.run_list import BadCursor, RunPage, decode_cursor, list_page
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
-from mogplex_mcp.server.tools import READ_ONLY, RunId, _start, tool
+from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs
+from mogplex_mcp.server.tools.orchestration_results import (
+    ContinueRunResult,
+    ListRunsResult,
+    WaitForRunsResult,
+    WaitMode,
+)
+from mogplex_mcp.server.tools.run_list import BadCursor, RunPage, decode_cursor, list_page
+from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, _start, tool
 
 WAIT_RUNS_MAX = 20
 _STATUS_FILTER = {"active": False, "finished": True, "all": None}

@@ -31,9 +31,9 @@ from starlette.responses import JSONResponse, Response
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
-from mogplex_mcp.server.connections import GatewayConfig, connection_cap, raise_open_file_limit
-from mogplex_mcp.server.gateway import Gateway, GatewayPolicy
-from mogplex_mcp.server.sessions import SessionLimits, SessionRegistry
+from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
+from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
+from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 
 logger = logging.getLogger("mogplex_mcp.http")
 
