@@ -153,6 +153,13 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         metavar="SECONDS",
         help="close a connection whose request body is not complete this long after its headers (default: %(default)s)",
     )
+    group.add_argument(
+        "--grace-period",
+        type=_positive(float),
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, drain for at most this long, then exit regardless (default: %(default)s)",
+    )
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -251,6 +258,7 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         header_timeout_seconds=args.header_timeout,
         body_timeout_seconds=args.body_timeout,
+        graceful_shutdown_seconds=args.grace_period,
     )
     if settings.token and not local_only(options):
         logger.warning(

@@ -25,6 +25,7 @@ from mogplex_mcp.runs.journal import StartJournal, clean_title, token_fingerprin
 from mogplex_mcp.runs.known_runs import RunFacts, facts_of
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
 from mogplex_mcp.runs.notes import RunNotebook
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.store import KnownRuns, StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
@@ -87,6 +88,8 @@ class AppState:
     claims: StartClaims | None = None
     # The runs list (resources/list); None: the journal itself.
     known: KnownRuns | None = None
+    # What /readyz reports, and the drain (SIGTERM) that cuts waits short (runs/readiness.py).
+    readiness: Readiness = field(default_factory=Readiness)
 
     @property
     def start_claims(self) -> StartClaims:

@@ -103,23 +103,25 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         _check_run_id(runId)
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
         started = time.monotonic()
+        # A draining server (SIGTERM) ends the wait with what it has: "still running", so the caller asks again.
         async with state.hub.watch(token, runId) as follower:
-            with anyio.move_on_after(timeout):
-                await follower.ready.wait()
-            if follower.run is not None and follower.fatal is None:
-                _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
-            await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
-            if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
-                with anyio.move_on_after(max(0.0, timeout - (time.monotonic() - started))):
-                    await follower.wait_stopped()
+            with state.readiness.cut_short():
+                with anyio.move_on_after(timeout):
+                    await follower.ready.wait()
+                if follower.run is not None and follower.fatal is None:
+                    _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
+                await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
+                if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
+                    with anyio.move_on_after(max(0.0, timeout - (time.monotonic() - started))):
+                        await follower.wait_stopped()
         waited = round(time.monotonic() - started, 1)
         if follower.fatal is not None:
             raise tool_error(follower.fatal, "wait for the run", token=token)
         if follower.run is None:
             reason = f" ({follower.error})" if follower.error else ""
+            when = "before this server began shutting down" if state.readiness.draining else f"within {timeout:.0f} s"
             raise ToolError(
-                f"could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. "
-                f"Call wait_for_run with runId {runId} again."
+                f"could not get run {runId} from Mogplex {when}{reason}. Call wait_for_run with runId {runId} again."
             )
         await state.remember(token, follower.run)
         snap = RunSnapshot.of(follower, follower.run)

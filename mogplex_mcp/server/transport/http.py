@@ -1,15 +1,17 @@
-"""Streamable HTTP: the ASGI app (`/mcp`, `/healthz`), DNS-rebinding rules, and serving it under uvicorn.
+"""Streamable HTTP: the ASGI app (`/mcp`, `/healthz`, `/readyz`), DNS-rebinding rules, and serving it under uvicorn.
 
 Over HTTP this server is a multi-user gateway: every request brings its own `Authorization: Bearer mog_…`,
 which `state.token_from_request` forwards upstream and never stores. Falling back to `MOGPLEX_TOKEN` for
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
 names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
 without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
-`connections.py` (header deadline, connection cap).
+`connections.py` (header deadline, connection cap; the probes have slots of their own). SIGTERM drains
+(`drain.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import logging
@@ -30,8 +32,10 @@ from starlette.responses import JSONResponse, Response
 
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.server.app import create_server
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
+from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 
@@ -39,6 +43,7 @@ logger = logging.getLogger("mogplex_mcp.http")
 
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
 ANY_HOST = "*"
 _LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 _LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
@@ -53,7 +58,8 @@ class HttpOptions:
     stateless: bool = False
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
-    graceful_shutdown_seconds: float = 10.0
+    # SIGTERM: how long the drain may take before the process exits regardless (drain.py).
+    graceful_shutdown_seconds: float = DEFAULT_GRACE_SECONDS
     # The gateway's limits (docs/http.md, "Threat model"): sessions per token and in all, idle expiry,
     # connections, and how long a request's headers and body may take.
     max_sessions_per_token: int = 32
@@ -116,10 +122,10 @@ def http_settings(settings: Settings, options: HttpOptions) -> Settings:
 
 
 def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: Any) -> Starlette:
-    """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, and `/healthz`.
+    """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, `/healthz` and `/readyz`.
 
     Its lifespan runs the MCP server's. `app.state.sessions` is the gateway's session registry,
-    `app.state.session_manager` the SDK's.
+    `app.state.session_manager` the SDK's, `app.state.readiness` what `/readyz` reports (and the drain).
     """
     security = transport_security(options)
     limits = SessionLimits(
@@ -128,12 +134,20 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         idle_seconds=options.session_idle_minutes * 60,
     )
     served = http_settings(settings, options)
-    server = create_server(served, **server_kwargs)
+    readiness = server_kwargs.pop("readiness", None) or Readiness()
+    server = create_server(served, readiness=readiness, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse(
             {"status": "ok", "server": "mogplex-mcp", "version": __version__, "stateless": options.stateless}
         )
+
+    async def readyz(_: Request) -> Response:
+        # Reasons name the journal's path problem or Redis's masked URL, never a token: safe to show anyone.
+        problems = await readiness.problems()
+        body: dict[str, object] = {"status": "not ready" if problems else "ready", "server": "mogplex-mcp"}
+        body["checks"] = {name: problems.get(name, "ok") for name in readiness.check_names} | problems
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -145,6 +159,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         max_sessions=limits.total + limits.per_token,
     )
     app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    app.add_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
     policy = GatewayPolicy(
         path=MCP_PATH,
         require_bearer=not served.http_token_fallback,
@@ -155,6 +170,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
     app.add_middleware(Gateway, policy=policy, sessions=sessions)
     app.state.sessions = sessions
     app.state.session_manager = server.session_manager
+    app.state.readiness = readiness
     return app
 
 
@@ -191,7 +207,7 @@ def uvicorn_server(
         header_timeout=options.header_timeout_seconds,
         body_timeout=options.body_timeout_seconds,
         log_level=log_level.lower(),
-        timeout_graceful_shutdown=int(options.graceful_shutdown_seconds),
+        timeout_graceful_shutdown=uvicorn_grace(options.graceful_shutdown_seconds),
         lifespan="on",
         access_log=log_level.lower() in ("debug", "info"),
         server_header=False,
@@ -200,21 +216,28 @@ def uvicorn_server(
 
 
 async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "warning") -> None:
-    """Serve until SIGINT/SIGTERM, then stop gracefully: finish requests in flight (bounded), run the lifespan's
-    cleanup, return normally (exit 0). A second signal stops without waiting."""
+    """Serve until SIGINT/SIGTERM, then drain (drain.py): not ready, no new connections, requests in flight
+    finish, leases handed over, the lifespan's cleanup, return normally (exit 0) — all within the grace period,
+    or the process exits at once (code 1). A second signal exits at once too."""
     sock = bind_socket(options.host, options.port)
     cap = connection_cap(options.max_connections, raise_open_file_limit())
     server = _EmbeddedServer(uvicorn_server(app, options, log_level=log_level, max_connections=cap).config)
+    drain = Drain(server, app.state.readiness, options.graceful_shutdown_seconds, app.state.session_manager)
+    loop = asyncio.get_running_loop()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
+        drain.signalled(loop)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        logger.warning("mogplex-mcp listening on %s (health: %s)", url_for(sock), url_for(sock, HEALTH_PATH))
+        logger.warning(
+            "mogplex-mcp listening on %s (health: %s, readiness: %s)",
+            url_for(sock),
+            url_for(sock, HEALTH_PATH),
+            url_for(sock, READY_PATH),
+        )
         await server.serve(sockets=[sock])
+        drain.finished()
         logger.warning("mogplex-mcp stopped")
     finally:
         for sig, handler in previous.items():
