@@ -266,7 +266,9 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
             " each request must send its own Authorization: Bearer"
         )
     app = build_http_app(settings, options)
-    anyio.run(lambda: serve_http(app, options, log_level=args.log_level or "warning"))
+    level = (args.log_level or os.environ.get(LOG_LEVEL_ENV) or "warning").lower()  # INFO turns the access log on
+    level = level if level in LOG_LEVELS else "warning"
+    anyio.run(lambda: serve_http(app, options, log_level=level))
     return 0
 
 

@@ -32,6 +32,8 @@ from mogplex_mcp.server.state import AppState, app_state, require_token, upstrea
 from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
+# How long a wait gives its follower to catch up with an afterEventId it does not hold yet.
+CURSOR_CATCH_UP_SECONDS = 5.0
 EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summary and the steps
 
 
@@ -109,6 +111,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
                 with anyio.move_on_after(timeout):
                     await follower.ready.wait()
                 if follower.run is not None and follower.fatal is None:
+                    await _until_cursor_known(follower, afterEventId)
                     _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
                 await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
                 if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
@@ -129,6 +132,16 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         judged = judge(state, token, snap)
         await record_outcome(state, token, judged.outcome)
         return _wait_result(judged, follower, snap.events[start:], waited, afterEventId, token)
+
+
+async def _until_cursor_known(follower: RunFollower, cursor: str | None) -> None:
+    """A replica that has just begun following a run (from another replica's feed, say after a restart moved
+    the caller here) may not hold the caller's cursor yet: let it catch up a moment before calling it wrong."""
+    if cursor is None:
+        return
+    with anyio.move_on_after(CURSOR_CATCH_UP_SECONDS):
+        while follower.active and not follower.done and all(event.id != cursor for event in follower.events()):
+            await follower.wait_changed(follower.version)
 
 
 def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, tool_name: str) -> int:
