@@ -28,9 +28,9 @@ from mogplex_mcp.emulator import DEMO_TOKEN, OTHER_USER_TOKEN, EmulatorHandle, E
 from mogplex_mcp.emulator.config import default_tokens
 from tests.deploy.proxy import PUBLIC_NAME, Deployment, deployment
 from tests.e2e.support import REPO_ID, USER_B_TOKEN, emulator_config, text_of
-from tests.gateway.test_notifications import Heard
 from tests.redis_server import RedisServer
 from tests.server.test_shared_pacer import fresh_database
+from tests.server.transport.test_notifications import Heard
 
 pytestmark = pytest.mark.anyio
 

@@ -12,10 +12,10 @@ import anyio
 import httpx2
 import pytest
 
-from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
-from tests.gateway.support import PUBLIC, Served, served
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
 from tests.redis_server import running_redis, stop_redis
 from tests.server.journal_faults import locked
+from tests.server.transport.support import PUBLIC, Served, served
 
 pytestmark = pytest.mark.anyio
 
