@@ -9,25 +9,19 @@ runs and waiting on them) ends with no failed call, no duplicate run and every w
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp.types import CallToolResult
 
-from mogplex_mcp.emulator import DEMO_TOKEN, OTHER_USER_TOKEN, EmulatorHandle, EmulatorThread
-from mogplex_mcp.emulator.config import default_tokens
-from tests.deploy.proxy import PUBLIC_NAME, Deployment, deployment
-from tests.e2e.support import REPO_ID, USER_B_TOKEN, emulator_config, text_of
+from mogplex_mcp.emulator import DEMO_TOKEN
+from tests.deploy.load import Load, base_env, keep_working, proxied, team_upstream
+from tests.deploy.proxy import PUBLIC_NAME, deployment
+from tests.e2e.support import REPO_ID, text_of
 from tests.redis_server import RedisServer
 from tests.server.test_shared_pacer import fresh_database
 from tests.server.transport.test_notifications import Heard
@@ -35,38 +29,8 @@ from tests.server.transport.test_notifications import Heard
 pytestmark = pytest.mark.anyio
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-# Four people of a team, each with their own token (one token's follower budget is 40 requests a minute).
-TEAM = (DEMO_TOKEN, OTHER_USER_TOKEN, USER_B_TOKEN, "mog_TeamMember4Deploy8Rw5Mn")
 PING = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-
-
-def upstream(speed: float) -> EmulatorThread:
-    tokens = default_tokens() | dict.fromkeys(TEAM, frozenset({"read", "write"}))
-    return EmulatorThread(emulator_config(rate_limit_per_minute=0, start_limits=(0, 0, 0), speed=speed, tokens=tokens))
-
-
-def base_env(emu: EmulatorHandle, home: Path) -> dict[str, str]:
-    """What every replica's environment holds besides the doc's own variables: no MOGPLEX_TOKEN (callers bring
-    their own), INFO logs (uvicorn's access log names each request's client)."""
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "MOGPLEX_BASE_URL": emu.base_url,
-        "MOGPLEX_LOG_LEVEL": "info",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-@asynccontextmanager
-async def proxied(d: Deployment, *, token: str = DEMO_TOKEN, local_address: str | None = None) -> AsyncIterator[Client]:
-    """A modern-era MCP client reaching the deployment as https://mcp.example.com (over loopback)."""
-    transport = httpx2.AsyncHTTPTransport(verify=d.tls, local_address=local_address)
-    headers = {"Host": PUBLIC_NAME, "Authorization": f"Bearer {token}"}
-    async with (
-        httpx2.AsyncClient(transport=transport, headers=headers, timeout=httpx2.Timeout(30.0, read=90.0)) as http,
-        Client(streamable_http_client(d.url, http_client=http), mode="auto") as client,
-    ):
-        yield client
+PEOPLE = 4
 
 
 def data(result: CallToolResult) -> dict[str, Any]:
@@ -77,7 +41,7 @@ def data(result: CallToolResult) -> dict[str, Any]:
 
 async def test_streams_hosts_and_forwarded_headers_behind_nginx(tmp_path: Path, redis_server: RedisServer) -> None:
     redis_url = await fresh_database(redis_server, 11)
-    with upstream(speed=1.0) as emu:
+    with team_upstream(speed=1.0) as emu:
         async with deployment(tmp_path, base_env(emu, tmp_path), redis_url) as d:
             async with proxied(d) as waiter, proxied(d, local_address="127.0.0.2") as listener:
                 run_id = data(await waiter.call_tool("start_run", {"repoId": REPO_ID, "prompt": "Stream it"}))["run"][
@@ -129,76 +93,22 @@ async def test_streams_hosts_and_forwarded_headers_behind_nginx(tmp_path: Path, 
     assert "203.0.113.9" not in logs
 
 
-@dataclass
-class Load:
-    """What the clients saw during the rolling restart."""
-
-    failures: list[str] = field(default_factory=list)
-    started: dict[str, str] = field(default_factory=dict)  # prompt -> runId
-    finished_reports: Counter[str] = field(default_factory=Counter)
-    repeated_events: list[str] = field(default_factory=list)
-    calls: int = 0
-    restarts_done: anyio.Event = field(default_factory=anyio.Event)
-
-    def check(self, what: str, result: CallToolResult) -> dict[str, Any] | None:
-        self.calls += 1
-        if result.is_error or result.structured_content is None:
-            self.failures.append(f"{what}: {text_of(result)[:300]}")
-            return None
-        content: dict[str, Any] = result.structured_content
-        return content
-
-
-async def keep_working(d: Deployment, n: int, load: Load) -> None:
-    """One client: start a run, wait on it to the end (chained waits), look at it; again, until the restarts end."""
-    async with proxied(d, token=TEAM[n]) as client:
-        task = 0
-        while not load.restarts_done.is_set():
-            task += 1
-            prompt = f"Client {n}, task {task}: tidy the imports"
-            started = load.check(
-                "start_run", await client.call_tool("start_run", {"repoId": REPO_ID, "prompt": prompt})
-            )
-            if started is None:
-                continue
-            run_id = started["run"]["runId"]
-            load.started[prompt] = run_id
-            cursor: str | None = None
-            seen: set[str] = set()
-            while True:
-                arguments: dict[str, Any] = {"runId": run_id, "timeoutSeconds": 10}
-                if cursor:
-                    arguments["afterEventId"] = cursor
-                waited = load.check("wait_for_run", await client.call_tool("wait_for_run", arguments))
-                if waited is None:
-                    continue
-                for event in waited["newEvents"]:
-                    if event["id"] in seen:
-                        load.repeated_events.append(f"{run_id}/{event['id']}")
-                    seen.add(event["id"])
-                cursor = waited["nextCursor"] or cursor
-                if waited["finished"]:
-                    load.finished_reports[run_id] += 1
-                    break
-            load.check("get_run", await client.call_tool("get_run", {"runId": run_id}))
-
-
 async def test_a_rolling_restart_under_load_fails_no_call_and_starts_no_run_twice(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     redis_url = await fresh_database(redis_server, 12)
     load = Load()
-    with upstream(speed=2.0) as emu:
+    with team_upstream(speed=2.0) as emu:
         async with deployment(tmp_path, base_env(emu, tmp_path), redis_url) as d:
             with anyio.fail_after(150):
                 async with anyio.create_task_group() as tg:
-                    for n in range(len(TEAM)):
+                    for n in range(PEOPLE):
                         tg.start_soon(keep_working, d, n, load)
                     await anyio.sleep(3)  # every client is mid-run
                     for replica in d.replicas:  # docs/scale.md's rolling restart, one replica at a time
                         await replica.restart()
                         await anyio.sleep(1)
-                    load.restarts_done.set()
+                    load.stop.set()
             logs = "\n".join(replica.log for replica in d.replicas)
         run_ids = emu.emulator.run_ids()
 

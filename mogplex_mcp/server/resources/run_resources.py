@@ -189,7 +189,10 @@ class ResourceSurface:
         """Hook a new lifespan's state up: follower changes and new runs reach subscribers."""
         notifier = RunNotifier(state)
         self.notifiers[id(state)] = notifier
-        task_group.start_soon(self._serve, id(state), notifier, name="resource notifications")
+        # A crash stops notifications but not the server: it is reported not ready (/readyz) instead.
+        task_group.start_soon(
+            state.readiness.supervise, "notifications", lambda: self._serve(id(state), notifier), name="notifications"
+        )
         return notifier
 
     async def _serve(self, key: int, notifier: RunNotifier) -> None:
