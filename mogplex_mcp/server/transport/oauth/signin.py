@@ -1,13 +1,13 @@
 """The sign-in page: where the user hands this server their Mogplex PAT, once, for one client.
 
-Self-contained HTML (no scripts, no external loads; its one stylesheet is inline and allowed by hash), served
-with a strict CSP (`default-src 'none'`, `frame-ancestors 'none'`, `form-action` only this page and the
-client's redirect), `X-Frame-Options: DENY`, `no-store`, `Referrer-Policy: same-origin`. The form is
-CSRF-protected twice: a random cookie (SameSite=Strict, HttpOnly) whose HMAC with the sealed request is a
-hidden field, and a refused foreign `Origin`. The page names the client and the host it will be sent back to, so a user can
-spot a client that is not what it claims. The PAT is checked with Mogplex (a read call) before a code is
-issued; a bad one gets a clear message on the page. Submissions are rate-limited per address and overall,
-and only a few PAT checks run at once.
+Self-contained HTML (no scripts, no external loads; its one stylesheet is inline and allowed by hash),
+served with a strict CSP (`default-src 'none'`, `frame-ancestors 'none'`, `form-action` only this page and
+the client's redirect), `X-Frame-Options: DENY`, `no-store`, `Referrer-Policy: same-origin`.
+The form is CSRF-protected twice: a random cookie (SameSite=Strict, HttpOnly) whose HMAC with the sealed
+request is a hidden field, and a refused foreign `Origin`. The page names the client and the host it will
+be sent back to, so a user can spot a client that is not what it claims. The PAT is checked with Mogplex
+(a read call) before a code is issued; a bad one gets a clear message on the page. Submissions are
+rate-limited per address and overall, and only a few PAT checks run at once.
 """
 
 from __future__ import annotations
