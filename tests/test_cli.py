@@ -26,6 +26,8 @@ SERVE_FLAGS = (
     "--allowed-host",
     "--allowed-origin",
     "--redis-url",
+    "--public-url",
+    "--oauth-access-token-minutes",
 )
 
 

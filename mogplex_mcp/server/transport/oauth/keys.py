@@ -1,9 +1,10 @@
 """The front door's key: AES-GCM sealing of PATs and sign-in requests, HMAC for client ids and CSRF tokens.
 
-Where the key comes from: `MOGPLEX_MCP_OAUTH_KEY` (base64url of 32 random bytes; a comma-separated list to
-rotate: the first seals, every one opens), else the file `oauth-key` in the state dir, created 0600 on first
-start and refused when anyone but its owner may read it. With Redis, replicas must share the key, so the
-env var is required there (a per-machine file would make every replica's grants unreadable to the others).
+Where the key comes from: `MOGPLEX_MCP_OAUTH_KEY` (32 random bytes in base64 or base64url, e.g.
+`openssl rand -base64 32`; a comma-separated list to rotate: the first seals, every one opens), else the file
+`oauth-key` in the state dir, created 0600 on first start and refused when anyone but its owner may read it.
+With Redis, replicas must share the key, so the env var is required there (a per-machine file would make
+every replica's grants unreadable to the others).
 
 Sealed values are bound to what they belong to (AES-GCM associated data): a PAT sealed for one grant does
 not open as another's, and a sealed sign-in request does not open as a PAT.
@@ -30,11 +31,6 @@ KEY_ENV = "MOGPLEX_MCP_OAUTH_KEY"
 KEY_FILE = "oauth-key"
 KEY_BYTES = 32
 _NONCE_BYTES = 12
-
-
-def new_key() -> str:
-    """A fresh key in the form KEY_ENV takes (what `mogplex-mcp oauth-key` prints)."""
-    return _b64(secrets.token_bytes(KEY_BYTES))
 
 
 class Keys:
@@ -82,11 +78,11 @@ def load_keys(state_dir: Path, *, shared: bool, env: Mapping[str, str] | None = 
         try:
             return Keys([_unb64(part.strip()) for part in configured.split(",") if part.strip()])
         except ValueError:
-            raise ConfigError(f"{KEY_ENV} is not base64url: make one with `mogplex-mcp oauth-key`") from None
+            raise ConfigError(f"{KEY_ENV} is not base64: make one with `openssl rand -base64 32`") from None
     if shared:
         raise ConfigError(
             f"OAuth with Redis needs one key shared by every replica: set {KEY_ENV} on each (make one with "
-            "`mogplex-mcp oauth-key`). Without it a grant issued by one replica could not be read by another."
+            "`openssl rand -base64 32`). Without it a grant issued by one replica could not be read by another."
         )
     return Keys([_key_file(state_dir / KEY_FILE)])
 
