@@ -8,6 +8,8 @@ Playwright answers that one navigation (there is no app behind it) and hands the
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -64,10 +66,14 @@ async def oauth_server(
     emulator: EmulatorConfig | None = None,
     emu: EmulatorHandle | None = None,
     port: int | None = None,
+    public_port: int | None = None,
     settings: dict[str, Any] | None = None,
     **oauth: Any,
 ) -> AsyncIterator[OAuthServer]:
-    """The server with OAuth on, in front of the emulator (a fresh one unless `emu` is given)."""
+    """The server with OAuth on, in front of the emulator (a fresh one unless `emu` is given).
+
+    `public_port`: the port of the public URL when it is not the one served (replicas behind one address).
+    """
     if emu is None:
         async with (
             running_emulator(emulator or emulator_config()) as fresh,
@@ -76,7 +82,7 @@ async def oauth_server(
             yield served
         return
     the_port = port or free_port()
-    options = public_options(the_port, **oauth)
+    options = public_options(public_port or the_port, **oauth)
     states: list[AppState] = []
     values = {"token": None} | (settings or {})
     state_dir = values.pop("state_dir", tmp_path / "state")
@@ -184,3 +190,81 @@ async def oauth_client(
 async def new_page(browser: Browser) -> Page:
     context = await browser.new_context(viewport={"width": 720, "height": 760})
     return await context.new_page()
+
+
+# --- a raw client: the same flow as the SDK client and the browser, one request at a time --------------------
+
+PKCE_VERIFIER = "v" * 64
+PKCE_CHALLENGE = "w1TpKUdYE9hUAcNSeeSRFioHDxfUxuHho_JHAfZ_vDM"  # S256 of PKCE_VERIFIER, base64url
+
+
+def form_fields(page: str) -> dict[str, str]:
+    """The hidden fields of the sign-in form."""
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
+    return {name: html.unescape(value) for name, value in fields.items()}
+
+
+class RawFlow:
+    """Registration, /authorize, the sign-in form and /token over plain HTTP (cookies kept, redirects not)."""
+
+    def __init__(self, server: OAuthServer, http: httpx2.AsyncClient) -> None:
+        self.server, self.http = server, http
+        self.client_id = ""
+
+    async def register(self, redirect_uri: str = REDIRECT_URI, name: str = "Raw Client") -> httpx2.Response:
+        body = {"redirect_uris": [redirect_uri], "client_name": name, "token_endpoint_auth_method": "none"}
+        response = await self.http.post(f"{self.server.issuer}/register", json=body)
+        if response.status_code == 201:
+            self.client_id = response.json()["client_id"]
+        return response
+
+    def authorize_params(self, **overrides: str | None) -> dict[str, str]:
+        params: dict[str, str | None] = {
+            "response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT_URI,
+            "code_challenge": PKCE_CHALLENGE, "code_challenge_method": "S256", "state": "st4te",
+            "resource": self.server.url,
+        }  # fmt: skip
+        params.update(overrides)
+        return {name: value for name, value in params.items() if value is not None}
+
+    async def authorize(self, **overrides: str | None) -> httpx2.Response:
+        return await self.http.get(f"{self.server.issuer}/authorize", params=self.authorize_params(**overrides))
+
+    async def sign_in_page(self, **overrides: str | None) -> tuple[str, httpx2.Response]:
+        """Follow /authorize to the sign-in page: (its URL, the page)."""
+        authorized = await self.authorize(**overrides)
+        assert authorized.status_code == 302, authorized.text
+        location = authorized.headers["location"]
+        assert location.startswith(f"{self.server.issuer}/oauth/sign-in?"), location
+        return location, await self.http.get(location)
+
+    async def submit(self, page: httpx2.Response, pat: str, **extra: str) -> httpx2.Response:
+        fields = form_fields(page.text) | {"pat": pat, "access": "write", "action": "allow"} | extra
+        return await self.http.post(
+            f"{self.server.issuer}/oauth/sign-in", data=fields, headers={"Origin": self.server.issuer}
+        )
+
+    async def code(self, pat: str) -> str:
+        _, page = await self.sign_in_page()
+        done = await self.submit(page, pat)
+        assert done.status_code == 303, done.text
+        query = parse_qs(urlsplit(done.headers["location"]).query)
+        return query["code"][0]
+
+    async def exchange(self, code: str, verifier: str = PKCE_VERIFIER) -> httpx2.Response:
+        data = {
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "client_id": self.client_id, "code_verifier": verifier, "resource": self.server.url,
+        }  # fmt: skip
+        return await self.http.post(f"{self.server.issuer}/token", data=data)
+
+    async def refresh(self, refresh_token: str) -> httpx2.Response:
+        data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id}
+        return await self.http.post(f"{self.server.issuer}/token", data=data)
+
+    async def tokens(self, pat: str) -> dict[str, Any]:
+        await self.register()
+        exchanged = await self.exchange(await self.code(pat))
+        assert exchanged.status_code == 200, exchanged.text
+        tokens: dict[str, Any] = exchanged.json()
+        return tokens
