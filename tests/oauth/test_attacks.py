@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def flow(tmp_path: Path, **oauth: object) -> AsyncIterator[tuple[OAuthServer, RawFlow]]:
+async def flow(tmp_path: Path, **oauth: Any) -> AsyncIterator[tuple[OAuthServer, RawFlow]]:
     async with oauth_server(tmp_path, **oauth) as server, httpx2.AsyncClient(timeout=20) as http:
         yield server, RawFlow(server, http)
 
@@ -122,7 +123,7 @@ async def test_the_sign_in_page_cannot_be_framed_and_loads_nothing(tmp_path: Pat
 async def test_no_redirect_goes_anywhere_but_the_registered_uri(tmp_path: Path) -> None:
     async with flow(tmp_path) as (server, raw):
         await raw.register()
-        location, page = await raw.sign_in_page()
+        _, page = await raw.sign_in_page()
         sealed = form_fields(page.text)["request"]
         tampered = sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")
         for bad in (tampered, "", "x" * 20_000):
@@ -143,7 +144,7 @@ async def test_a_bad_pat_gets_a_clear_message_on_the_page_and_no_code(tmp_path: 
 
 
 async def test_registration_floods_are_limited_per_address_and_overall_and_store_nothing(tmp_path: Path) -> None:
-    async with flow(tmp_path, registrations_per_minute=3, registrations_per_minute_total=1000) as (server, raw):
+    async with flow(tmp_path, registrations_per_minute=3, registrations_per_minute_total=1000) as (_, raw):
         statuses = [(await raw.register()).status_code for _ in range(5)]
         assert statuses == [201, 201, 201, 429, 429]
         assert not list((tmp_path / "state").glob("oauth-grants*")) or _rows(tmp_path) == 0

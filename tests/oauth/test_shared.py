@@ -117,7 +117,11 @@ async def test_the_pat_is_never_in_a_page_redirect_token_log_redis_or_the_state_
             await store.aclose()
     assert any(":oauth:grant:" in key for key in keys)  # the grant is there, sealed
     files = b"".join(path.read_bytes() for path in (tmp_path / "state").rglob("*") if path.is_file())
-    haystacks = {"pages, redirects, tokens": "\n".join(seen), "logs": caplog.text, "redis": "\n".join(keys + values)}
+    haystacks = {
+        "pages, redirects, tokens": "\n".join(seen),
+        "logs": caplog.text,
+        "redis": "\n".join([*map(str, keys), *values]),
+    }
     for pat in (DEMO_TOKEN, UNKNOWN_TOKEN):
         for where, text in haystacks.items():
             assert pat not in text, f"the PAT appears in {where}"
