@@ -33,7 +33,7 @@ from mogplex_mcp.server.transport.oauth import FrontDoor, OAuthOptions
 from tests.e2e.support import Mode, emulator_config
 from tests.redis_server import free_port
 from tests.server.harness import FAST_FOLLOW, settings_for
-from tests.server.test_resources import Inbox
+from tests.server.resources.test_run_resources import Inbox
 
 CALLBACK_PORT = free_port()
 REDIRECT_URI = f"http://127.0.0.1:{CALLBACK_PORT}/callback"

@@ -13,7 +13,7 @@ import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN
 from tests.e2e.support import UNKNOWN_TOKEN
-from tests.gateway.support import INITIALIZE, MCP_HEADERS
+from tests.server.transport.support import INITIALIZE, MCP_HEADERS
 from tests.oauth.support import REDIRECT_URI, OAuthServer, RawFlow, form_fields, oauth_server
 
 pytestmark = pytest.mark.anyio

@@ -17,8 +17,8 @@ import anyio
 import pytest
 
 from mogplex_mcp.runs import redis as redis_backend
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.grant_store import Grant, GrantStore, IssuedCode, IssuedToken, secret_hash
-from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.local.grants import LocalGrantStore
 from mogplex_mcp.runs.redis.grants import RedisGrantStore
 from mogplex_mcp.runs.store import StoreUnavailableError

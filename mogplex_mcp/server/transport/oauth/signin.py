@@ -24,7 +24,7 @@ from mcp.server.auth.provider import construct_redirect_uri
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.server.transport.oauth.limits import RateLimiter
 from mogplex_mcp.server.transport.oauth.provider import FrontDoorProvider, SignInRequest
 from mogplex_mcp.server.transport.oauth.scopes import READ, WRITE
