@@ -13,8 +13,8 @@ import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN
 from tests.e2e.support import UNKNOWN_TOKEN
-from tests.server.transport.support import INITIALIZE, MCP_HEADERS
 from tests.oauth.support import REDIRECT_URI, OAuthServer, RawFlow, form_fields, oauth_server
+from tests.server.transport.support import INITIALIZE, MCP_HEADERS
 
 pytestmark = pytest.mark.anyio
 

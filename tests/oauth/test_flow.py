@@ -13,9 +13,9 @@ import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN
 from tests.e2e.support import REPO_ID, USER_B_TOKEN, error, ok, tool_names
-from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client, subscribe_legacy
 from tests.oauth.support import BrowserSignIn, MemoryStorage, new_page, oauth_client, oauth_provider, oauth_server
 from tests.server.resources.test_run_resources import Inbox
+from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client, subscribe_legacy
 from tests.viewer.support import launched_browser
 
 pytestmark = pytest.mark.anyio

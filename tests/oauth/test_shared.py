@@ -18,10 +18,10 @@ from mogplex_mcp.runs import redis as redis_backend
 from mogplex_mcp.server.transport.http import build_http_app
 from mogplex_mcp.server.transport.oauth.keys import KEY_ENV
 from tests.e2e.support import UNKNOWN_TOKEN, emulator_config, ok
-from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client
 from tests.oauth.support import OAuthServer, RawFlow, oauth_server, public_options
 from tests.redis_server import RedisServer, free_port
 from tests.server.harness import settings_for
+from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client
 
 pytestmark = pytest.mark.anyio
 
