@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -158,7 +159,10 @@ class MetadataDocuments:
         shown = f"[{address}]" if ":" in address else address
         pinned = urlunsplit((parts.scheme, f"{shown}:{port}", parts.path, parts.query, ""))
         limit = self._options.metadata_max_bytes
-        async with httpx2.AsyncClient(follow_redirects=False, trust_env=False) as http:
+        verify: ssl.SSLContext | bool = True
+        if self._options.metadata_ca_file:
+            verify = ssl.create_default_context(cafile=self._options.metadata_ca_file)
+        async with httpx2.AsyncClient(follow_redirects=False, trust_env=False, verify=verify) as http:
             request = http.build_request(
                 "GET", pinned, headers={"Host": parts.netloc.rpartition("@")[2], "Accept": "application/json"},
                 extensions={"sni_hostname": host},

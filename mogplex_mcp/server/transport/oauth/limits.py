@@ -35,8 +35,10 @@ class OAuthOptions:
     registrations_per_minute_total: int = 100
     metadata_fetch_seconds: float = 5.0
     metadata_max_bytes: int = 16 * 1024
-    # Client metadata documents must be https on a public address; tests (only) may serve them on loopback.
+    # Client metadata documents must be https on a public address; tests (only) may serve them on loopback,
+    # and trust an extra CA for them (a private CA, or a test's self-signed certificate).
     allow_loopback_metadata: bool = False
+    metadata_ca_file: str | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)
