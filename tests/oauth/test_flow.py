@@ -86,9 +86,7 @@ async def test_revocation_ends_access_for_the_whole_grant(tmp_path: Path) -> Non
         assert (await raw_initialize(server.url, tokens.access_token)).status_code == 200
         async with httpx2.AsyncClient() as http:
             revoked = await http.post(
-                f"{server.issuer}/revoke",
-                # The SDK's revocation handler requires the field even for a public client (empty then).
-                data={"token": tokens.refresh_token or "", "client_id": client_id, "client_secret": ""},
+                f"{server.issuer}/revoke", data={"token": tokens.refresh_token or "", "client_id": client_id}
             )
             assert revoked.status_code == 200
             refused = await raw_initialize(server.url, tokens.access_token)

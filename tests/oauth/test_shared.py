@@ -69,7 +69,7 @@ async def test_a_grant_issued_by_one_replica_is_honoured_refreshed_and_revoked_b
         assert await status(a, fresh["access_token"]) == 200
         revoked = await http.post(
             f"{b.issuer}/revoke",
-            data={"token": fresh["access_token"], "client_id": on_a.client_id, "client_secret": ""},
+            data={"token": fresh["access_token"], "client_id": on_a.client_id},
         )
         assert revoked.status_code == 200
         assert await status(a, fresh["access_token"]) == 401

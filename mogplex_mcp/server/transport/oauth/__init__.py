@@ -38,7 +38,7 @@ from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mogplex_mcp.api.client import MogplexClient
 from mogplex_mcp.api.errors import AuthenticationError, MogplexError, PermissionDeniedError
@@ -108,6 +108,8 @@ class FrontDoor:
         for route in create_auth_routes(self.provider, issuer, None, registration, revocation):
             if route.path == "/register":
                 route = Route(route.path, Limited(route.app, self.registrations), methods=["POST", "OPTIONS"])
+            elif route.path == "/revoke":
+                route = Route(route.path, PublicClientRevocation(route.app), methods=["POST", "OPTIONS"])
             routes.append(route)
         # The SDK's metadata does not say we read client ID metadata documents; ours does.
         metadata = build_metadata(issuer, None, registration, revocation)
@@ -189,6 +191,39 @@ class Limited:
             return
         body = {"error": "temporarily_unavailable", "error_description": "too many requests: retry in a minute"}
         await JSONResponse(body, status_code=429, headers={"Retry-After": "60"})(scope, receive, send)
+
+
+class PublicClientRevocation:
+    """Lets a public client revoke without sending `client_secret` (RFC 7009 does not ask it to; the SDK's
+    revocation handler requires the field, empty or not): an absent one is added, empty, before the handler."""
+
+    MAX_BODY = 16 * 1024
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body") or len(body) > self.MAX_BODY:
+                break
+        if len(body) <= self.MAX_BODY and b"client_secret=" not in body:
+            body += b"&client_secret=" if body else b"client_secret="
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def with_front_door(
