@@ -13,7 +13,15 @@ import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN
 from tests.e2e.support import REPO_ID, USER_B_TOKEN, error, ok, tool_names
-from tests.oauth.support import BrowserSignIn, MemoryStorage, new_page, oauth_client, oauth_provider, oauth_server
+from tests.oauth.support import (
+    BrowserSignIn,
+    MemoryStorage,
+    RawFlow,
+    new_page,
+    oauth_client,
+    oauth_provider,
+    oauth_server,
+)
 from tests.server.resources.test_run_resources import Inbox
 from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client, subscribe_legacy
 from tests.viewer.support import launched_browser
@@ -131,3 +139,18 @@ async def test_when_mogplex_stops_accepting_the_pat_the_grant_is_dropped_and_the
         challenged = await raw_initialize(server.url, storage.tokens.access_token)
         assert challenged.status_code == 401
         assert "resource_metadata=" in challenged.headers["www-authenticate"]
+
+
+async def test_a_page_of_another_site_cannot_show_the_sign_in_page_in_a_frame(tmp_path: Path) -> None:
+    async with oauth_server(tmp_path) as server, launched_browser() as browser, httpx2.AsyncClient() as http:
+        raw = RawFlow(server, http)
+        await raw.register()
+        location, _ = await raw.sign_in_page()
+        page = await new_page(browser)
+        await page.route("http://attacker.test/", lambda route: route.fulfill(
+            content_type="text/html", body=f'<iframe id="f" src="{location}" width="600" height="600"></iframe>'
+        ))  # fmt: skip
+        await page.goto("http://attacker.test/", wait_until="load")  # "load" waits for the frame too
+        (framed,) = [frame for frame in page.frames if frame is not page.main_frame]
+        assert framed.url.startswith("chrome-error://")  # Chromium refused to render it (frame-ancestors)
+        assert await framed.locator("#pat").count() == 0

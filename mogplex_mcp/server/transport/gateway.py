@@ -289,7 +289,13 @@ def _unauthorized(problem: str | None, resource_metadata: str | None = None) -> 
     if problem is not None:
         error = "invalid_token" if resource_metadata is not None else "invalid_request"
         challenge += f', error="{error}", error_description="{problem}"'
-    message = f"Authentication required: {problem}. {HOW_TO_AUTHENTICATE}" if problem else HOW_TO_AUTHENTICATE
+    how = HOW_TO_AUTHENTICATE
+    if resource_metadata is not None:
+        how += (
+            " Or sign in with OAuth: add this server's URL as a remote connector; your client reads "
+            + resource_metadata
+        )
+    message = f"Authentication required: {problem}. {how}" if problem else how
     return _json_error(
         401,
         message,

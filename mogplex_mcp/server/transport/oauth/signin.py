@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from mogplex_mcp.runs.fingerprints import token_fingerprint
+from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.server.transport.oauth.limits import RateLimiter
 from mogplex_mcp.server.transport.oauth.provider import FrontDoorProvider, SignInRequest
 from mogplex_mcp.server.transport.oauth.scopes import READ, WRITE
@@ -109,7 +110,10 @@ class SignInPage:
         if problem is not None:
             return self._form(found, sealed, cookie, problem, 400)
         scopes = (READ, WRITE) if form.get("access") == "write" and WRITE in found.scopes else (READ,)
-        code = await self.provider.issue_code(found, pat, token_fingerprint(pat), scopes)
+        try:
+            code = await self.provider.issue_code(found, pat, token_fingerprint(pat), scopes)
+        except StoreUnavailableError:
+            return self._form(found, sealed, cookie, "The server cannot save sign-ins right now: try again.", 503)
         return _back_to_client(found, code=code)
 
     def _form(self, found: SignInRequest, sealed: str, cookie: str, problem: str | None, status: int) -> Response:
