@@ -84,26 +84,37 @@ def is_storage_failure(exc: sqlite3.DatabaseError) -> bool:
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
-def _create_private_file(path: Path) -> bool:
-    """Make the parent directory (0700) and the file (0600); False when the file exists but is not writable."""
+def _prepare_file(path: Path) -> None:
+    """Make the parent directory (0700) and, when absent, the file (0600), without opening an existing file.
+
+    Never open or close a descriptor of a database file this process may be connected to: closing *any*
+    descriptor of a file drops every POSIX lock the process holds on it, so other processes' SQLite would
+    take this process's connections for gone, checkpoint and delete the WAL from under them, and the file
+    corrupts ("How To Corrupt An SQLite Database File", section 2.2). `O_EXCL` only ever opens a file it
+    has just created (a new inode, which no connection can be on); an existing file is touched by path only.
+    SQLite gives the -wal and -shm files the database file's mode.
+    """
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise _CannotExist(describe(exc)) from exc
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        try:
-            os.stat(path)
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             raise _CannotExist(describe(exc)) from exc
-        return False  # it exists: read what it holds, even if it cannot be written
+        _make_private(path)  # it exists (EEXIST, or a read-only place): read what it holds
+        return
+    os.close(fd)
+
+
+def _make_private(path: Path) -> None:
+    """An existing file readable by others becomes 0600 (by path: no descriptor, so no lock is dropped)."""
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    return True
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:
+        pass  # not ours to change (another owner, read-only): SQLite reads what it can
 
 
 def _open(path: Path | None) -> sqlite3.Connection:
@@ -250,7 +261,7 @@ class JournalFile:
 
     def _open_checked(self) -> sqlite3.Connection:
         if self.path is not None:
-            _create_private_file(self.path)
+            _prepare_file(self.path)
         return _open(self.path)
 
     def _writer_connection(self) -> sqlite3.Connection:
