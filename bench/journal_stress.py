@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from bench.report import Section
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorConfig, EmulatorHandle, EmulatorThread
 from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
 
@@ -331,3 +333,54 @@ async def stress(root: Path, *, slots: int, seconds: float, life: tuple[float, f
     """Run the fleet against a fresh emulator and state dir under `root`; the verdict says what held."""
     with emulator() as emu:
         return await Fleet(emu, root, seed).run(slots, seconds, life)
+
+
+async def run(slots: int, seconds: float) -> Section:
+    """The `journal_stress` benchmark: the suite's fleet, bigger and longer."""
+    with tempfile.TemporaryDirectory(prefix="journal-stress-") as root:
+        verdict = await stress(Path(root), slots=slots, seconds=seconds, life=(3.0, 10.0))
+    tally = verdict.tally
+    section = Section(
+        "journal_stress",
+        "Shared start journal (many processes)",
+        f"{slots} slots, half `serve` over stdio and half `serve --transport http`, all on one state dir (one "
+        f"journal file) against one in-process emulator (no rate limits), for {seconds:.0f} s. Each slot starts "
+        "a server, drives it with one client in a closed loop (half `start_run`, two in three of them repeating "
+        "one of the last few starts as a host retry does; the rest `get_run`, `wait_for_runs` 1 s, `list_runs`, "
+        "`resources/list`), stops it after 3-10 s by client disconnect, SIGTERM or SIGKILL in rotation (often "
+        "with a call in flight) and starts the next. Runs per start are counted in the emulator by the start's "
+        "`workingBranch`; at the end a fresh server lists every run and `PRAGMA integrity_check` reads the file. "
+        "The short version runs in the suite (tests/e2e/test_journal_stress.py, 4 slots, 20 s).",
+    )
+    stops = ", ".join(f"{name} {count}" for name, count in sorted(tally.servers.items()))
+    section.add("servers started and stopped (kind, how)", f"{sum(tally.servers.values())}: {stops}")
+    whole = verdict.integrity == ["ok"]
+    section.add("PRAGMA integrity_check afterwards", ", ".join(verdict.integrity[:2]), "ok", whole)
+    several = len(verdict.starts_with_several_runs) + len(verdict.replies_disagreeing)
+    section.add(
+        "identical starts: different starts → runs created upstream",
+        f"{tally.starts} start_run calls ({tally.identical_starts} repeats) of {tally.next_start} different starts "
+        f"→ {verdict.upstream_runs} runs; starts with more than one run: {several}",
+        "0 with more than one",
+        several == 0,
+    )
+    missing = len(verdict.missing_from_list)
+    section.add(
+        "runs answered to a client / listed by a fresh server",
+        f"{len(verdict.replied_runs)} / {len(verdict.replied_runs & verdict.listed_runs)}",
+        "all listed",
+        missing == 0,
+    )
+    calls = tally.starts + tally.reads
+    section.add(
+        "tool calls across the fleet",
+        f"{calls} in {verdict.seconds:.0f} s ({calls / verdict.seconds:.0f}/s); refused or failed: "
+        f"{len(tally.start_errors)} starts, {tally.read_errors} reads (servers killed mid-call included)",
+    )
+    section.notes.append(
+        "On the code before issue 18's fix (`journal_file.py` opening and closing the database file while "
+        "connected) the suite's 4-slot, 20 s version already failed all three checks: integrity_check reported "
+        "out-of-order rows and missing index entries, 22 identical starts made 2-3 runs each, 25 answered runs "
+        "were missing from the list."
+    )
+    return section
