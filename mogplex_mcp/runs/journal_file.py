@@ -340,8 +340,9 @@ class JournalFile:
         if not outcome.healthy:
             if self._heal_note != outcome.why:
                 logger.warning(
-                    "start journal %s is damaged (%s) and cannot be replaced yet: %s. Until then it is not "
-                    "used: start claims are held in this process and the runs list cannot be read",
+                    "start journal %s is damaged (%s) and cannot be replaced yet: %s. Until then a start "
+                    "without idempotencyKey is refused (nothing is sent) unless this process already holds its "
+                    "claim, and the runs list is reported as unreadable",
                     path,
                     damage,
                     outcome.why,

@@ -134,7 +134,10 @@ def damage_of(db: sqlite3.Connection) -> str | None:
             return str(exc)
         raise
     found = [str(row[0]) for row in rows]
-    return None if found == ["ok"] else "; ".join(found)
+    if found == ["ok"]:
+        return None
+    lines = [line for text in found for line in text.splitlines() if not line.startswith("***")]
+    return "integrity check: " + "; ".join(lines)[:200]
 
 
 def is_damage(exc: BaseException) -> bool:
@@ -229,7 +232,10 @@ def replace_damaged(
         finally:
             db.close()
         if open_elsewhere(path):
-            return Healing(why="other server processes still have it open; it is replaced once they let go")
+            return Healing(
+                why="other processes (mogplex-mcp servers, a sqlite3 shell) still have it open; "
+                "it is replaced once they close it"
+            )
         aside = move_aside(path)
         fresh = connect()
         try:

@@ -5,21 +5,22 @@ read, one warning naming both paths; never while another process still has the d
 from __future__ import annotations
 
 import logging
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from mogplex_mcp.config import Settings
+from mogplex_mcp.doctor import journal_check
 from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME, JournalUnavailableError, StartJournal
+from tests.server.journal_faults import damaged_copies, holding_open, integrity, smash_index
 
 FP = "token-fingerprint"
-PAGE = 4096
+PAGE = 4096  # SQLite's default page size, which the journal keeps
 
 
 @pytest.fixture
@@ -35,29 +36,6 @@ def _filled(path: Path, runs: int = 40) -> str:
         return journal.claim_key(FP, "request-1").idempotency_key
 
 
-def _smash_index(path: Path, index: str = "known_runs_newest") -> None:
-    """Overwrite one index's root page with garbage: the table reads, the file fails quick_check."""
-    with closing(sqlite3.connect(path)) as db:
-        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)).fetchone()
-    with path.open("r+b") as raw:  # no connection of this process is open: nothing to drop
-        raw.seek((root - 1) * PAGE)
-        raw.write(b"\x0d\xff" * (PAGE // 2))
-
-
-def _asides(path: Path) -> list[Path]:
-    found = path.parent.glob(f"{JOURNAL_FILE_NAME}.damaged-*")
-    return sorted(p for p in found if not p.name.endswith(("-wal", "-shm")))
-
-
-def _integrity(path: Path) -> list[tuple[str]]:
-    """What integrity_check says (call with no journal of this process open on the file)."""
-    with closing(sqlite3.connect(path)) as db:
-        try:
-            return db.execute("PRAGMA integrity_check").fetchall()
-        except sqlite3.DatabaseError as exc:
-            return [(str(exc),)]
-
-
 def test_a_file_that_is_not_a_database_is_moved_aside_and_replaced(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -69,9 +47,9 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_replaced(
         assert [run.run_id for run in journal.known_runs(FP)] == ["run-1"]
 
     assert claim.durable and not claim.reused
-    (aside,) = _asides(path)
+    (aside,) = damaged_copies(path)
     assert aside.read_bytes() == garbage  # kept for the user, untouched
-    assert _integrity(path) == [("ok",)]
+    assert integrity(path) == ["ok"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
     assert str(path) in warnings[0] and str(aside) in warnings[0] and "damaged" in warnings[0]
@@ -79,8 +57,8 @@ def test_a_file_that_is_not_a_database_is_moved_aside_and_replaced(
 
 def test_rows_a_damaged_file_still_yields_are_kept(path: Path) -> None:
     key = _filled(path)
-    _smash_index(path)
-    assert _integrity(path) != [("ok",)]
+    smash_index(path)
+    assert integrity(path) != ["ok"]
 
     with StartJournal(path, max_runs=1000) as journal:
         listed = [run.run_id for run in journal.known_runs(FP, 100)]
@@ -88,8 +66,8 @@ def test_rows_a_damaged_file_still_yields_are_kept(path: Path) -> None:
 
     assert sorted(listed) == [f"run-{index:03}" for index in range(40)]
     assert again.reused and again.idempotency_key == key  # the earlier start's key, read from the damaged file
-    assert len(_asides(path)) == 1
-    assert _integrity(path) == [("ok",)]
+    assert len(damaged_copies(path)) == 1
+    assert integrity(path) == ["ok"]
 
 
 def test_damage_found_by_a_statement_heals_and_the_call_still_answers(path: Path) -> None:
@@ -99,8 +77,8 @@ def test_damage_found_by_a_statement_heals_and_the_call_still_answers(path: Path
         listed = journal.known_runs(FP, 100)  # reads the damaged index, heals, reads again
         assert len(listed) == 40
         assert journal.remember_run(FP, "run-new") is True
-    assert len(_asides(path)) == 1
-    assert _integrity(path) == [("ok",)]
+    assert len(damaged_copies(path)) == 1
+    assert integrity(path) == ["ok"]
 
 
 def _corrupt_in_another_process(path: Path) -> None:
@@ -119,31 +97,12 @@ def _corrupt_in_another_process(path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path), str(PAGE)], check=True, timeout=30)
 
 
-# Holds a plain SQLite connection to the file (with its read lock) until stdin closes.
-_HOLDER = textwrap.dedent(
-    """
-    import sqlite3, sys
-    db = sqlite3.connect(sys.argv[1])
-    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    print("ready", flush=True)
-    sys.stdin.read()
-    db.close()
-    """
-)
-
-
 @pytest.fixture
 def holder(path: Path) -> Iterator[subprocess.Popen[str]]:
     _filled(path)
-    _smash_index(path)
-    process = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    smash_index(path)
+    with holding_open(path) as process:
+        yield process
 
 
 def test_a_damaged_file_another_process_has_open_is_left_in_place_until_it_lets_go(
@@ -152,7 +111,7 @@ def test_a_damaged_file_another_process_has_open_is_left_in_place_until_it_lets_
     with caplog.at_level(logging.WARNING, logger="mogplex_mcp.runs.journal"):
         journal = StartJournal(path, max_runs=1000, hold_off_seconds=0.2)
     try:
-        assert _asides(path) == []  # moving it would split the processes between two files
+        assert damaged_copies(path) == []  # moving it would split the processes between two files
         assert "still have it open" in caplog.text and str(path) in caplog.text
         with pytest.raises(JournalUnavailableError, match="damaged"):
             journal.claim_key(FP, "request-new")  # no earlier claim can be ruled out: nothing is handed out
@@ -166,13 +125,13 @@ def test_a_damaged_file_another_process_has_open_is_left_in_place_until_it_lets_
         assert len(journal.known_runs(FP, 100)) == 40  # salvaged when it was replaced
     finally:
         journal.close()
-    assert len(_asides(path)) == 1
-    assert _integrity(path) == [("ok",)]
+    assert len(damaged_copies(path)) == 1
+    assert integrity(path) == ["ok"]
 
 
 def test_processes_finding_the_damage_together_replace_it_once(path: Path) -> None:
     _filled(path)
-    _smash_index(path)
+    smash_index(path)
     code = textwrap.dedent(
         """
         import sys
@@ -187,5 +146,18 @@ def test_processes_finding_the_damage_together_replace_it_once(path: Path) -> No
     ]
     keys = {racer.communicate(timeout=60)[0].strip() for racer in racers}
     assert len(keys) == 1, "every process ended on the same new file, so the identical start shares one key"
-    assert len(_asides(path)) == 1
-    assert _integrity(path) == [("ok",)]
+    assert len(damaged_copies(path)) == 1
+    assert integrity(path) == ["ok"]
+
+
+def test_doctor_finds_damage_past_the_first_page(path: Path) -> None:
+    _filled(path)
+    settings = Settings(token=None, state_dir=path.parent)
+    assert (whole := journal_check(settings)) is not None and whole.level == "ok"
+    smash_index(path)
+
+    check = journal_check(settings)
+
+    assert check is not None and check.level == "problem"
+    assert "damaged" in check.what and str(path) in check.what
+    assert check.fix is not None and "moves it aside" in check.fix
