@@ -35,7 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bench.report import Section
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorConfig, EmulatorHandle, EmulatorThread
-from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVE = [sys.executable, "-m", "mogplex_mcp", "serve"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME, StartJournal
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME, StartJournal
 
 FP = "token-fingerprint"
 
@@ -26,7 +26,7 @@ _HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from mogplex_mcp.runs.journal import StartJournal
+    from mogplex_mcp.runs.local.journal import StartJournal
 
     journal = StartJournal(Path(sys.argv[1]), max_runs=10_000)
     print("ready", flush=True)

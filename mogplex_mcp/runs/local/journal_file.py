@@ -16,8 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from mogplex_mcp.runs.journal_heal import CannotExist, damage_of, is_damage, prepare_file, replace_damaged, side_lock
-from mogplex_mcp.runs.known_runs import add_missing_columns
+from mogplex_mcp.runs.local.journal_heal import (
+    CannotExist,
+    damage_of,
+    is_damage,
+    prepare_file,
+    replace_damaged,
+    side_lock,
+)
+from mogplex_mcp.runs.local.known_runs import add_missing_columns
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 

@@ -16,7 +16,7 @@ import pytest
 
 from mogplex_mcp.config import Settings
 from mogplex_mcp.doctor import journal_check
-from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME, JournalUnavailableError, StartJournal
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME, JournalUnavailableError, StartJournal
 from tests.server.journal_faults import damaged_copies, holding_open, integrity, smash_index
 
 FP = "token-fingerprint"
@@ -136,7 +136,7 @@ def test_processes_finding_the_damage_together_replace_it_once(path: Path) -> No
         """
         import sys
         from pathlib import Path
-        from mogplex_mcp.runs.journal import StartJournal
+        from mogplex_mcp.runs.local.journal import StartJournal
         with StartJournal(Path(sys.argv[1]), max_runs=1000) as journal:
             print(journal.claim_key("token-fingerprint", "request-shared").idempotency_key)
         """
