@@ -6,8 +6,8 @@
 - **Client ID metadata documents** (the spec's preferred way): the client id is an https URL whose JSON
   document names the client. It is fetched SSRF-safely: https only (loopback http in tests), every resolved
   address public, the connection pinned to the checked address (the TLS name still verified), no redirects,
-  at most `metadata_max_bytes` within `metadata_fetch_seconds`, a few at a time, cached briefly (a bounded
-  number), failures too.
+  at most `metadata_max_bytes` within `metadata_fetch_seconds`, a few at a time and at most
+  `FETCHES_PER_MINUTE` for the whole server, cached briefly (a bounded number), failures too.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import ValidationError
 
 from mogplex_mcp.server.transport.oauth.keys import Keys, _b64, _unb64
-from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
+from mogplex_mcp.server.transport.oauth.limits import OAuthOptions, RateLimiter
 from mogplex_mcp.server.transport.oauth.scopes import ALL_SCOPES
 
 ID_PREFIX = "mcpc1."
@@ -42,6 +42,9 @@ _CACHE_SIZE = 256
 _CACHE_SECONDS = 300.0
 _FAILURE_CACHE_SECONDS = 60.0
 _PARALLEL_FETCHES = 4
+# Fetches a minute for the whole server: callers choose the URLs, so outbound work stays bounded however many
+# addresses they come from (a cached document costs nothing).
+FETCHES_PER_MINUTE = 60
 PUBLIC_CLIENT = "none"
 
 
@@ -115,6 +118,7 @@ class MetadataDocuments:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, OAuthClientInformationFull | None]] = OrderedDict()
         self._parallel = anyio.Semaphore(_PARALLEL_FETCHES)
+        self._budget = RateLimiter(per_address=FETCHES_PER_MINUTE, total=FETCHES_PER_MINUTE, clock=clock)
         self.fetches = 0
 
     @staticmethod
@@ -135,7 +139,7 @@ class MetadataDocuments:
     async def _fetch(self, url: str) -> OAuthClientInformationFull | None:
         if len(url) > MAX_URI_CHARS:
             return None
-        if self._parallel.value == 0:
+        if self._parallel.value == 0 or not self._budget.admit("all"):
             return None  # busy: refuse rather than queue unauthenticated work
         async with self._parallel:
             self.fetches += 1
