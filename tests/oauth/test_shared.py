@@ -17,11 +17,22 @@ from mogplex_mcp.emulator import DEMO_TOKEN, running_emulator
 from mogplex_mcp.runs import redis as redis_backend
 from mogplex_mcp.server.transport.http import build_http_app
 from mogplex_mcp.server.transport.oauth.keys import KEY_ENV
-from tests.e2e.support import UNKNOWN_TOKEN, emulator_config, ok
-from tests.oauth.support import OAuthServer, RawFlow, oauth_server, public_options
+from tests.e2e.support import REPO_ID, UNKNOWN_TOKEN, emulator_config, ok
+from tests.oauth.support import (
+    BrowserSignIn,
+    MemoryStorage,
+    OAuthServer,
+    RawFlow,
+    new_page,
+    oauth_client,
+    oauth_provider,
+    oauth_server,
+    public_options,
+)
 from tests.redis_server import RedisServer, free_port
 from tests.server.harness import settings_for
 from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client
+from tests.viewer.support import launched_browser
 
 pytestmark = pytest.mark.anyio
 
@@ -126,3 +137,17 @@ async def test_the_pat_is_never_in_a_page_redirect_token_log_redis_or_the_state_
         for where, text in haystacks.items():
             assert pat not in text, f"the PAT appears in {where}"
         assert pat.encode() not in files, "the PAT appears in the state dir"
+
+
+async def test_the_sdk_client_signed_in_on_one_replica_keeps_working_on_the_other(
+    tmp_path: Path, redis_server: RedisServer, shared_key: str
+) -> None:
+    storage = MemoryStorage()
+    async with two_replicas(tmp_path, redis_server.url) as (a, b), launched_browser() as browser:
+        sign_in = BrowserSignIn(await new_page(browser), DEMO_TOKEN)
+        async with oauth_client(a.url, oauth_provider(a.url, sign_in, storage)) as on_a:
+            started = await ok(on_a, "start_run", repoId=REPO_ID, prompt="Across replicas [scenario:endless]")
+        async with oauth_client(b.url, oauth_provider(b.url, sign_in, storage)) as on_b:  # same stored tokens
+            listed = await ok(on_b, "list_runs")
+        assert started["run"]["runId"] in str(listed)
+        assert sign_in.visits == 1  # B honoured A's grant: no second sign-in
