@@ -29,7 +29,7 @@ from tests.oauth.support import (
     oauth_server,
     public_options,
 )
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, start_redis, stop_redis
 from tests.server.harness import settings_for
 from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client
 from tests.viewer.support import launched_browser
@@ -151,3 +151,21 @@ async def test_the_sdk_client_signed_in_on_one_replica_keeps_working_on_the_othe
             listed = await ok(on_b, "list_runs")
         assert started["run"]["runId"] in str(listed)
         assert sign_in.visits == 1  # B honoured A's grant: no second sign-in
+
+
+async def test_when_redis_is_lost_a_token_gets_a_retryable_503_not_a_sign_in(tmp_path: Path, shared_key: str) -> None:
+    redis = start_redis()
+    try:
+        async with oauth_server(tmp_path, settings={"redis_url": redis.url}) as server, httpx2.AsyncClient() as http:
+            access = (await RawFlow(server, http).tokens(DEMO_TOKEN))["access_token"]
+            stop_redis(redis.process)
+            lost = await http.post(
+                server.url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {access}"}, timeout=30
+            )
+            assert lost.status_code == 503 and "retry" in lost.text  # not a 401: the grant is not lost
+            redis = start_redis(redis.port)  # an empty Redis: the grants went with the old one
+            assert await status(server, access) == 401
+            async with client(server.url, "legacy", DEMO_TOKEN) as with_pat:  # PAT bearers keep working
+                await ok(with_pat, "list_repos")
+    finally:
+        stop_redis(redis.process)
