@@ -5,7 +5,8 @@ which `state.token_from_request` forwards upstream and never stores. Falling bac
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
 names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
 without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
-`connections.py` (header deadline, connection cap).
+`connections.py` (header deadline, connection cap). With `HttpOptions.oauth` (`--public-url`) the OAuth
+front door (`oauth/`) adds its routes and lets the gateway resolve access tokens to their PAT.
 """
 
 from __future__ import annotations
