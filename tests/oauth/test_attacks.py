@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import httpx2
 import pytest
 
@@ -170,3 +171,13 @@ def _rows(tmp_path: Path) -> int:
         return sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("codes", "grants", "tokens"))  # noqa: S608
     finally:
         db.close()
+
+
+async def test_an_expired_sign_in_link_issues_nothing(tmp_path: Path) -> None:
+    async with flow(tmp_path, sign_in_minutes=1 / 60) as (server, raw):
+        await raw.register()
+        _, page = await raw.sign_in_page()
+        await anyio.sleep(1.5)  # past the link's one-second life
+        late = await raw.submit(page, DEMO_TOKEN)
+        assert late.status_code == 400 and "location" not in late.headers and "expired" in late.text
+        assert pat_checks(server) == 0
