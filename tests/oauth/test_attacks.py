@@ -181,3 +181,12 @@ async def test_an_expired_sign_in_link_issues_nothing(tmp_path: Path) -> None:
         late = await raw.submit(page, DEMO_TOKEN)
         assert late.status_code == 400 and "location" not in late.headers and "expired" in late.text
         assert pat_checks(server) == 0
+
+
+async def test_a_redirect_uri_cannot_write_into_the_pages_security_policy(tmp_path: Path) -> None:
+    async with flow(tmp_path) as (_, raw):
+        sneaky = "x-app://a;frame-ancestors;script-src/cb"
+        assert (await raw.register(redirect_uri=sneaky)).status_code == 201
+        _, page = await raw.sign_in_page(redirect_uri=sneaky)
+        csp = page.headers["content-security-policy"]
+        assert "form-action 'self' x-app:;" in csp and csp.count("frame-ancestors") == 1 and "script-src" not in csp

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -46,6 +47,9 @@ _STYLE = (
     "fieldset{border:1px solid #ccd;border-radius:8px;margin:1rem 0}button{font:inherit;padding:.5rem 1.2rem;"
     "margin-right:.5rem}small{color:#555}"
 )
+# What may go into the CSP header from a redirect URI: nothing that could end a directive or start another.
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 
 
@@ -177,7 +181,11 @@ def page_headers(form_target: str | None) -> dict[str, str]:
     targets = "'self'"
     if form_target is not None:
         parts = urlsplit(form_target)
-        targets += f" {parts.scheme}://{parts.netloc}" if parts.netloc else f" {parts.scheme}:"
+        scheme = parts.scheme if _SCHEME.fullmatch(parts.scheme) else ""
+        if scheme and parts.netloc and _HOST.fullmatch(parts.netloc):
+            targets += f" {scheme}://{parts.netloc}"
+        elif scheme:  # an app's own scheme with an unusual host: the scheme alone (never raw text in the header)
+            targets += f" {scheme}:"
     csp = (
         f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action {targets}; frame-ancestors 'none'; "
         "base-uri 'none'"
