@@ -97,8 +97,9 @@ async def test_replicas_on_redis_refuse_to_start_without_a_shared_key(
     assert not (tmp_path / "state" / "oauth-key").exists()
 
 
+@pytest.mark.parametrize("backend", ["local", "redis"])
 async def test_the_pat_is_never_in_a_page_redirect_token_log_redis_or_the_state_dir(
-    tmp_path: Path, redis_server: RedisServer, shared_key: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, backend: str, shared_key: str, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
@@ -107,9 +108,9 @@ async def test_the_pat_is_never_in_a_page_redirect_token_log_redis_or_the_state_
         await response.aread()
         seen.append(str(response.url) + repr(response.headers.multi_items()) + response.text)
 
-    prefix = f"scan-{secrets.token_hex(4)}:"
+    redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else None
     async with (
-        oauth_server(tmp_path, settings={"redis_url": redis_server.url}) as server,
+        oauth_server(tmp_path, settings={"redis_url": redis_url}) as server,
         httpx2.AsyncClient(event_hooks={"response": [record]}) as http,
     ):
         raw = RawFlow(server, http)
@@ -120,23 +121,28 @@ async def test_the_pat_is_never_in_a_page_redirect_token_log_redis_or_the_state_
         refreshed = (await raw.refresh(tokens["refresh_token"])).json()
         async with client(server.url, "legacy", refreshed["access_token"]) as signed_in:
             await ok(signed_in, "list_repos")
-        store = redis_backend.connect(redis_server.url, prefix=prefix)
-        try:
-            keys = await store.client.keys("*")
-            values = [str(await store.client.get(k)) for k in keys if await store.client.type(k) == "string"]
-        finally:
-            await store.aclose()
-    assert any(":oauth:grant:" in key for key in keys)  # the grant is there, sealed
+        redis_text = await redis_contents(redis_url) if redis_url else ""
     files = b"".join(path.read_bytes() for path in (tmp_path / "state").rglob("*") if path.is_file())
-    haystacks = {
-        "pages, redirects, tokens": "\n".join(seen),
-        "logs": caplog.text,
-        "redis": "\n".join([*map(str, keys), *values]),
-    }
+    if redis_url:
+        assert ":oauth:grant:" in redis_text  # the grant is there, sealed
+    else:
+        assert (tmp_path / "state" / "oauth-grants.sqlite3").is_file()
+    haystacks = {"pages, redirects, tokens": "\n".join(seen), "logs": caplog.text, "redis": redis_text}
     for pat in (DEMO_TOKEN, UNKNOWN_TOKEN):
         for where, text in haystacks.items():
             assert pat not in text, f"the PAT appears in {where}"
         assert pat.encode() not in files, "the PAT appears in the state dir"
+
+
+async def redis_contents(url: str) -> str:
+    """Every key of the Redis and every string value, as text."""
+    store = redis_backend.connect(url)
+    try:
+        keys = [str(key) for key in await store.client.keys("*")]
+        values = [str(await store.client.get(k)) for k in keys if await store.client.type(k) == "string"]
+    finally:
+        await store.aclose()
+    return "\n".join(keys + values)
 
 
 async def test_the_sdk_client_signed_in_on_one_replica_keeps_working_on_the_other(
