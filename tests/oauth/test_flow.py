@@ -14,6 +14,7 @@ import pytest
 from mogplex_mcp.emulator import DEMO_TOKEN
 from tests.e2e.support import REPO_ID, USER_B_TOKEN, error, ok, tool_names
 from tests.oauth.support import (
+    CALLBACK_PORT,
     BrowserSignIn,
     MemoryStorage,
     RawFlow,
@@ -50,19 +51,13 @@ async def test_sdk_client_signs_in_in_chromium_then_uses_tools_and_hears_notific
 
         assert sign_in.visits == 1
         page = sign_in.page_html[0]
-        assert "Test Assistant" in page and f"127.0.0.1:{sign_in_port(sign_in)}" in page  # who asks, where it goes
+        assert "Test Assistant" in page and f"127.0.0.1:{CALLBACK_PORT}" in page  # who asks, where it goes
         assert storage.tokens is not None and storage.tokens.access_token.startswith("mcpa_")
         assert DEMO_TOKEN not in json.dumps(storage.tokens.model_dump()) + json.dumps(sign_in.landed)
         # The same user with the PAT as a bearer sees the run started through OAuth: one identity.
         async with client(server.url, "legacy", DEMO_TOKEN) as with_pat:
             listed = await ok(with_pat, "list_runs")
             assert run_id in json.dumps(listed)
-
-
-def sign_in_port(sign_in: BrowserSignIn) -> int:
-    from tests.oauth.support import CALLBACK_PORT
-
-    return CALLBACK_PORT
 
 
 async def test_an_expired_access_token_is_refreshed_and_the_old_one_stops_working(tmp_path: Path) -> None:
