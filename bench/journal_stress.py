@@ -32,6 +32,7 @@ from anyio.abc import Process
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from bench.report import Section
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorConfig, EmulatorHandle, EmulatorThread
@@ -52,7 +53,9 @@ class Tally:
     starts: int = 0
     identical_starts: int = 0  # a start whose request an earlier start already sent
     replies: dict[int, set[str]] = field(default_factory=dict)  # start id -> run ids the tools answered with
-    start_errors: list[str] = field(default_factory=list)
+    start_errors: list[str] = field(default_factory=list)  # what start_run answered when it failed
+    cut_by_stop: int = 0  # clients whose server was stopped under a call (the call failed with the server)
+    stop_errors: list[str] = field(default_factory=list)  # other failures of a server's life (startup, teardown)
     reads: int = 0
     read_errors: int = 0
     servers: Counter[str] = field(default_factory=Counter)  # "stdio sigkill" -> how many were stopped so
@@ -208,6 +211,14 @@ async def _wait_listening(port: int, process: Process) -> None:
             return
 
 
+def _only_transport_errors(exc: BaseException) -> bool:
+    """A client whose server died under it fails with these (wrapped in groups by the SDK's task groups)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_transport_errors(inner) for inner in exc.exceptions)
+    transport = (anyio.ClosedResourceError, anyio.BrokenResourceError, MCPError, httpx2.HTTPError, OSError)
+    return isinstance(exc, transport)
+
+
 class Fleet:
     """The slots, the shared tally, and the upstream they all talk to."""
 
@@ -236,7 +247,9 @@ class Fleet:
             try:
                 await self._one_life(kind, stop, slot, self.rng.uniform(*life))
             except Exception as exc:  # a server killed mid-call fails its client in many ways: the next one starts
-                self.tally.start_errors.append(f"slot {slot}: {type(exc).__name__}")
+                self.tally.cut_by_stop += 1
+                if not _only_transport_errors(exc):
+                    self.tally.stop_errors.append(f"{kind} {stop}: {exc!r}"[:300])
             self.tally.servers[f"{kind} {stop}"] += 1
 
     async def _one_life(self, kind: str, stop: str, slot: int, seconds: float) -> None:
@@ -374,8 +387,9 @@ async def run(slots: int, seconds: float) -> Section:
     calls = tally.starts + tally.reads
     section.add(
         "tool calls across the fleet",
-        f"{calls} in {verdict.seconds:.0f} s ({calls / verdict.seconds:.0f}/s); refused or failed: "
-        f"{len(tally.start_errors)} starts, {tally.read_errors} reads (servers killed mid-call included)",
+        f"{calls} in {verdict.seconds:.0f} s ({calls / verdict.seconds:.0f}/s); failed: {len(tally.start_errors)} "
+        f"starts, {tally.read_errors} reads; {tally.cut_by_stop} clients lost their server mid-call "
+        f"({len(tally.stop_errors)} of them in another way than a closed connection)",
     )
     section.notes.append(
         "On the code before issue 18's fix (`journal_file.py` opening and closing the database file while "
