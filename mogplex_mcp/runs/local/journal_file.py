@@ -158,7 +158,7 @@ class JournalFile:
             return self._write_once(work, wait, blocking=blocking, force=force)
         except JournalDamaged:
             if not self._heal():
-                raise
+                raise JournalDamaged(self.damage_reason) from None
             return self._write_once(work, wait, blocking=blocking, force=force)
 
     def _write_once(self, work: Callable[[sqlite3.Connection], _T], wait: float, *, blocking: bool, force: bool) -> _T:
@@ -221,7 +221,7 @@ class JournalFile:
             return self._read_on(self._read_lock, self._reader_connection, work, wait)
         except JournalDamaged:
             if not self._heal():
-                raise
+                raise JournalDamaged(self.damage_reason) from None
             return self._read_on(self._read_lock, self._reader_connection, work, wait)
 
     @property
@@ -330,7 +330,7 @@ class JournalFile:
             if not self._read_lock.acquire(timeout=_HEAL_WAIT_SECONDS):
                 return False
             try:
-                return self._heal_locked(self.path)
+                return self.damage is None or self._heal_locked(self.path)  # another thread may have healed it
             finally:
                 self._read_lock.release()
         finally:
