@@ -44,6 +44,7 @@ REPO_ID = "8f3a2b1c-1234-4abc-9def-1234567890ab"  # acme/api, seeded by the emul
 BRANCH_PREFIX = "stress/start-"
 STOPS = ("disconnect", "sigterm", "sigkill")
 STARTUP_LIMIT_S = 60.0
+_MARKER = "MOGPLEX_STRESS_LIFE"  # in each server's environment: which slot's life it is
 
 
 @dataclass
@@ -142,14 +143,17 @@ async def stdio_server(env: dict[str, str], log: Path) -> AsyncIterator[Server]:
     params = StdioServerParameters(command=SERVE[0], args=SERVE[1:], env=env, cwd=str(PROJECT_ROOT))
     with log.open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=30) as client:
-            yield Server(client, _newest_server_pid())
+            yield Server(client, _server_pid(env[_MARKER]))
 
 
-def _newest_server_pid() -> int:
-    """The stdio server just spawned by this process (the SDK does not expose its pid)."""
-    mine = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == os.getpid()]
-    serving = [pid for pid in mine if b"mogplex_mcp" in _cmdline(pid)]
-    return max(serving, key=_started_at)
+def _server_pid(marker: str) -> int:
+    """The stdio server this slot spawned (the SDK does not expose its pid): the child whose environment
+    holds `marker` (several slots spawn servers at the same moment, so "the newest child" is not enough)."""
+    tag = f"{_MARKER}={marker}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _parent_of(int(entry)) == os.getpid() and tag in _environ(int(entry)).split(b"\0"):
+            return int(entry)
+    raise RuntimeError(f"no child process with {_MARKER}={marker}")
 
 
 def _parent_of(pid: int) -> int:
@@ -159,18 +163,11 @@ def _parent_of(pid: int) -> int:
         return -1
 
 
-def _cmdline(pid: int) -> bytes:
+def _environ(pid: int) -> bytes:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return b""
-
-
-def _started_at(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 @asynccontextmanager
@@ -228,6 +225,7 @@ class Fleet:
         self.state_dir = root / "state"
         self.tally = Tally()
         self.rng = random.Random(seed)
+        self.lives = 0
 
     async def run(self, slots: int, seconds: float, life: tuple[float, float]) -> Verdict:
         began = time.monotonic()
@@ -255,10 +253,10 @@ class Fleet:
     async def _one_life(self, kind: str, stop: str, slot: int, seconds: float) -> None:
         log = self.root / f"slot-{slot}.log"
         home = self.root / f"home-{slot}"
-        if kind == "stdio":
-            launch = stdio_server(server_env(self.emu.base_url, self.state_dir, home, DEMO_TOKEN), log)
-        else:
-            launch = http_server(server_env(self.emu.base_url, self.state_dir, home, None), log)
+        env = server_env(self.emu.base_url, self.state_dir, home, DEMO_TOKEN if kind == "stdio" else None)
+        self.lives += 1
+        env[_MARKER] = str(self.lives)
+        launch = stdio_server(env, log) if kind == "stdio" else http_server(env, log)
         async with launch as server, anyio.create_task_group() as tg:
             tg.start_soon(self._drive, server.client)
             await anyio.sleep(seconds)
@@ -308,6 +306,7 @@ class Fleet:
 
     async def _listed_by_a_fresh_server(self) -> set[str]:
         env = server_env(self.emu.base_url, self.state_dir, self.root / "home-final", DEMO_TOKEN)
+        env[_MARKER] = "final"
         listed: set[str] = set()
         async with stdio_server(env, self.root / "final.log") as server:
             cursor: str | None = None
