@@ -138,7 +138,7 @@ class JournalFile:
             )
             self.path = None
             self._connect()
-        except (OSError, sqlite3.DatabaseError) as exc:
+        except (OSError, sqlite3.DatabaseError, JournalStorageError) as exc:
             self._note_failure(describe(exc))
             logger.warning("start journal %s cannot be opened (%s); will retry", path, self._last_failure)
 
@@ -271,7 +271,9 @@ class JournalFile:
         prepare_file(self.path)
         # Held shared until the connection's first read holds SQLite's lock: a healer never moves a file
         # while a process is between opening it and locking it.
-        with side_lock(self.path, exclusive=False, wait=_HEAL_WAIT_SECONDS):
+        with side_lock(self.path, exclusive=False, wait=_HEAL_WAIT_SECONDS) as held:
+            if held is False:
+                raise JournalStorageError("the journal is busy: another process is replacing a damaged file")
             db = _open(self.path)
             if not self._checked:
                 try:

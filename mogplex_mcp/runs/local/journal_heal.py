@@ -78,15 +78,13 @@ def lock_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def side_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[bool]:
-    """Hold the journal's side lock for at most `wait` seconds of waiting; yields whether it is held.
-
-    A directory where the lock file cannot be made (read-only) yields False: nothing there can be healed.
-    """
+def side_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[bool | None]:
+    """Hold the journal's side lock, waiting at most `wait` seconds: yields True when held, False when the
+    wait ran out, None when no lock file can exist there (a read-only state dir: nothing there is healed)."""
     try:
         fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
-        yield False
+        yield None
         return
     try:
         yield _flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, wait)
