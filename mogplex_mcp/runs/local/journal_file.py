@@ -4,6 +4,10 @@ Every use waits a bounded time: for this process's own connection lock and for S
 Writes go through one connection and reads through another, so a read never queues behind a write
 stuck on another process's lock (WAL readers do not wait for writers). After a write fails, further
 writes fail at once for `retry_writes_after` seconds instead of each waiting out the busy timeout.
+
+The file is never opened outside SQLite while this process may be connected (that drops SQLite's locks,
+see `journal_heal.prepare_file`). A damaged file (quick_check on the first connection, SQLITE_CORRUPT or
+NOTADB on any statement) is replaced by `journal_heal.replace_damaged` and the call retried once.
 """
 
 from __future__ import annotations
