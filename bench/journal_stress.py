@@ -360,7 +360,8 @@ async def run(slots: int, seconds: float) -> Section:
         "a server, drives it with one client in a closed loop (half `start_run`, two in three of them repeating "
         "one of the last few starts as a host retry does; the rest `get_run`, `wait_for_runs` 1 s, `list_runs`, "
         "`resources/list`), stops it after 3-10 s by client disconnect, SIGTERM or SIGKILL in rotation (often "
-        "with a call in flight) and starts the next. Runs per start are counted in the emulator by the start's "
+        "with a call in flight; an HTTP server whose client left is then ended by SIGTERM) and starts the next. "
+        "Runs per start are counted in the emulator by the start's "
         "`workingBranch`; at the end a fresh server lists every run and `PRAGMA integrity_check` reads the file. "
         "The short version runs in the suite (tests/e2e/test_journal_stress.py, 4 slots, 20 s).",
     )
