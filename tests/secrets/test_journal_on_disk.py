@@ -25,13 +25,10 @@ UPSTREAM = EmulatorConfig(speed=50.0, tokens={**default_tokens(), PAT: frozenset
 
 
 def journal_bytes(state_dir: Path) -> bytes:
-    """The journal file and its -wal and -shm companions, raw (not the empty side-lock file).
-
-    Reading them here closes a descriptor of the file, which drops this process's SQLite locks: harmless in
-    a test with one process, the very bug of issue 18 between server processes.
-    """
-    files = sorted(p for p in state_dir.glob(JOURNAL_FILE_NAME + "*") if not p.name.endswith(".lock"))
-    assert any(p.name.endswith("-wal") for p in files) or not files[1:], files
+    """The journal file, its -wal and -shm companions and its side lock file (for healing), raw."""
+    files = sorted(state_dir.glob(JOURNAL_FILE_NAME + "*"))
+    sqlite_files = [p for p in files if not p.name.endswith(".lock")]
+    assert any(p.name.endswith("-wal") for p in sqlite_files) or not sqlite_files[1:], files
     return b"".join(p.read_bytes() for p in files)
 
 
