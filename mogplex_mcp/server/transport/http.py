@@ -6,7 +6,8 @@ requests without a bearer is allowed only when the server is local-only (a loopb
 names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
 without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
 `connections.py` (header deadline, connection cap; the probes have slots of their own). SIGTERM drains
-(`drain.py`).
+(`drain.py`). With `HttpOptions.oauth` (`--public-url`) the OAuth front door (`oauth/`) adds its routes and
+lets the gateway resolve access tokens to their PAT.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mogplex_mcp.server.app import create_server
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
+from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 
 logger = logging.getLogger("mogplex_mcp.http")
@@ -68,6 +70,8 @@ class HttpOptions:
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
+    # The OAuth front door (`--public-url`, docs/oauth.md); None: off, bearers only.
+    oauth: OAuthOptions | None = None
 
     @property
     def loopback(self) -> bool:
@@ -135,6 +139,12 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
     )
     served = http_settings(settings, options)
     readiness = server_kwargs.pop("readiness", None) or Readiness()
+    front_door = None
+    if options.oauth is not None:
+        from mogplex_mcp.server.transport.oauth import build_front_door, with_front_door
+
+        front_door = build_front_door(settings, options.oauth)
+        served, server_kwargs = with_front_door(front_door, served, server_kwargs)
     server = create_server(served, readiness=readiness, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
@@ -160,6 +170,8 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
     )
     app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
     app.add_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
+    if front_door is not None:
+        front_door.install(app, server)
     policy = GatewayPolicy(
         path=MCP_PATH,
         require_bearer=not served.http_token_fallback,
@@ -167,7 +179,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         stateful=not options.stateless,
     )
     sessions = SessionRegistry(limits)
-    app.add_middleware(Gateway, policy=policy, sessions=sessions)
+    app.add_middleware(Gateway, policy=policy, sessions=sessions, front_door=front_door)
     app.state.sessions = sessions
     app.state.session_manager = server.session_manager
     app.state.readiness = readiness
