@@ -197,3 +197,41 @@ async def test_a_draining_leader_hands_its_follow_lease_over_at_once(tmp_path: P
         assert taken_at < renewed_until, f"taken {taken_at - renewed_until:.2f} s after the old lease's expiry"
         assert "handing the run over to another replica" in a.output.text
         assert answers[-1]["run"]["runId"] == run_id and answers[-1]["finished"] is True
+
+
+async def test_open_streams_end_cleanly_so_the_drain_does_not_wait_for_the_grace_period(tmp_path: Path) -> None:
+    """A `subscriptions/listen` stream (modern era) and a session's GET stream (handshake era) would each hold a
+    connection open until the grace period ran out; the drain ends both, and the process exits 0 at once."""
+    with slow_emulator(0.5) as emu:
+        env = replica_env(emu.base_url, tmp_path / "replica", None)
+        async with (
+            http_server(env, "--grace-period", "25") as server,
+            http_client(server.url, "auto", DEMO_TOKEN) as modern,
+            http_client(server.url, "legacy", DEMO_TOKEN) as legacy,
+        ):
+            run_id = await start(modern, "Keep a listener busy")
+            await legacy.list_tools()  # the session is open, with its GET stream
+            ended: list[str] = []
+
+            async def listen() -> None:
+                async with modern.listen(resource_subscriptions=[f"mogplex://runs/{run_id}"]) as stream:
+                    async for _ in stream:
+                        pass
+                ended.append("listen stream ended")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listen)
+                await anyio.sleep(1.0)
+                server.process.send_signal(signal.SIGTERM)
+                signalled = time.monotonic()
+                code = await exit_code(server, 20)
+                exited = time.monotonic() - signalled
+                with anyio.fail_after(10):
+                    while not ended:  # noqa: ASYNC110 - the listen task says when its stream ended
+                        await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+    assert code == 0, server.output.text[-2000:]
+    assert ended == ["listen stream ended"], "the listener got the stream's final result, not a dropped connection"
+    # uvicorn would have waited 22 of the 25 s for the open streams; it did not wait for them at all.
+    assert exited < 12, f"exited {exited:.1f} s after SIGTERM"
+    assert "timeout graceful shutdown exceeded" not in server.output.text
