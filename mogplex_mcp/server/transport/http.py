@@ -15,11 +15,11 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import uvicorn
@@ -31,9 +31,13 @@ from starlette.responses import JSONResponse, Response
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
+from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from mogplex_mcp.telemetry.metrics import PrometheusRecorder
 
 logger = logging.getLogger("mogplex_mcp.http")
 
@@ -62,6 +66,9 @@ class HttpOptions:
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
+    # Prometheus metrics on a listener of their own (docs/operations.md); None: off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
 
     @property
     def loopback(self) -> bool:
@@ -115,12 +122,21 @@ def http_settings(settings: Settings, options: HttpOptions) -> Settings:
     return dataclasses.replace(settings, http_token_fallback=local_only(options))
 
 
-def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: Any) -> Starlette:
+def build_http_app(
+    settings: Settings, options: HttpOptions, *, metrics: PrometheusRecorder | None = None, **server_kwargs: Any
+) -> Starlette:
     """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, and `/healthz`.
 
     Its lifespan runs the MCP server's. `app.state.sessions` is the gateway's session registry,
-    `app.state.session_manager` the SDK's.
+    `app.state.session_manager` the SDK's. With `metrics` (made here when `options.metrics_port` is set),
+    `app.state.metrics` records while the app runs; `serve_http` serves it on the metrics port.
     """
+    if metrics is None and options.metrics_port is not None:
+        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
+
+        metrics = PrometheusRecorder()
+    if metrics is not None:
+        server_kwargs["on_state"] = _also_watch(metrics, server_kwargs.get("on_state"))
     security = transport_security(options)
     limits = SessionLimits(
         per_token=options.max_sessions_per_token,
@@ -155,7 +171,23 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
     app.add_middleware(Gateway, policy=policy, sessions=sessions)
     app.state.sessions = sessions
     app.state.session_manager = server.session_manager
+    app.state.metrics = metrics
+    if metrics is not None:
+        from mogplex_mcp.server.transport.metrics import instrument_app
+
+        instrument_app(app, metrics, sessions)
     return app
+
+
+def _also_watch(metrics: PrometheusRecorder, then: Callable[[AppState], None] | None) -> Callable[[AppState], None]:
+    from mogplex_mcp.server.transport.metrics import watch_state
+
+    def on_state(state: AppState) -> None:
+        watch_state(metrics, state)
+        if then is not None:
+            then(state)
+
+    return on_state
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -183,7 +215,12 @@ def url_for(sock: socket.socket, path: str = MCP_PATH) -> str:
 
 
 def uvicorn_server(
-    app: Starlette, options: HttpOptions, *, log_level: str = "warning", max_connections: int | None = None
+    app: Starlette,
+    options: HttpOptions,
+    *,
+    log_level: str = "warning",
+    max_connections: int | None = None,
+    json_logs: bool = False,
 ) -> uvicorn.Server:
     config = GatewayConfig(
         app,
@@ -195,16 +232,26 @@ def uvicorn_server(
         lifespan="on",
         access_log=log_level.lower() in ("debug", "info"),
         server_header=False,
+        **_log_config(json_logs),
     )
     return uvicorn.Server(config)
 
 
-async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "warning") -> None:
+def _log_config(json_logs: bool) -> dict[str, Any]:
+    """uvicorn's own log set-up, or none: its loggers then reach ours, so every line is JSON."""
+    return {"log_config": None} if json_logs else {}
+
+
+async def serve_http(
+    app: Starlette, options: HttpOptions, *, log_level: str = "warning", json_logs: bool = False
+) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully: finish requests in flight (bounded), run the lifespan's
     cleanup, return normally (exit 0). A second signal stops without waiting."""
     sock = bind_socket(options.host, options.port)
     cap = connection_cap(options.max_connections, raise_open_file_limit())
-    server = _EmbeddedServer(uvicorn_server(app, options, log_level=log_level, max_connections=cap).config)
+    config = uvicorn_server(app, options, log_level=log_level, max_connections=cap, json_logs=json_logs).config
+    server = _EmbeddedServer(config)
+    _watch_connections(app, server)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if server.should_exit:
@@ -214,7 +261,8 @@ async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         logger.warning("mogplex-mcp listening on %s (health: %s)", url_for(sock), url_for(sock, HEALTH_PATH))
-        await server.serve(sockets=[sock])
+        async with metrics_listener(app, options, json_logs=json_logs):
+            await server.serve(sockets=[sock])
         logger.warning("mogplex-mcp stopped")
     finally:
         for sig, handler in previous.items():
@@ -235,6 +283,7 @@ async def running_http(
     sock = bind_socket(host, port)
     limits = dataclasses.replace(options or HttpOptions(), graceful_shutdown_seconds=2)
     server = _EmbeddedServer(uvicorn_server(app, limits).config)
+    _watch_connections(app, server)
     stopped = anyio.Event()
 
     async def serve() -> None:
@@ -257,6 +306,44 @@ async def running_http(
                 server.should_exit = True
     finally:
         sock.close()
+
+
+@asynccontextmanager
+async def metrics_listener(app: Starlette, options: HttpOptions, *, json_logs: bool = False) -> AsyncIterator[None]:
+    """Serve the app's metrics on `options.metrics_host:metrics_port` while the block runs (nothing when off)."""
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is None or options.metrics_port is None:
+        yield
+        return
+    from mogplex_mcp.server.transport.metrics import METRICS_PATH, metrics_app
+
+    sock = bind_socket(options.metrics_host, options.metrics_port)
+    config = uvicorn.Config(
+        metrics_app(metrics),
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        **_log_config(json_logs),
+    )
+    server = _EmbeddedServer(config)
+    reach = "" if is_loopback(options.metrics_host) else " — reachable beyond this machine, as --metrics-host asks"
+    logger.warning("metrics at %s%s", url_for(sock, METRICS_PATH), reach)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+def _watch_connections(app: Starlette, server: uvicorn.Server) -> None:
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is not None:
+        metrics.watch("http_connections_open", lambda: len(server.server_state.connections))
 
 
 class _EmbeddedServer(uvicorn.Server):
