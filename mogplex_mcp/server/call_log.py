@@ -99,4 +99,7 @@ def _run_id(arguments: object, result: HandlerResult) -> str | None:
         structured = result.get("structuredContent")
     if isinstance(structured, Mapping):
         candidates.append(structured.get("runId"))
+        run = structured.get("run")  # start_run and continue_run answer {"run": {"runId": ...}, ...}
+        if isinstance(run, Mapping):
+            candidates.append(run.get("runId"))
     return next((c for c in candidates if isinstance(c, str) and _UUID.match(c)), None)

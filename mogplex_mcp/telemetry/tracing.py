@@ -23,8 +23,6 @@ from mogplex_mcp.config import ConfigError
 
 __all__ = ["SpanKind", "StatusCode", "configure", "inject_traceparent", "span", "trace_id_hex"]
 
-# A proxy: it follows whatever provider `configure()` (or a test) installs later.
-_tracer = trace.get_tracer("mogplex_mcp", __version__)
 # traceparent/tracestate only: the default propagator would also forward W3C baggage, which a caller
 # controls (it arrives in MCP `_meta`) and which is nobody's business upstream.
 _W3C = TraceContextTextMapPropagator()
@@ -36,7 +34,8 @@ def span(
     name: str, attributes: Mapping[str, str | int | float | bool] | None = None, *, kind: SpanKind = SpanKind.INTERNAL
 ) -> Iterator[Span]:
     """A span around the block; an exception marks it failed with its class name (never its message)."""
-    with _tracer.start_as_current_span(
+    tracer = trace.get_tracer("mogplex_mcp", __version__)  # not cached: it follows the provider installed now
+    with tracer.start_as_current_span(
         name, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as current:
         try:

@@ -309,11 +309,14 @@ async def running_http(
 
 
 @asynccontextmanager
-async def metrics_listener(app: Starlette, options: HttpOptions, *, json_logs: bool = False) -> AsyncIterator[None]:
-    """Serve the app's metrics on `options.metrics_host:metrics_port` while the block runs (nothing when off)."""
+async def metrics_listener(
+    app: Starlette, options: HttpOptions, *, json_logs: bool = False
+) -> AsyncIterator[str | None]:
+    """Serve the app's metrics on `options.metrics_host:metrics_port` while the block runs; yield their URL
+    (None when metrics are off)."""
     metrics = getattr(app.state, "metrics", None)
     if metrics is None or options.metrics_port is None:
-        yield
+        yield None
         return
     from mogplex_mcp.server.transport.metrics import METRICS_PATH, metrics_app
 
@@ -328,12 +331,13 @@ async def metrics_listener(app: Starlette, options: HttpOptions, *, json_logs: b
     )
     server = _EmbeddedServer(config)
     reach = "" if is_loopback(options.metrics_host) else " — reachable beyond this machine, as --metrics-host asks"
-    logger.warning("metrics at %s%s", url_for(sock, METRICS_PATH), reach)
+    url = url_for(sock, METRICS_PATH)
+    logger.warning("metrics at %s%s", url, reach)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
             try:
-                yield
+                yield url
             finally:
                 server.should_exit = True
     finally:
