@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -24,6 +24,9 @@ from mogplex_mcp import __version__
 from mogplex_mcp.telemetry.hooks import Recorder
 
 __all__ = ["CONTENT_TYPE", "LIVE_METRICS", "PrometheusRecorder"]
+
+# No `*_created` series: they double the series count for a start time no dashboard here uses.
+disable_created_metrics()
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "mogplex_mcp_"
