@@ -11,8 +11,10 @@ import pytest
 
 from mogplex_mcp.api.observed import ROUTES
 from mogplex_mcp.emulator import DEMO_TOKEN
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
 from mogplex_mcp.telemetry.hooks import Recorder, recorder
 from tests.e2e.support import MODES, Mode, error, http_client, ok
+from tests.server.journal_faults import locked
 from tests.telemetry.support import observed
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +116,14 @@ async def test_metrics_are_not_served_to_mcp_callers_and_stop_with_the_app(tmp_p
         async with httpx2.AsyncClient(timeout=1) as http:
             with pytest.raises(httpx2.ConnectError):
                 await http.get(s.metrics_url)
+
+
+async def test_a_journal_fallback_is_counted_and_the_start_still_answers(tmp_path: Path) -> None:
+    async with observed(tmp_path, journal_wait_seconds=0.2) as s, http_client(s.url, "legacy", DEMO_TOKEN) as alice:
+        repo_id = (await ok(alice, "list_repos"))["repos"][0]["id"]
+        await ok(alice, "start_run", repoId=repo_id, prompt=PROMPT)  # the journal file exists now
+        assert (await s.scrape()).value("mogplex_mcp_journal_fallbacks_total") == 0
+        with locked(tmp_path / "state" / JOURNAL_FILE_NAME):  # another process holds its write lock
+            await ok(alice, "start_run", repoId=repo_id, prompt=PROMPT + " (again, differently)")
+        scrape = await s.scrape()
+        assert scrape.value("mogplex_mcp_journal_fallbacks_total", operation="claim_an_idempotency_key") == 1

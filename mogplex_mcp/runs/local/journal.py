@@ -40,6 +40,7 @@ from mogplex_mcp.runs.local.journal_file import (
 from mogplex_mcp.runs.local.known_runs import KnownRun as KnownRun
 from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
 from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.telemetry import hooks
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 
@@ -363,6 +364,7 @@ class StartJournal:
 
     def _note_failure(self, what: str, failure: JournalStorageError) -> None:
         """Warn once when the file starts failing; then quietly, until it works again."""
+        hooks.recorder().journal_fallback(what)  # every fallback is counted (docs/operations.md)
         level = logging.DEBUG if self._failing else logging.WARNING
         self._failing = True
         logger.log(
