@@ -33,6 +33,7 @@ async def test_tool_calls_and_upstream_requests_are_counted_by_tool_route_and_ou
         run_id = started["run"]["runId"]
         await ok(alice, "get_run", runId=run_id)
         await error(alice, "get_run", runId="not-a-run")  # refused before any upstream call
+        await ok(alice, "wait_for_run", runId=run_id, timeoutSeconds=1)  # starts following the run
 
         scrape = await s.scrape()
         assert scrape.value("mogplex_mcp_tool_calls_total", tool="list_repos", outcome="ok") == 1
@@ -57,7 +58,12 @@ async def test_tool_calls_and_upstream_requests_are_counted_by_tool_route_and_ou
         assert scrape.value("mogplex_mcp_http_sessions_open") == (1 if mode == "legacy" else 0)
         assert scrape.value("mogplex_mcp_http_connections_open") >= 1
         assert scrape.value("mogplex_mcp_build_info") == 1
-        assert scrape.has("mogplex_mcp_runs_followed") and scrape.has("mogplex_mcp_pacer_tokens")
+        assert scrape.value("mogplex_mcp_http_event_streams_open") == (1 if mode == "legacy" else 0)  # its GET stream
+        # Following: one run held, one token's budget, some of it spent — no token named anywhere.
+        assert scrape.value("mogplex_mcp_followers_held") == 1
+        assert scrape.value("mogplex_mcp_pacer_tokens") == 1
+        assert scrape.value("mogplex_mcp_pacer_budget_remaining_min") < 40
+        assert scrape.value("mogplex_mcp_follow_leases_held") == 0  # no Redis: nothing shared to lead
 
         for secret in (DEMO_TOKEN, PROMPT, run_id, "Bearer"):
             assert secret not in scrape.text
