@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -121,7 +122,7 @@ def configure_metrics(group: argparse._ArgumentGroup) -> None:
     """Prometheus metrics on a port of their own: off unless asked, loopback unless told otherwise."""
     group.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         default=None,
         metavar="PORT",
         help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics, apart from the MCP port (default: off)",
@@ -178,6 +179,12 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         metavar="SECONDS",
         help="close a connection whose request body is not complete this long after its headers (default: %(default)s)",
     )
+
+
+def _port(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:  # ASCII digits: "²".isdigit() is True
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text[:20]!r}")
+    return int(text)
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:

@@ -12,10 +12,14 @@ import pytest
 from mogplex_mcp.api.observed import ROUTES
 from mogplex_mcp.emulator import DEMO_TOKEN
 from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
-from mogplex_mcp.telemetry.hooks import Recorder, recorder
+from mogplex_mcp.runs.redis.connection import connect
+from mogplex_mcp.runs.store import StoreUnavailableError
+from mogplex_mcp.telemetry.hooks import Recorder, installed, recorder
+from mogplex_mcp.telemetry.metrics import PrometheusRecorder
 from tests.e2e.support import MODES, Mode, error, http_client, ok
+from tests.redis_server import free_port
 from tests.server.journal_faults import locked
-from tests.telemetry.support import observed
+from tests.telemetry.support import Scrape, observed
 
 pytestmark = pytest.mark.anyio
 PROMPT = "Rename the flaky retry helper and keep its tests green"
@@ -133,3 +137,15 @@ async def test_a_journal_fallback_is_counted_and_the_start_still_answers(tmp_pat
             await ok(alice, "start_run", repoId=repo_id, prompt=PROMPT + " (again, differently)")
         scrape = await s.scrape()
         assert scrape.value("mogplex_mcp_journal_fallbacks_total", operation="claim_an_idempotency_key") == 1
+
+
+async def test_redis_failures_are_counted_by_operation_with_their_latency() -> None:
+    store = connect(f"redis://:hunter2secret@127.0.0.1:{free_port()}/0", timeout=0.5)  # nobody listens there
+    with installed(PrometheusRecorder()) as metrics, pytest.raises(StoreUnavailableError):
+        await store.ping()
+    await store.aclose()
+    assert isinstance(metrics, PrometheusRecorder)
+    scrape = Scrape(metrics.exposition().decode())
+    assert scrape.value("mogplex_mcp_redis_commands_total", operation="reach_redis", outcome="error") == 1
+    assert scrape.value("mogplex_mcp_redis_command_duration_seconds_count", operation="reach_redis") == 1
+    assert "hunter2secret" not in scrape.text and "127.0.0.1" not in scrape.text

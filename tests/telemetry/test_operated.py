@@ -146,3 +146,56 @@ async def test_json_logs_metrics_port_and_otlp_traces_of_the_real_command(tmp_pa
     for secret in (DEMO_TOKEN, PROMPT):
         assert secret not in stderr.text and secret not in scrape.text
         assert secret.encode() not in exported
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "told"),
+    [
+        (["--metrics-port", "9464"], {}, "--metrics-port needs --transport http"),
+        (["--transport", "http", "--metrics-port", "70000"], {}, "port number 0..65535"),
+        (["--log-format", "yaml"], {}, "invalid choice: 'yaml'"),
+        ([], {"MOGPLEX_LOG_FORMAT": "yaml"}, "MOGPLEX_LOG_FORMAT must be one of text, json"),
+        (
+            [],
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            "OTLP/HTTP (http/protobuf)",
+        ),
+    ],
+)
+async def test_bad_telemetry_settings_stop_the_start_with_a_clear_message(
+    tmp_path: Path, args: list[str], env: dict[str, str], told: str
+) -> None:
+    result = await anyio.run_process(
+        [sys.executable, "-m", "mogplex_mcp", "serve", *args],
+        check=False,
+        env={"MOGPLEX_MCP_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", **env},
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    stderr = result.stderr.decode()
+    assert told in stderr and "Traceback" not in stderr
+
+
+async def test_a_taken_metrics_port_is_a_clear_error(tmp_path: Path) -> None:
+    async with otlp_receiver() as (collector, _):  # any listening loopback port will do
+        port = collector.rsplit(":", 1)[1]
+        result = await anyio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "mogplex_mcp",
+                "serve",
+                "--transport",
+                "http",
+                "--port",
+                "0",
+                "--metrics-port",
+                port,
+            ],
+            check=False,
+            env={"MOGPLEX_MCP_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            cwd=ROOT,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr and "Traceback" not in stderr

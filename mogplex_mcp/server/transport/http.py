@@ -320,7 +320,11 @@ async def metrics_listener(
         return
     from mogplex_mcp.server.transport.metrics import METRICS_PATH, metrics_app
 
-    sock = bind_socket(options.metrics_host, options.metrics_port)
+    try:
+        sock = bind_socket(options.metrics_host, options.metrics_port)
+    except OSError as exc:
+        where = f"{options.metrics_host}:{options.metrics_port}"
+        raise ConfigError(f"--metrics-port: cannot listen on {where} ({exc.strerror}); pick another port") from None
     config = uvicorn.Config(
         metrics_app(metrics),
         lifespan="off",
