@@ -19,7 +19,18 @@ from pathlib import Path
 
 import anyio
 
-from bench import cold_start, definitions, fanout, gateway, memory, per_call, scale, throughput, viewer_size
+from bench import (
+    cold_start,
+    definitions,
+    fanout,
+    gateway,
+    memory,
+    per_call,
+    scale,
+    telemetry,
+    throughput,
+    viewer_size,
+)
 from bench.report import Section, document, table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -55,6 +66,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
     return {
         "cold_start": cold,
         "per_call": lambda: per_call.run(size.calls),
+        "telemetry": lambda: telemetry.run(size.calls),
         "fanout": lambda: fanout.run(
             seconds=size.fanout_seconds, naive_seconds=size.naive_seconds, with_stream=size.with_stream
         ),
@@ -73,8 +85,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, "
-        "scale, definitions",
+        help="comma-separated subset of: cold_start, per_call, telemetry, fanout, memory, throughput, viewer_size, "
+        "gateway, scale, definitions",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(
