@@ -5,7 +5,8 @@ which `state.token_from_request` forwards upstream and never stores. Falling bac
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
 names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
 without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
-`connections.py` (header deadline, connection cap).
+`connections.py` (header deadline, connection cap). Metrics, when asked for, are served on a port of their own
+(`metrics.py`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Generator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Generator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,6 @@ from starlette.responses import JSONResponse, Response
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
-from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
@@ -136,7 +136,9 @@ def build_http_app(
 
         metrics = PrometheusRecorder()
     if metrics is not None:
-        server_kwargs["on_state"] = _also_watch(metrics, server_kwargs.get("on_state"))
+        from mogplex_mcp.server.transport.metrics import watching_state
+
+        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
     security = transport_security(options)
     limits = SessionLimits(
         per_token=options.max_sessions_per_token,
@@ -177,17 +179,6 @@ def build_http_app(
 
         instrument_app(app, metrics, sessions)
     return app
-
-
-def _also_watch(metrics: PrometheusRecorder, then: Callable[[AppState], None] | None) -> Callable[[AppState], None]:
-    from mogplex_mcp.server.transport.metrics import watch_state
-
-    def on_state(state: AppState) -> None:
-        watch_state(metrics, state)
-        if then is not None:
-            then(state)
-
-    return on_state
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -232,12 +223,12 @@ def uvicorn_server(
         lifespan="on",
         access_log=log_level.lower() in ("debug", "info"),
         server_header=False,
-        **_log_config(json_logs),
+        **log_config(json_logs),
     )
     return uvicorn.Server(config)
 
 
-def _log_config(json_logs: bool) -> dict[str, Any]:
+def log_config(json_logs: bool) -> dict[str, Any]:
     """uvicorn's own log set-up, or none: its loggers then reach ours, so every line is JSON."""
     return {"log_config": None} if json_logs else {}
 
@@ -251,7 +242,7 @@ async def serve_http(
     cap = connection_cap(options.max_connections, raise_open_file_limit())
     config = uvicorn_server(app, options, log_level=log_level, max_connections=cap, json_logs=json_logs).config
     server = _EmbeddedServer(config)
-    _watch_connections(app, server)
+    watch_connections(app, server)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if server.should_exit:
@@ -261,7 +252,7 @@ async def serve_http(
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         logger.warning("mogplex-mcp listening on %s (health: %s)", url_for(sock), url_for(sock, HEALTH_PATH))
-        async with metrics_listener(app, options, json_logs=json_logs):
+        async with metrics_listener(app, options, json_logs=json_logs):  # nothing unless --metrics-port
             await server.serve(sockets=[sock])
         logger.warning("mogplex-mcp stopped")
     finally:
@@ -283,7 +274,7 @@ async def running_http(
     sock = bind_socket(host, port)
     limits = dataclasses.replace(options or HttpOptions(), graceful_shutdown_seconds=2)
     server = _EmbeddedServer(uvicorn_server(app, limits).config)
-    _watch_connections(app, server)
+    watch_connections(app, server)
     stopped = anyio.Event()
 
     async def serve() -> None:
@@ -308,50 +299,21 @@ async def running_http(
         sock.close()
 
 
-@asynccontextmanager
-async def metrics_listener(
+def watch_connections(app: Starlette, server: uvicorn.Server) -> None:
+    """Export the server's open connections when the app has metrics."""
+    if getattr(app.state, "metrics", None) is not None:
+        from mogplex_mcp.server.transport.metrics import watch_connections as watch
+
+        watch(app.state.metrics, server)
+
+
+def metrics_listener(
     app: Starlette, options: HttpOptions, *, json_logs: bool = False
-) -> AsyncIterator[str | None]:
-    """Serve the app's metrics on `options.metrics_host:metrics_port` while the block runs; yield their URL
-    (None when metrics are off)."""
-    metrics = getattr(app.state, "metrics", None)
-    if metrics is None or options.metrics_port is None:
-        yield None
-        return
-    from mogplex_mcp.server.transport.metrics import METRICS_PATH, metrics_app
+) -> AbstractAsyncContextManager[str | None]:
+    """The metrics port while the block runs (transport/metrics.py; nothing when metrics are off)."""
+    from mogplex_mcp.server.transport.metrics import metrics_listener as listener
 
-    try:
-        sock = bind_socket(options.metrics_host, options.metrics_port)
-    except OSError as exc:
-        where = f"{options.metrics_host}:{options.metrics_port}"
-        raise ConfigError(f"--metrics-port: cannot listen on {where} ({exc.strerror}); pick another port") from None
-    config = uvicorn.Config(
-        metrics_app(metrics),
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        **_log_config(json_logs),
-    )
-    server = _EmbeddedServer(config)
-    reach = "" if is_loopback(options.metrics_host) else " — reachable beyond this machine, as --metrics-host asks"
-    url = url_for(sock, METRICS_PATH)
-    logger.warning("metrics at %s%s", url, reach)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            try:
-                yield url
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
-
-
-def _watch_connections(app: Starlette, server: uvicorn.Server) -> None:
-    metrics = getattr(app.state, "metrics", None)
-    if metrics is not None:
-        metrics.watch("http_connections_open", lambda: len(server.server_state.connections))
+    return listener(app, options, json_logs=json_logs)
 
 
 class _EmbeddedServer(uvicorn.Server):

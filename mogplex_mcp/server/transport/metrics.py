@@ -6,24 +6,37 @@ address (`--metrics-host`), so what the process is doing is never served to the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import anyio
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mogplex_mcp.config import ConfigError
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 from mogplex_mcp.server.state import AppState
+from mogplex_mcp.server.transport.http import (
+    HttpOptions,
+    _EmbeddedServer,
+    bind_socket,
+    is_loopback,
+    log_config,
+    url_for,
+)
 from mogplex_mcp.server.transport.sessions import SessionRegistry
 from mogplex_mcp.telemetry import hooks
 from mogplex_mcp.telemetry.metrics import CONTENT_TYPE, PrometheusRecorder
 
 METRICS_PATH = "/metrics"
+logger = logging.getLogger("mogplex_mcp.http")
 
 
 def metrics_app(metrics: PrometheusRecorder) -> Starlette:
@@ -119,3 +132,56 @@ def _is_event_stream(message: Message) -> bool:
         name.lower() == b"content-type" and value.lower().startswith(b"text/event-stream")
         for name, value in message.get("headers", [])
     )
+
+
+@asynccontextmanager
+async def metrics_listener(
+    app: Starlette, options: HttpOptions, *, json_logs: bool = False
+) -> AsyncIterator[str | None]:
+    """Serve the app's metrics on `options.metrics_host:metrics_port` while the block runs; yield their URL
+    (None when metrics are off)."""
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is None or options.metrics_port is None:
+        yield None
+        return
+    try:
+        sock = bind_socket(options.metrics_host, options.metrics_port)
+    except OSError as exc:
+        where = f"{options.metrics_host}:{options.metrics_port}"
+        raise ConfigError(f"--metrics-port: cannot listen on {where} ({exc.strerror}); pick another port") from None
+    config = uvicorn.Config(
+        metrics_app(metrics),
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        **log_config(json_logs),
+    )
+    server = _EmbeddedServer(config)
+    reach = "" if is_loopback(options.metrics_host) else " — reachable beyond this machine, as --metrics-host asks"
+    url = url_for(sock, METRICS_PATH)
+    logger.warning("metrics at %s%s", url, reach)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield url
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+def watch_connections(metrics: PrometheusRecorder, server: uvicorn.Server) -> None:
+    metrics.watch("http_connections_open", lambda: len(server.server_state.connections))
+
+
+def watching_state(metrics: PrometheusRecorder, then: Callable[[AppState], None] | None) -> Callable[[AppState], None]:
+    """An `on_state` for `create_server` that exports the state's live counts, then calls `then`."""
+
+    def on_state(state: AppState) -> None:
+        watch_state(metrics, state)
+        if then is not None:
+            then(state)
+
+    return on_state
