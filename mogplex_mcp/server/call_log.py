@@ -46,7 +46,7 @@ class ToolCallObserver:
         result: HandlerResult = None
         try:
             result = await call_next(ctx)
-            outcome = "error" if _is_error(result) else "ok"
+            outcome = _outcome(result, name)
             return result
         except (MCPError, ValidationError):
             outcome = "rejected"  # a JSON-RPC error: unknown tool, malformed params
@@ -81,10 +81,19 @@ def _log_call(tool: str, outcome: str, seconds: float, run_id: str | None, jsonr
     calls_logger.info("tool_call %s", text, extra={"fields": fields})
 
 
-def _is_error(result: HandlerResult) -> bool:
+def _outcome(result: HandlerResult, name: object) -> str:
+    """ok, error (the model was told why), or crashed: the SDK's bare text for an exception that is not a
+    ToolError (every error of ours is a ToolError whose text starts with the tool's name; server/errors.py)."""
     if isinstance(result, CallToolResult):
-        return bool(result.is_error)
-    return isinstance(result, Mapping) and result.get("isError") is True
+        failed, content = bool(result.is_error), [getattr(block, "text", None) for block in result.content]
+    elif isinstance(result, Mapping):
+        failed = result.get("isError") is True
+        content = [block.get("text") for block in result.get("content") or [] if isinstance(block, Mapping)]
+    else:
+        return "ok"
+    if not failed:
+        return "ok"
+    return "crashed" if content[:1] == [f"Error executing tool {name}"] else "error"
 
 
 def _run_id(arguments: object, result: HandlerResult) -> str | None:
