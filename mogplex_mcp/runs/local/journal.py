@@ -390,7 +390,8 @@ class StartJournal:
 
     def _note_failure(self, what: str, failure: JournalStorageError, meanwhile: str) -> None:
         """Warn once when the file starts failing, saying what happens meanwhile; then quietly, until it works."""
-        hooks.recorder().journal_fallback(what)  # every fallback is counted (docs/operations.md)
+        if meanwhile is not _REFUSING:  # every fallback is counted (docs/operations.md); a refusal is no fallback
+            hooks.recorder().journal_fallback(what)
         # A damaged file has said so itself, with what happens meanwhile: one warning, not two.
         level = logging.DEBUG if self._failing or isinstance(failure, JournalDamaged) else logging.WARNING
         self._failing = True
