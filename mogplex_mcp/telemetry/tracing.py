@@ -65,7 +65,7 @@ def wanted(env: Mapping[str, str]) -> bool:
     """Whether the OTEL_* variables ask for traces: an OTLP endpoint set, the SDK and the exporter not off."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
-    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() in ("none", ""):
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
     return bool((env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip())
 

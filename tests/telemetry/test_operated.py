@@ -199,3 +199,22 @@ async def test_a_taken_metrics_port_is_a_clear_error(tmp_path: Path) -> None:
     stderr = result.stderr.decode()
     assert result.returncode == 2, stderr
     assert f"cannot listen on 127.0.0.1:{port}" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("off", [{"OTEL_SDK_DISABLED": "true"}, {"OTEL_TRACES_EXPORTER": "none"}, {}])
+async def test_tracing_is_on_only_when_an_endpoint_is_set_and_not_switched_off(
+    tmp_path: Path, off: dict[str, str]
+) -> None:
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"} if off else {}  # never reached: nothing traced
+    env = {"MOGPLEX_MCP_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", **endpoint, **off}
+    command = [sys.executable, "-m", "mogplex_mcp", "serve", "--transport", "http", "--port", "0"]
+    stderr = Stderr()
+    async with await anyio.open_process(command, env=env, cwd=ROOT) as process, anyio.create_task_group() as tg:
+        tg.start_soon(stderr.drain, process)
+        with anyio.fail_after(20):
+            while "listening on" not in stderr.text:  # noqa: ASYNC110
+                await anyio.sleep(0.05)  # the task draining stderr offers no event to wait on
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            assert await process.wait() == 0
+    assert "traces: exporting" not in stderr.text
