@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mogplex_mcp import __version__
+from mogplex_mcp.cli_oauth import configure_oauth, oauth_options
 from mogplex_mcp.config import ConfigError, Settings
 
 COMMANDS = ("serve", "emulator", "demo", "doctor")
@@ -115,6 +116,9 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         help="browser Origin to accept, e.g. https://app.example.com (repeatable)",
     )
     configure_gateway_limits(serve.add_argument_group("shared-server limits (--transport http; docs/http.md)"))
+    configure_oauth(
+        serve.add_argument_group("OAuth sign-in for remote connectors (--transport http; docs/oauth.md)"), _positive
+    )
     configure_metrics(serve.add_argument_group("metrics (--transport http; docs/operations.md)"))
 
 
@@ -297,6 +301,7 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         body_timeout_seconds=args.body_timeout,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
+        oauth=oauth_options(args),
     )
     if settings.token and not local_only(options):
         logger.warning(
