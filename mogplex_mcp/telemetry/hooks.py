@@ -36,10 +36,10 @@ class Recorder:
         """A Redis operation (one of the store's fixed names) finished or failed."""
 
     def oauth_sign_in(self, outcome: str) -> None:
-        """An OAuth sign-in ended (`outcome`: ok, denied, failed...). For the OAuth front door to call."""
+        """A sign-in form was submitted at the OAuth front door (`outcome`: ok, invalid, denied, failed)."""
 
     def oauth_refresh(self, outcome: str) -> None:
-        """An OAuth token refresh ended. For the OAuth front door to call."""
+        """An OAuth token refresh ended (`outcome`: ok, invalid, failed)."""
 
 
 _NOTHING = Recorder()

@@ -35,7 +35,7 @@ _TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RETRY_AFTER_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 3600)
 _REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-OAUTH_OUTCOMES = frozenset({"ok", "denied", "invalid", "expired", "failed"})
+OAUTH_OUTCOMES = frozenset({"ok", "denied", "invalid", "failed"})
 _WORD = re.compile(r"[^a-z0-9_]+")
 
 # Read at scrape time from live state the server registers with `watch()`: (kind, help text).
