@@ -69,6 +69,11 @@ class SharedFollowing:
     def hand_over(self) -> None:
         self._handing_over.set()
 
+    @property
+    def leading_count(self) -> int:
+        """Follow leases this replica holds right now."""
+        return len(self._leading)
+
     def leads(self, follower: RunFollower) -> bool:
         return (follower.fingerprint, follower.run_id) in self._leading
 

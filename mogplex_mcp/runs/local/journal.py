@@ -43,6 +43,7 @@ from mogplex_mcp.runs.local.journal_file import (
 from mogplex_mcp.runs.local.known_runs import KnownRun as KnownRun
 from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
 from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.telemetry import hooks
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 
@@ -405,6 +406,8 @@ class StartJournal:
 
     def _note_failure(self, what: str, failure: JournalStorageError, meanwhile: str) -> None:
         """Warn once when the file starts failing, saying what happens meanwhile; then quietly, until it works."""
+        if meanwhile is not _REFUSING:  # every fallback is counted (docs/operations.md); a refusal is no fallback
+            hooks.recorder().journal_fallback(what)
         # A damaged file has said so itself, with what happens meanwhile: one warning, not two.
         level = logging.DEBUG if self._failing or isinstance(failure, JournalDamaged) else logging.WARNING
         self._failing = True
