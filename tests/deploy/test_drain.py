@@ -101,7 +101,7 @@ async def test_a_forced_exit_is_immediate_and_a_start_whose_post_was_sent_is_sti
     with slow_emulator(1.0) as emu:
         env = replica_env(emu.base_url, home, None)
         emu.emulator.inject_fault("delay", count=1, method="POST", path=RUNS, delay=6.0)
-        grace = "20" if how == "second SIGTERM" else "4"
+        grace = "20" if how == "second SIGTERM" else "2"  # 2 s: the watchdog (2 s flush at most) ends it by 4 s
         async with http_server(env, "--grace-period", grace) as server:
             outcome: list[Any] = []
 
