@@ -271,7 +271,7 @@ class FrontDoorProvider:
             return None  # issued for another resource (audience)
         if grant.fingerprint in self._rejected:
             del self._rejected[grant.fingerprint]
-            dropped = await self.store.drop_grants_of(grant.fingerprint)
+            dropped = len(await self.store.drop_grants_of(grant.fingerprint))
             logger.warning("Mogplex refused a signed-in token (401): %d grant(s) dropped, sign-in needed", dropped)
             return None
         pat = self.keys.open(grant.sealed_pat, grant.grant_id.encode())
