@@ -99,7 +99,7 @@ class LocalGrantStore:
         return ids
 
     async def live_grant_ids(self, grant_ids: Collection[str]) -> set[str]:
-        wanted, live = list(grant_ids), set()
+        wanted, live = list(grant_ids), set[str]()
         with self._errors("check grants"):
             for start in range(0, len(wanted), _BATCH):
                 batch = wanted[start : start + _BATCH]

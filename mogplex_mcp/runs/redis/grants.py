@@ -90,7 +90,7 @@ class RedisGrantStore:
         return [grant_id for grant_id, count in zip(ids, deleted, strict=False) if count]
 
     async def live_grant_ids(self, grant_ids: Collection[str]) -> set[str]:
-        wanted, live = list(grant_ids), set()
+        wanted, live = list(grant_ids), set[str]()
         async with redis_errors(self._store, "check grants"):
             for start in range(0, len(wanted), _BATCH):
                 batch = wanted[start : start + _BATCH]
@@ -101,7 +101,7 @@ class RedisGrantStore:
 
     async def grants(self) -> AsyncIterator[Grant]:
         pattern = _glob_escaped(self._store.key("oauth", "grant", "")) + "*"
-        cursor: int | str = 0
+        cursor = 0
         seen: set[str] = set()  # SCAN may return a key twice
         while True:
             async with redis_errors(self._store, "list grants"):
@@ -112,7 +112,7 @@ class RedisGrantStore:
                 if body and (grant := load_grant(str(body))).expires_at > now and grant.grant_id not in seen:
                     seen.add(grant.grant_id)
                     yield grant
-            if int(cursor) == 0:
+            if cursor == 0:
                 return
 
     async def save_token(self, token_hash: str, token: IssuedToken) -> None:
