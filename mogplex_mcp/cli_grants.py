@@ -127,6 +127,11 @@ def _with_store(settings: Settings, work: Callable[[GrantStore], Awaitable[Any]]
         finally:
             local.close()
 
+    if settings.redis_url:
+        from mogplex_mcp.runs.backends import shared_store_problem
+
+        if problem := shared_store_problem(settings):  # the redis extra missing, or Redis not answering
+            raise ConfigError(problem)
     try:
         return anyio.run(run)
     except StoreUnavailableError as exc:

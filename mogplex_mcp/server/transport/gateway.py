@@ -53,6 +53,7 @@ HOW_TO_AUTHENTICATE = (
 _SESSION_ID_HEADER = MCP_SESSION_ID_HEADER.lower()
 _SDK_SESSION_LOGGERS = ("mcp.server.streamable_http_manager", "mcp.server.streamable_http")
 _SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b")
+_PER_REQUEST = frozenset({"headers", "user", "auth", GRANT_KEY, "query_string"})
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class Gateway:
         self.sessions = sessions
         # With OAuth on (`--public-url`), access tokens stand for their grant's PAT and the 401 names the metadata.
         self.front_door = front_door
-        # The last MCP request's scope: what a session ended outside any request (revocation) is ended through.
+        # The last session-opening request's scope, without its headers and caller: what a session ended outside
+        # any request (its grant revoked) is ended through.
         self._template: Scope | None = None
         if front_door is not None:
             front_door.watch.add_holder(self)
@@ -126,8 +128,7 @@ class Gateway:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.policy.path:
             await self.app(scope, receive, send)
             return
-        scope.pop(GRANT_KEY, None)
-        self._template = scope
+        scope.pop(GRANT_KEY, None)  # only the gateway says which grant a request acts under
         headers = Headers(scope=scope)
         scopes: tuple[str, ...] = ()
         try:
@@ -187,6 +188,8 @@ class Gateway:
         return Caller(token_fingerprint(fallback) if fallback else None)
 
     async def _open(self, caller: Caller, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front_door is not None:
+            self._template = {key: value for key, value in scope.items() if key not in _PER_REQUEST}
         try:
             victims = self.sessions.reserve(caller.fingerprint)
         except SessionLimitError as exc:
