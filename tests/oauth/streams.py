@@ -72,13 +72,15 @@ async def raw_subscribe(http: httpx2.AsyncClient, url: str, access_token: str, s
 
 @asynccontextmanager
 async def get_stream(http: httpx2.AsyncClient, url: str, access_token: str, session_id: str) -> AsyncIterator[Watched]:
-    """The session's GET stream, read in the background until it ends (or the block does)."""
+    """The session's GET stream (open when the block starts), read in the background until it ends."""
     watched = Watched()
+    opened = anyio.Event()
     headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {access_token}", "Mcp-Session-Id": session_id}
 
     async def read() -> None:
         async with http.stream("GET", url, headers=headers, timeout=httpx2.Timeout(10.0, read=None)) as response:
             assert response.status_code == 200, await response.aread()
+            opened.set()
             async for line in response.aiter_lines():
                 if line.startswith("data:"):
                     watched.arrived(json.loads(line[5:]))
@@ -86,6 +88,8 @@ async def get_stream(http: httpx2.AsyncClient, url: str, access_token: str, sess
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read)
+        with anyio.fail_after(WAIT):
+            await opened.wait()
         yield watched
         tg.cancel_scope.cancel()
 

@@ -15,7 +15,7 @@ from tests.e2e.support import REPO_ID, USER_B_TOKEN, ok
 from tests.oauth.streams import get_stream, listening, raw_session, raw_subscribe
 from tests.oauth.support import OAuthServer, RawFlow, oauth_server
 from tests.oauth.test_shared import shared_key, two_replicas  # noqa: F401 - a fixture
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, start_redis, stop_redis
 from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client
 
 pytestmark = pytest.mark.anyio
@@ -118,3 +118,29 @@ async def test_when_mogplex_refuses_the_pat_an_idle_open_stream_ends_without_ano
         headers = {**MCP_HEADERS, "Authorization": f"Bearer {access}"}
         challenged = await http.post(server.url, json=INITIALIZE, headers=headers)
         assert challenged.status_code == 401 and "resource_metadata=" in challenged.headers["www-authenticate"]
+
+
+async def test_while_redis_is_lost_open_streams_stay_and_once_it_is_back_without_the_grant_they_end(
+    tmp_path: Path,
+    shared_key: str,  # noqa: F811 - the fixture
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis = start_redis()
+    try:
+        settings = {"redis_url": redis.url}
+        async with (
+            oauth_server(tmp_path, settings=settings, revocation_check_seconds=0.2) as server,
+            httpx2.AsyncClient() as http,
+        ):
+            access = (await RawFlow(server, http).tokens(DEMO_TOKEN))["access_token"]
+            session_id = await raw_session(http, server.url, access)
+            async with get_stream(http, server.url, access, session_id) as stream:
+                stop_redis(redis.process)
+                await anyio.sleep(1.5)  # several checks, none of which can read the grant
+                assert stream.ended_at is None  # a store outage is not a revocation
+                warned = [r for r in caplog.records if "could not check open sessions' OAuth grants" in r.message]
+                assert len(warned) == 1  # said once, not every 0.2 s
+                redis = start_redis(redis.port)  # back, but empty: the grant went with the old one
+                await stream.wait_for("the stream ends once the store says the grant is gone", lambda: stream.ended_at)
+    finally:
+        stop_redis(redis.process)
