@@ -300,9 +300,10 @@ class FrontDoorProvider:
 
     async def drop_rejected(self) -> None:
         """Drop the grants of every PAT Mogplex refused since the last call (open streams of them end too)."""
-        while self._rejected:
-            fingerprint, _ = self._rejected.popitem(last=False)
-            await self._drop_grants_of(fingerprint)
+        pending = list(self._rejected)  # those arriving meanwhile wait for the next call
+        for fingerprint in pending:
+            await self._drop_grants_of(fingerprint)  # the store failing leaves the rest for the next call
+            self._rejected.pop(fingerprint, None)
 
     async def _drop(self, grant_id: str) -> None:
         await self.store.drop_grant(grant_id)
