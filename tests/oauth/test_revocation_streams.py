@@ -16,7 +16,8 @@ from tests.oauth.streams import get_stream, listening, raw_session, raw_subscrib
 from tests.oauth.support import OAuthServer, RawFlow, oauth_server
 from tests.oauth.test_shared import shared_key, two_replicas  # noqa: F401 - a fixture
 from tests.redis_server import RedisServer, start_redis, stop_redis
-from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client
+from tests.server.resources.test_run_resources import Inbox
+from tests.server.transport.support import INITIALIZE, MCP_HEADERS, client, subscribe_legacy
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +145,25 @@ async def test_while_redis_is_lost_open_streams_stay_and_once_it_is_back_without
                 await stream.wait_for("the stream ends once the store says the grant is gone", lambda: stream.ended_at)
     finally:
         stop_redis(redis.process)
+
+
+async def test_the_sdk_clients_hear_nothing_more_after_revocation_while_the_pat_user_still_does(
+    tmp_path: Path,
+) -> None:
+    signed_in, with_pat = Inbox(), Inbox()
+    async with oauth_server(tmp_path) as server, httpx2.AsyncClient() as http:
+        flow = RawFlow(server, http)
+        tokens = await flow.tokens(DEMO_TOKEN)
+        uri = await start_endless(server, DEMO_TOKEN)
+        async with (
+            client(server.url, "legacy", tokens["access_token"], signed_in) as oauth_user,
+            client(server.url, "legacy", DEMO_TOKEN, with_pat) as pat_user,
+        ):
+            await subscribe_legacy(oauth_user, uri)
+            await subscribe_legacy(pat_user, uri)
+            await signed_in.wait(lambda: len(signed_in.updated) >= 1)
+            await revoke(http, server, flow, tokens["refresh_token"])
+            await anyio.sleep(0.5)  # whatever was already on the wire has arrived
+            heard_before, pat_before = len(signed_in.updated), len(with_pat.updated)
+            await with_pat.wait(lambda: len(with_pat.updated) >= pat_before + 3)  # the run keeps talking...
+            assert len(signed_in.updated) == heard_before  # ...but not to the revoked grant's client
