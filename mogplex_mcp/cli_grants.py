@@ -202,7 +202,9 @@ def _host(uri: str | None) -> str | None:
     if not uri:
         return None
     parts = urlsplit(uri)
-    return _clean(parts.netloc or f"{parts.scheme}:")
+    if parts.scheme in ("http", "https"):
+        return _clean(parts.netloc)
+    return _clean(f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:")  # an app's own scheme
 
 
 def _clean(text: str) -> str:
