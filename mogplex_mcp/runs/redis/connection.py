@@ -55,15 +55,24 @@ class RedisStore:
 
 
 def connect(url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = SOCKET_TIMEOUT_SECONDS) -> RedisStore:
-    """A client for `url` (redis:// or rediss://); it connects lazily and reconnects by itself."""
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
-    )
+    """A client for `url` (redis:// or rediss://); it connects lazily and reconnects by itself.
+
+    A URL redis-py cannot read raises StoreUnavailableError naming the masked URL only: redis-py's own message
+    quotes the piece it could not read, which may be part of the password.
+    """
+    try:
+        client = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=15,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
+        )
+    except ValueError:
+        raise StoreUnavailableError(
+            f"Redis URL {mask_redis_url(url)} cannot be read (percent-encode #, ?, / and @ in its password)"
+        ) from None
     return RedisStore(client=client, url=url, prefix=prefix)
 
 
