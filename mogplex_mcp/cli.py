@@ -84,6 +84,7 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         help="share start de-duplication and request budgets among replicas in Redis (env MOGPLEX_REDIS_URL;"
         " prefer the env var for a password: flags show in `ps`); needs the redis extra",
     )
+    configure_redis_limits(serve.add_argument_group("Redis time budgets (--redis-url; docs/scale.md)"))
     http = serve.add_argument_group("streamable HTTP (--transport http)")
     http.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     http.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: %(default)s)")
@@ -107,6 +108,25 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         help="browser Origin to accept, e.g. https://app.example.com (repeatable)",
     )
     configure_gateway_limits(serve.add_argument_group("shared-server limits (--transport http; docs/http.md)"))
+
+
+REDIS_FLAGS = {
+    "redis_timeout_seconds": ("--redis-timeout", "one Redis command, connecting included"),
+    "redis_read_timeout_seconds": ("--redis-read-timeout", "a read the journal can answer instead"),
+    "redis_call_budget_seconds": ("--redis-call-budget", "all Redis commands of one tool call together"),
+    "redis_breaker_seconds": ("--redis-breaker", "after a timeout, Redis is not asked for this long"),
+}
+
+
+def configure_redis_limits(group: argparse._ArgumentGroup) -> None:
+    """How long Redis may take; each flag also has an env var (MOGPLEX_REDIS_*_SECONDS)."""
+    for dest, (flag, what) in REDIS_FLAGS.items():
+        env = "MOGPLEX_" + dest.upper()
+        default = Settings.__dataclass_fields__[dest].default
+        group.add_argument(
+            flag, dest=dest, type=_positive(float), default=None, metavar="SECONDS",
+            help=f"{what} (env {env}; default {default:g})",
+        )  # fmt: skip
 
 
 def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
@@ -183,7 +203,10 @@ def configure_logging(level: str | None) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    settings = Settings.from_env(base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url)
+    redis_budgets = {dest: getattr(args, dest, None) for dest in REDIS_FLAGS}
+    settings = Settings.from_env(
+        base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url, **redis_budgets
+    )
     if settings.redis_url:
         from mogplex_mcp.runs.backends import shared_store_problem
 

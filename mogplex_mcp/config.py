@@ -52,6 +52,15 @@ class ConfigError(ValueError):
         super().__init__(mask_secrets(message))
 
 
+# Settings field -> env var, for the Redis time budgets (flags: --redis-timeout, --redis-read-timeout, ...).
+REDIS_SECONDS_SETTINGS = {
+    "redis_timeout_seconds": "MOGPLEX_REDIS_TIMEOUT_SECONDS",
+    "redis_read_timeout_seconds": "MOGPLEX_REDIS_READ_TIMEOUT_SECONDS",
+    "redis_call_budget_seconds": "MOGPLEX_REDIS_CALL_BUDGET_SECONDS",
+    "redis_breaker_seconds": "MOGPLEX_REDIS_BREAKER_SECONDS",
+}
+
+
 def mask_redis_url(url: str) -> str:
     """A Redis URL fit for logs: any userinfo secret and any `password=` parameter replaced by ***.
 
@@ -132,6 +141,13 @@ class Settings:
     follow_requests_per_minute: int = 40
     # Shared state for several replicas (start claims, request budgets); None: the embedded SQLite/in-memory one.
     redis_url: str | None = field(default=None, repr=False)
+    # How long Redis may take (docs/scale.md "Budgets"): one command; a read this replica can answer from its
+    # journal instead; all Redis commands of one tool call together; and, after a timeout, how long it is not
+    # asked at all (circuit breaker; then one probe).
+    redis_timeout_seconds: float = 1.0
+    redis_read_timeout_seconds: float = 0.3
+    redis_call_budget_seconds: float = 2.0
+    redis_breaker_seconds: float = 3.0
 
     def __repr__(self) -> str:
         redis = f", redis_url={mask_redis_url(self.redis_url)!r}" if self.redis_url else ""
@@ -174,6 +190,7 @@ class Settings:
             ("read_timeout", "MOGPLEX_READ_TIMEOUT_SECONDS"),
             ("retry_budget_seconds", "MOGPLEX_RETRY_BUDGET_SECONDS"),
             ("rejected_token_seconds", "MOGPLEX_REJECTED_TOKEN_SECONDS"),
+            *REDIS_SECONDS_SETTINGS.items(),
         ):
             raw = clean_env_value(env.get(env_name))
             if raw is not None:

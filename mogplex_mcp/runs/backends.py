@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
@@ -30,6 +31,9 @@ from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
 from mogplex_mcp.runs.store import KnownRuns, StartClaims, StoreUnavailableError
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
+
+if TYPE_CHECKING:
+    from mogplex_mcp.runs.redis.connection import RedisLimits
 
 logger = logging.getLogger("mogplex_mcp.server")
 
@@ -85,7 +89,7 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         return
     from mogplex_mcp.runs import redis as shared
 
-    store = shared.connect(settings.redis_url)
+    store = shared.connect(settings.redis_url, limits=redis_limits(settings))
     try:
         await store.ping()
         logger.info("shared state in Redis at %s", store.masked_url)
@@ -103,6 +107,16 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         await store.aclose()
 
 
+def redis_limits(settings: Settings) -> RedisLimits:
+    from mogplex_mcp.runs.redis.connection import RedisLimits
+
+    return RedisLimits(
+        command_seconds=settings.redis_timeout_seconds,
+        read_seconds=min(settings.redis_read_timeout_seconds, settings.redis_timeout_seconds),
+        breaker_seconds=settings.redis_breaker_seconds,
+    )
+
+
 def shared_store_problem(settings: Settings) -> str | None:
     """Why the configured Redis cannot be used right now (None when it answers, or none is configured)."""
     if not settings.redis_url:
@@ -116,7 +130,7 @@ def shared_store_problem(settings: Settings) -> str | None:
     async def ping() -> None:
         from mogplex_mcp.runs import redis as shared
 
-        store = shared.connect(settings.redis_url or "")
+        store = shared.connect(settings.redis_url or "", limits=redis_limits(settings))
         try:
             await store.ping()
         finally:

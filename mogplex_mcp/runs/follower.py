@@ -47,6 +47,7 @@ from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.local.pacer import LocalPacer
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import FollowCoordinator
+from mogplex_mcp.runs.store import unbudgeted
 
 logger = logging.getLogger("mogplex_mcp.runs")
 
@@ -155,6 +156,11 @@ class FollowerHub:
             del self._followers[key]
 
     async def _follow(self, follower: RunFollower, token: str) -> None:
+        # Started from inside a tool call, whose store budget (a context variable) it would otherwise inherit.
+        with unbudgeted():
+            await self._follow_budgeted(follower, token)
+
+    async def _follow_budgeted(self, follower: RunFollower, token: str) -> None:
         try:
             if self._coordinator is None:
                 await self._follow_upstream(follower, token)

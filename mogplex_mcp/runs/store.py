@@ -12,6 +12,10 @@ into this module when the journal moves into `runs/local/`.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,8 +35,46 @@ __all__ = [
     "RunsQuery",
     "StartClaims",
     "StoreUnavailableError",
+    "store_budget",
+    "store_time_left",
     "token_fingerprint",
+    "unbudgeted",
 ]
+
+# When the shared store's commands in this task must be done (one tool call's budget); None: no call budget.
+_deadline: ContextVar[float | None] = ContextVar("mogplex_store_deadline", default=None)
+
+
+@contextmanager
+def store_budget(seconds: float) -> Iterator[None]:
+    """Every shared-store command inside the block together gets at most `seconds` (one tool call's budget).
+
+    Backends cut each command at what is left and fail at once when nothing is: a tool call that touches the
+    store several times waits on it for `seconds` at most in all. A nested budget never extends an outer one.
+    """
+    outer = _deadline.get()
+    mine = time.monotonic() + max(0.0, seconds)
+    token = _deadline.set(mine if outer is None else min(outer, mine))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+@contextmanager
+def unbudgeted() -> Iterator[None]:
+    """No call budget inside the block: for background work a tool call starts (it inherits the call's context)."""
+    token = _deadline.set(None)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def store_time_left() -> float | None:
+    """Seconds left in this call's store budget; None outside any."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 class StoreUnavailableError(Exception):

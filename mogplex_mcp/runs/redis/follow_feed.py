@@ -57,7 +57,7 @@ class RedisFollowFeed:
         self, fingerprint: str, run_id: str, after: str, block_seconds: float
     ) -> list[tuple[str, FeedUpdate]]:
         key = self._store.key("feed", fingerprint, run_id)
-        async with redis_errors(self._store, "read a run's feed"):
+        async with redis_errors(self._store, "read a run's feed", block_seconds=block_seconds):
             answer: Any = await self._store.client.xread(
                 {key: after}, count=READ_BATCH, block=max(1, round(block_seconds * 1000))
             )
