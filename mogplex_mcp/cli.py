@@ -84,7 +84,7 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         help="share start de-duplication and request budgets among replicas in Redis (env MOGPLEX_REDIS_URL;"
         " prefer the env var for a password: flags show in `ps`); needs the redis extra",
     )
-    configure_redis_limits(serve.add_argument_group("Redis time budgets (--redis-url; docs/scale.md)"))
+    configure_redis_limits(serve.add_argument_group("Redis budgets (--redis-url; docs/scale.md)"))
     http = serve.add_argument_group("streamable HTTP (--transport http)")
     http.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     http.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: %(default)s)")
@@ -118,6 +118,12 @@ REDIS_FLAGS = {
 }
 
 
+REDIS_BYTE_FLAGS = {
+    "redis_feed_run_bytes": ("--redis-feed-run-bytes", "most bytes one run's feed holds in Redis"),
+    "redis_feed_token_bytes": ("--redis-feed-token-bytes", "most feed bytes one token publishes per hour"),
+}
+
+
 def configure_redis_limits(group: argparse._ArgumentGroup) -> None:
     """How long Redis may take; each flag also has an env var (MOGPLEX_REDIS_*_SECONDS)."""
     for dest, (flag, what) in REDIS_FLAGS.items():
@@ -126,6 +132,13 @@ def configure_redis_limits(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             flag, dest=dest, type=_positive(float), default=None, metavar="SECONDS",
             help=f"{what} (env {env}; default {default:g})",
+        )  # fmt: skip
+    for dest, (flag, what) in REDIS_BYTE_FLAGS.items():
+        env = "MOGPLEX_" + dest.upper()
+        size: int = getattr(Settings, dest)
+        group.add_argument(
+            flag, dest=dest, type=_positive(int), default=None, metavar="BYTES",
+            help=f"{what} (env {env}; default {size // 1024 // 1024} MB)",
         )  # fmt: skip
 
 
@@ -203,7 +216,7 @@ def configure_logging(level: str | None) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    redis_budgets = {dest: getattr(args, dest, None) for dest in REDIS_FLAGS}
+    redis_budgets = {dest: getattr(args, dest, None) for dest in (*REDIS_FLAGS, *REDIS_BYTE_FLAGS)}
     settings = Settings.from_env(
         base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url, **redis_budgets
     )

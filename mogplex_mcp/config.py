@@ -148,6 +148,9 @@ class Settings:
     redis_read_timeout_seconds: float = 0.3
     redis_call_budget_seconds: float = 2.0
     redis_breaker_seconds: float = 3.0
+    # What run feeds may hold in Redis: per run, and per token per hour (docs/scale.md "Redis memory").
+    redis_feed_run_bytes: int = 1024 * 1024
+    redis_feed_token_bytes: int = 8 * 1024 * 1024
 
     def __repr__(self) -> str:
         redis = f", redis_url={mask_redis_url(self.redis_url)!r}" if self.redis_url else ""
@@ -230,6 +233,8 @@ COUNT_SETTINGS: dict[str, str] = {
     "max_response_bytes": "MOGPLEX_MAX_RESPONSE_BYTES",
     "max_stream_event_bytes": "MOGPLEX_MAX_STREAM_EVENT_BYTES",
     "follow_requests_per_minute": "MOGPLEX_FOLLOW_REQUESTS_PER_MINUTE",
+    "redis_feed_run_bytes": "MOGPLEX_REDIS_FEED_RUN_BYTES",
+    "redis_feed_token_bytes": "MOGPLEX_REDIS_FEED_TOKEN_BYTES",
 }
 
 

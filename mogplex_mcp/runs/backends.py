@@ -34,6 +34,7 @@ from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 
 if TYPE_CHECKING:
     from mogplex_mcp.runs.redis.connection import RedisLimits
+    from mogplex_mcp.runs.redis.follow_feed import FeedLimits
 
 logger = logging.getLogger("mogplex_mcp.server")
 
@@ -101,7 +102,7 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
             claims=GuardedStartClaims(claims),
             known=known,
             make_pacer=lambda fp: SharedTokenPacer(pacer, fp),
-            coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store)),
+            coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store, limits=feed_limits(settings))),
         )
     finally:
         await store.aclose()
@@ -115,6 +116,12 @@ def redis_limits(settings: Settings) -> RedisLimits:
         read_seconds=min(settings.redis_read_timeout_seconds, settings.redis_timeout_seconds),
         breaker_seconds=settings.redis_breaker_seconds,
     )
+
+
+def feed_limits(settings: Settings) -> FeedLimits:
+    from mogplex_mcp.runs.redis.follow_feed import FeedLimits
+
+    return FeedLimits(run_bytes=settings.redis_feed_run_bytes, token_bytes=settings.redis_feed_token_bytes)
 
 
 def shared_store_problem(settings: Settings) -> str | None:

@@ -34,6 +34,10 @@ FEED_BLOCK_SECONDS = 1.0
 Announce = Callable[[RunFollower, list[RunEvent], bool], Awaitable[None]]
 
 
+class _FollowAlone(Exception):
+    """The feed says: follow this run upstream by yourself."""
+
+
 class FollowCoordinator(Protocol):
     """Decides, per run, whether this replica follows it upstream or from another replica's feed."""
 
@@ -60,6 +64,7 @@ class SharedFollowing:
         self._feed = feed
         self._leading: set[tuple[str, str]] = set()
         self._degraded = False
+        self._warned_format = False
 
     def leads(self, follower: RunFollower) -> bool:
         return (follower.fingerprint, follower.run_id) in self._leading
@@ -91,6 +96,9 @@ class SharedFollowing:
                     follower.set_streaming(False)  # lost the lease: read the new leader's feed
                 cursor, fed = await self._read_feed(follower, cursor, announce)
                 try_lease = not fed  # an idle feed may mean a dead leader: is its lease free?
+            except _FollowAlone:
+                await lead()  # the leader does not share this run (budget, memory, a newer format)
+                return
             except StoreUnavailableError as exc:
                 self._fell_back(exc)
                 await lead()  # by ourselves until this follower's loop ends
@@ -148,10 +156,23 @@ class SharedFollowing:
         entries = await self._feed.read(follower.fingerprint, follower.run_id, cursor, FEED_BLOCK_SECONDS)
         for entry_id, update in entries:
             cursor = entry_id
+            if update.follow_alone:
+                self._alone(follower, update)
             fresh, status_changed = follower.absorb(update.run, update.events, update.window_exhausted)
             if fresh or status_changed:
                 await announce(follower, fresh, status_changed)
         return cursor, bool(entries)
+
+    def _alone(self, follower: RunFollower, update: FeedUpdate) -> None:
+        if update.newer_format is not None and not self._warned_format:
+            self._warned_format = True
+            logger.warning(
+                "a replica writes run feeds in format %s, newer than this one reads: runs it leads are followed"
+                " here by this replica itself (finish the rolling deploy to share them again)",
+                update.newer_format,
+            )
+        logger.info("following %s by itself: its leader does not share it through Redis", follower.run_id)
+        raise _FollowAlone
 
     def _fell_back(self, exc: StoreUnavailableError) -> None:
         if not self._degraded:

@@ -180,6 +180,10 @@ class FeedUpdate:
     run: RunDetail | None
     events: list[RunEvent] = field(default_factory=list)
     window_exhausted: bool = False
+    # The leader stopped sharing this run (a feed budget or Redis memory ran short), or wrote a format this
+    # replica does not know (`newer_format`): readers follow the run upstream by themselves.
+    follow_alone: bool = False
+    newer_format: int | None = None
 
 
 class FollowFeed(Protocol):

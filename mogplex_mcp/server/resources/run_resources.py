@@ -35,6 +35,7 @@ from pydantic.alias_generators import to_camel
 
 from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
 from mogplex_mcp.api.models import is_uuid
+from mogplex_mcp.runs.health import TaskHealth, supervise
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.server import guidance
@@ -183,12 +184,13 @@ class ResourceSurface:
         """Hook a new lifespan's state up: follower changes and new runs reach subscribers."""
         notifier = RunNotifier(state)
         self.notifiers[id(state)] = notifier
-        task_group.start_soon(self._serve, id(state), notifier, name="resource notifications")
+        task_group.start_soon(self._serve, id(state), notifier, state.hub.health, name="resource notifications")
         return notifier
 
-    async def _serve(self, key: int, notifier: RunNotifier) -> None:
+    async def _serve(self, key: int, notifier: RunNotifier, health: TaskHealth) -> None:
+        # Supervised: a crash is logged, restarted and, if it keeps crashing, reported as not ready.
         try:
-            await notifier.run()
+            await supervise("resource notifications", notifier.run, health, critical=True)
         finally:
             self.notifiers.pop(key, None)
 
