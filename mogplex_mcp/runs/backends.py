@@ -35,6 +35,7 @@ from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 if TYPE_CHECKING:
     from mogplex_mcp.runs.redis.connection import RedisLimits
     from mogplex_mcp.runs.redis.follow_feed import FeedLimits
+    from mogplex_mcp.runs.redis.requirements import Finding
 
 logger = logging.getLogger("mogplex_mcp.server")
 
@@ -116,6 +117,24 @@ def redis_limits(settings: Settings) -> RedisLimits:
         read_seconds=min(settings.redis_read_timeout_seconds, settings.redis_timeout_seconds),
         breaker_seconds=settings.redis_breaker_seconds,
     )
+
+
+def shared_store_findings(settings: Settings) -> list[Finding]:
+    """What the configured Redis's memory and persistence settings mean here (doctor); [] when none is set."""
+    if not settings.redis_url:
+        return []
+
+    async def assess() -> list[Finding]:
+        from mogplex_mcp.runs import redis as shared
+        from mogplex_mcp.runs.redis.requirements import assess
+
+        store = shared.connect(settings.redis_url or "", limits=redis_limits(settings))
+        try:
+            return await assess(store, feed_limits(settings).high_water)
+        finally:
+            await store.aclose()
+
+    return anyio.run(assess)
 
 
 def feed_limits(settings: Settings) -> FeedLimits:

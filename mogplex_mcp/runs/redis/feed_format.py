@@ -38,29 +38,32 @@ class FeedEntryError(ValueError):
     """An entry this replica cannot decode (corrupt, or a shape it does not know)."""
 
 
-def _cut_text(text: str, limit: int) -> str:
+def _cut_text(text: str, limit: int, cuts: list[int] | None = None) -> str:
     if len(text) <= limit:
         return text
+    if cuts is not None:
+        cuts.append(len(text) - limit)
     return f"{text[:limit]}… [{len(text) - limit} more characters not shared between replicas]"
 
 
-def _bounded(value: Any, depth: int = 0) -> Any:
-    """`value` with long strings cut and deep or wide structures bounded (JSON types only)."""
+def _bounded(value: Any, cuts: list[int], depth: int = 0) -> Any:
+    """`value` with long strings cut and deep or wide structures bounded (JSON types); `cuts` notes each cut."""
     if isinstance(value, str):
-        return _cut_text(value, STRING_MAX_CHARS)
+        return _cut_text(value, STRING_MAX_CHARS, cuts)
+    if isinstance(value, dict | list) and depth >= DEPTH_MAX:
+        cuts.append(1)
+        return "[nested data not shared between replicas]"
     if isinstance(value, dict):
-        if depth >= DEPTH_MAX:
-            return "[nested data not shared between replicas]"
         items = list(value.items())
-        kept = {str(k): _bounded(v, depth + 1) for k, v in items[:ITEMS_MAX]}
+        kept = {str(k): _bounded(v, cuts, depth + 1) for k, v in items[:ITEMS_MAX]}
         if len(items) > ITEMS_MAX:
+            cuts.append(len(items) - ITEMS_MAX)
             kept[CUT_KEY] = f"{len(items) - ITEMS_MAX} more keys not shared between replicas"
         return kept
     if isinstance(value, list):
-        if depth >= DEPTH_MAX:
-            return "[nested data not shared between replicas]"
-        kept_list = [_bounded(v, depth + 1) for v in value[:ITEMS_MAX]]
+        kept_list = [_bounded(v, cuts, depth + 1) for v in value[:ITEMS_MAX]]
         if len(value) > ITEMS_MAX:
+            cuts.append(len(value) - ITEMS_MAX)
             kept_list.append(f"[{len(value) - ITEMS_MAX} more items not shared between replicas]")
         return kept_list
     return value
@@ -82,11 +85,14 @@ def _stub(data: dict[str, Any], why: str) -> dict[str, Any]:
 
 
 def compact_event(event: RunEvent) -> dict[str, Any]:
-    """The event as the feed carries it: at most EVENT_MAX_BYTES."""
-    data: dict[str, Any] = _bounded(event.model_dump(mode="json", by_alias=True, exclude_none=True))
+    """The event as the feed carries it: at most EVENT_MAX_BYTES; CUT_KEY in its payload says what was cut."""
+    cuts: list[int] = []
+    data: dict[str, Any] = _bounded(event.model_dump(mode="json", by_alias=True, exclude_none=True), cuts)
     size = _size(data)
     if size > EVENT_MAX_BYTES:
         return _stub(data, f"event of {size} bytes cut to its short fields between replicas")
+    if cuts:
+        data["payload"] = {**(data.get("payload") or {}), CUT_KEY: "long text cut between replicas"}
     return data
 
 
