@@ -26,6 +26,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
 from mogplex_mcp.runs.journal import KeyClaim, StartJournal
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.mirrored_claims import MirroredStartClaims
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
@@ -95,7 +96,10 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
     try:
         await store.ping()
         logger.info("shared state in Redis at %s", store.masked_url)
-        claims = shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds)
+        # This replica's journal keeps its claims too: a Redis restarted without persistence loses them.
+        claims = MirroredStartClaims(
+            shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds), LocalStartClaims(journal)
+        )
         pacer = shared.RedisPacer(store, requests_per_minute)
         known = MirroredKnownRuns(shared.RedisKnownRuns(store), LocalKnownRuns(journal))
         lease = shared.RedisFollowLease(store, holder=uuid.uuid4().hex, lease_seconds=LEASE_SECONDS)
