@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from mogplex_mcp.runs.journal import JournalUnavailableError, KeyClaim
 from mogplex_mcp.runs.local import LocalStartClaims
+from mogplex_mcp.runs.local.journal import JournalUnavailableError
+from mogplex_mcp.runs.store import KeyClaim
 
 logger = logging.getLogger("mogplex_mcp.runs")
 

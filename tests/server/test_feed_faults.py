@@ -20,8 +20,8 @@ from mcp import Client
 from mogplex_mcp.api.models import RunDetail, RunEvent
 from mogplex_mcp.emulator import EmulatorConfig, EmulatorHandle, running_emulator
 from mogplex_mcp.runs import redis as redis_backend
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.followed_run import RunFollower
-from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.redis.feed_format import encode_update
 from mogplex_mcp.runs.store import FeedUpdate
 from mogplex_mcp.server.app import create_server
