@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mogplex_mcp import __version__
-from mogplex_mcp.config import ConfigError, Settings
+from mogplex_mcp.config import COUNT_SETTINGS, REDIS_SECONDS_SETTINGS, ConfigError, Settings
 
 COMMANDS = ("serve", "emulator", "demo", "doctor")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -125,16 +125,16 @@ REDIS_BYTE_FLAGS = {
 
 
 def configure_redis_limits(group: argparse._ArgumentGroup) -> None:
-    """How long Redis may take; each flag also has an env var (MOGPLEX_REDIS_*_SECONDS)."""
+    """How long Redis may take, and what run feeds may hold there; each flag also has its env var."""
     for dest, (flag, what) in REDIS_FLAGS.items():
-        env = "MOGPLEX_" + dest.upper()
+        env = REDIS_SECONDS_SETTINGS[dest]
         default = Settings.__dataclass_fields__[dest].default
         group.add_argument(
             flag, dest=dest, type=_positive(float), default=None, metavar="SECONDS",
             help=f"{what} (env {env}; default {default:g})",
         )  # fmt: skip
     for dest, (flag, what) in REDIS_BYTE_FLAGS.items():
-        env = "MOGPLEX_" + dest.upper()
+        env = COUNT_SETTINGS[dest]
         size: int = getattr(Settings, dest)
         group.add_argument(
             flag, dest=dest, type=_positive(int), default=None, metavar="BYTES",

@@ -54,7 +54,7 @@ def _memory_findings(memory: dict[str, Any], high_water: float) -> list[Finding]
             Finding(
                 "warn",
                 f"Redis has no maxmemory (uses {used / MB:.1f} MB now): run feeds are not held back to leave room",
-                "set maxmemory (docs/scale.md gives the key budget); 64 MB serves a few hundred users",
+                "set maxmemory (docs/scale.md gives the key budget); 128 MB serves a few hundred users",
             )
         )
     elif used >= most * high_water:
