@@ -36,46 +36,68 @@ __all__ = [
     "RunsQuery",
     "StartClaims",
     "StoreUnavailableError",
+    "spending_store_time",
     "store_budget",
     "store_time_left",
     "token_fingerprint",
     "unbudgeted",
 ]
 
-# When the shared store's commands in this task must be done (one tool call's budget); None: no call budget.
-_deadline: ContextVar[float | None] = ContextVar("mogplex_store_deadline", default=None)
+
+@dataclass
+class _StoreBudget:
+    left: float  # seconds the shared store may still take in this call
+
+
+# The shared store's time budget of the current tool call (None: no budget, e.g. background work).
+_budget: ContextVar[_StoreBudget | None] = ContextVar("mogplex_store_budget", default=None)
 
 
 @contextmanager
 def store_budget(seconds: float) -> Iterator[None]:
-    """Every shared-store command inside the block together gets at most `seconds` (one tool call's budget).
+    """Every shared-store command inside the block together may take at most `seconds` (one tool call).
 
-    Backends cut each command at what is left and fail at once when nothing is: a tool call that touches the
-    store several times waits on it for `seconds` at most in all. A nested budget never extends an outer one.
+    It counts time spent waiting on the store, not the call's own time: a 50 s wait_for_run still records its
+    run in Redis at the end. Backends cut each command at what is left and fail at once when nothing is, so a
+    tool call that touches the store several times waits on it `seconds` at most in all. Nested: the outer
+    budget rules.
     """
-    outer = _deadline.get()
-    mine = time.monotonic() + max(0.0, seconds)
-    token = _deadline.set(mine if outer is None else min(outer, mine))
+    if _budget.get() is not None:
+        yield
+        return
+    token = _budget.set(_StoreBudget(max(0.0, seconds)))
     try:
         yield
     finally:
-        _deadline.reset(token)
+        _budget.reset(token)
 
 
 @contextmanager
 def unbudgeted() -> Iterator[None]:
     """No call budget inside the block: for background work a tool call starts (it inherits the call's context)."""
-    token = _deadline.set(None)
+    token = _budget.set(None)
     try:
         yield
     finally:
-        _deadline.reset(token)
+        _budget.reset(token)
 
 
 def store_time_left() -> float | None:
-    """Seconds left in this call's store budget; None outside any."""
-    deadline = _deadline.get()
-    return None if deadline is None else deadline - time.monotonic()
+    """Seconds the store may still take in this call; None outside any budget."""
+    budget = _budget.get()
+    return None if budget is None else budget.left
+
+
+@contextmanager
+def spending_store_time() -> Iterator[None]:
+    """Charge the time the block takes to the call's store budget (a no-op outside one)."""
+    budget = _budget.get()
+    began = time.monotonic()
+    try:
+        yield
+    finally:
+        if budget is not None:
+            budget.left -= time.monotonic() - began
 
 
 class StoreUnavailableError(Exception):

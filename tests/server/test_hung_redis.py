@@ -191,3 +191,15 @@ async def test_one_call_budget_covers_every_redis_command_in_it() -> None:
         listener.close()
     assert failures == 5
     assert spent < 5 * limits.read_seconds, "the five reads shared one budget"
+
+
+async def test_the_budget_counts_time_on_redis_not_the_calls_own_time(redis_server: RedisServer) -> None:
+    store = redis_backend.connect(redis_server.url, prefix=f"test-{os.getpid()}-{time.monotonic_ns()}:")
+    runs = redis_backend.RedisKnownRuns(store)
+    try:
+        with store_budget(0.5):
+            await anyio.sleep(1.0)  # e.g. a wait_for_run's upstream wait: not Redis time
+            await runs.remember_run(FP, "run-after-a-long-wait", status="success")  # still recorded in Redis
+            assert await runs.is_known(FP, "run-after-a-long-wait")
+    finally:
+        await store.aclose()

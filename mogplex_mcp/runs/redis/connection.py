@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mogplex_mcp.config import mask_redis_url
-from mogplex_mcp.runs.store import StoreUnavailableError, store_time_left
+from mogplex_mcp.runs.store import StoreUnavailableError, spending_store_time, store_time_left
 
 logger = logging.getLogger("mogplex_mcp.runs.redis")
 
@@ -166,7 +166,7 @@ async def redis_errors(
         )
     verdict = False
     try:
-        with anyio.fail_after(limit):
+        with spending_store_time(), anyio.fail_after(limit):
             yield
         verdict = True
         store.breaker.succeeded()
