@@ -22,7 +22,7 @@ from typing import Any
 
 from mogplex_mcp.runs.redis.connection import RedisStore, redis_errors
 from mogplex_mcp.runs.redis.feed_format import FORMAT_VERSION, FeedEntryError, decode_entry, encode_update
-from mogplex_mcp.runs.store import FeedUpdate
+from mogplex_mcp.runs.store import FeedUpdate, StoreUnavailableError
 
 logger = logging.getLogger("mogplex_mcp.runs.redis")
 
@@ -71,6 +71,7 @@ class RedisFollowFeed:
         self._reported: set[str] = set()  # feeds whose bad entries were logged
         self._memory_checked_at = float("-inf")
         self._memory_tight = False
+        self._memory_unknown = False
 
     async def publish(self, fingerprint: str, run_id: str, update: FeedUpdate) -> None:
         if (fingerprint, run_id) in self._alone:
@@ -110,8 +111,14 @@ class RedisFollowFeed:
         if now - self._memory_checked_at < MEMORY_CHECK_SECONDS:
             return self._memory_tight
         self._memory_checked_at = now
-        async with redis_errors(self._store, "read Redis's memory use"):
-            info: dict[str, Any] = await self._store.client.info("memory")
+        try:
+            async with redis_errors(self._store, "read Redis's memory use"):
+                info: dict[str, Any] = await self._store.client.info("memory")
+        except StoreUnavailableError as exc:  # e.g. INFO disabled by a managed service: publish without the guard
+            if not self._memory_unknown:
+                self._memory_unknown = True
+                logger.warning("Redis memory use cannot be read (%s): feeds are written without the guard", exc)
+            return False
         used, most = int(info.get("used_memory") or 0), int(info.get("maxmemory") or 0)
         self._memory_tight = most > 0 and used >= most * self.limits.high_water
         return self._memory_tight
