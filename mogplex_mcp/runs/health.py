@@ -36,6 +36,10 @@ class TaskHealth:
     crashes: dict[str, int] = field(default_factory=dict)
     critical: set[str] = field(default_factory=set)
     total_crashes: int = 0
+    # Told when a critical task becomes a problem (name, reason) and when it is fine again (name): the
+    # process's readiness registry (`/readyz`) hooks in here.
+    on_problem: list[Callable[[str, str], None]] = field(default_factory=list)
+    on_recovered: list[Callable[[str], None]] = field(default_factory=list)
 
     def crashed(self, name: str, *, critical: bool = False) -> int:
         """Count a crash; the number of crashes of `name` in a row."""
@@ -45,11 +49,18 @@ class TaskHealth:
         if critical:
             self.critical.add(name)
         self.total_crashes += 1
-        return self.crashes[name]
+        count = self.crashes[name]
+        if name in self.critical and count == MAX_CRASHES + 1:
+            for report in self.on_problem:
+                report(name, f"background task crashed {count} times in a row")
+        return count
 
     def settled(self, name: str) -> None:
         """`name` ran cleanly (or ended): its crashes no longer count."""
-        self.crashes.pop(name, None)
+        count = self.crashes.pop(name, 0)
+        if name in self.critical and count > MAX_CRASHES:
+            for recovered in self.on_recovered:
+                recovered(name)
 
     def problems(self) -> list[str]:
         """What readiness should report: tasks crashing over and over."""
