@@ -29,6 +29,7 @@ logger = logging.getLogger("mogplex_mcp.runs.redis")
 READ_BATCH = 100
 MEMORY_CHECK_SECONDS = 2.0
 KEPT_NAMES = 10_000
+ALONE_SECONDS = 60.0  # a run not shared is not offered to Redis again for this long
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,14 @@ class RedisFollowFeed:
         )
         self._clock = clock
         self._publish = store.script("publish")
-        self._alone: set[tuple[str, str]] = set()  # runs this replica stopped sharing
+        self._alone: dict[tuple[str, str], float] = {}  # runs this replica stopped sharing, until when
         self._reported: set[str] = set()  # feeds whose bad entries were logged
         self._memory_checked_at = float("-inf")
         self._memory_tight = False
         self._memory_unknown = False
 
     async def publish(self, fingerprint: str, run_id: str, update: FeedUpdate) -> None:
-        if (fingerprint, run_id) in self._alone:
+        if self._clock() < self._alone.get((fingerprint, run_id), float("-inf")):
             return
         if await self._memory_is_tight():
             await self._stop_sharing(fingerprint, run_id, "Redis memory is above its high-water mark")
@@ -98,10 +99,14 @@ class RedisFollowFeed:
             return bool(await self._publish(keys=keys, args=args))
 
     async def _stop_sharing(self, fingerprint: str, run_id: str, why: str) -> None:
-        """Tell the readers once to follow this run by themselves, and publish nothing more of it."""
+        """Tell the readers to follow this run by themselves, and publish nothing of it for a while.
+
+        Then the budgets are asked again (and the marker written again if they still say no), so a reader that
+        arrives later — the feed may have expired meanwhile — is told too.
+        """
         if len(self._alone) >= KEPT_NAMES:
             self._alone.clear()
-        self._alone.add((fingerprint, run_id))
+        self._alone[(fingerprint, run_id)] = self._clock() + ALONE_SECONDS
         logger.warning("run %s is no longer shared through Redis (%s): each replica follows it itself", run_id, why)
         await self._append(fingerprint, run_id, encode_update(FeedUpdate(run=None, follow_alone=True)), marker=True)
 
