@@ -5,9 +5,11 @@ failure becomes:
 
 - a command gets at most `RedisLimits.command_seconds` (a read that has a local copy to fall back on, only
   `read_seconds`), and never more than what is left of the tool call's store budget (`store_time_left`);
-- a command that times out or cannot connect opens the breaker: for `breaker_seconds` no command is sent at
-  all (each fails at once with StoreUnavailableError, so callers fall back at once); then one command is let
-  through as a probe (half-open) and its answer closes or reopens the breaker;
+- a command that times out at its full limit or cannot connect opens the breaker: for `breaker_seconds` no
+  command is sent at all (each fails at once with StoreUnavailableError, so callers fall back at once); then
+  one command is let through as a probe (half-open) and its answer closes or reopens the breaker. A read
+  that merely passed its short `read_seconds` falls back for that call only; `SLOW_READS_TO_OPEN` of them in
+  a row (no answer in between) open the breaker too, so a loaded machine's hiccup never refuses a start;
 - every redis-py failure becomes StoreUnavailableError naming what failed, the URL masked.
 """
 
@@ -36,6 +38,7 @@ logger = logging.getLogger("mogplex_mcp.runs.redis")
 
 DEFAULT_PREFIX = "mogplex-mcp:"
 RETRIES = 1
+SLOW_READS_TO_OPEN = 3
 # redis-py's own socket timeout is only a backstop: `redis_errors` cuts every command at its limit first.
 SOCKET_BACKSTOP_SECONDS = 10.0
 
@@ -57,6 +60,7 @@ class Breaker:
         self._clock = clock
         self._open_until: float | None = None  # None: closed
         self._probing = False
+        self._slow_reads = 0
 
     @property
     def is_open(self) -> bool:
@@ -76,6 +80,15 @@ class Breaker:
             logger.warning("Redis answers again: the circuit breaker is closed")
         self._open_until = None
         self._probing = False
+        self._slow_reads = 0
+
+    def slow(self, why: str) -> None:
+        """A read passed its short limit: open only after SLOW_READS_TO_OPEN of them in a row."""
+        self._slow_reads += 1
+        if self._slow_reads >= SLOW_READS_TO_OPEN or self._open_until is not None:
+            self.failed(why)
+        else:
+            self._probing = False
 
     def failed(self, why: str) -> None:
         if self._open_until is None:
@@ -172,9 +185,11 @@ async def redis_errors(
         store.breaker.succeeded()
     except TimeoutError:
         verdict = True
-        if limit >= store.limits.read_seconds:  # slow by any measure (not merely cut short by the call's budget)
+        if limit >= store.limits.command_seconds:  # the full limit: hung, not merely slow
             store.breaker.failed(f"did not answer within {limit:g} s")
-        else:
+        elif limit >= store.limits.read_seconds:
+            store.breaker.slow(f"did not answer {SLOW_READS_TO_OPEN} reads in a row within {limit:g} s")
+        else:  # cut short by what was left of the call's budget: no verdict on Redis
             store.breaker.released()
         raise StoreUnavailableError(
             f"Redis at {store.masked_url} is unavailable: could not {what} (no answer within {limit:g} s)"
