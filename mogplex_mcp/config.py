@@ -144,9 +144,9 @@ class Settings:
     # How long Redis may take (docs/scale.md "Budgets"): one command; a read this replica can answer from its
     # journal instead; all Redis commands of one tool call together; and, after a timeout, how long it is not
     # asked at all (circuit breaker; then one probe).
-    redis_timeout_seconds: float = 1.0
-    redis_read_timeout_seconds: float = 0.3
-    redis_call_budget_seconds: float = 2.0
+    redis_timeout_seconds: float = 2.0
+    redis_read_timeout_seconds: float = 0.5
+    redis_call_budget_seconds: float = 3.0
     redis_breaker_seconds: float = 3.0
     # What run feeds may hold in Redis: per run, and per token per hour (docs/scale.md "Redis memory").
     redis_feed_run_bytes: int = 1024 * 1024

@@ -47,8 +47,8 @@ SOCKET_BACKSTOP_SECONDS = 10.0
 class RedisLimits:
     """How long Redis may take (Settings.redis_*; docs/scale.md "Budgets")."""
 
-    command_seconds: float = 1.0  # any one command (claims, writes, lease renewals), connecting included
-    read_seconds: float = 0.3  # a read with a local copy to answer from instead (the runs list)
+    command_seconds: float = 2.0  # any one command (claims, writes, lease renewals), connecting included
+    read_seconds: float = 0.5  # a read with a local copy to answer from instead (the runs list)
     breaker_seconds: float = 3.0  # after a timeout or lost connection, Redis is not asked for this long
 
 
