@@ -106,10 +106,13 @@ class SharedFollowing:
 
     async def _take_lease(self, name: str) -> bool:
         taken = await self._lease.acquire(name)
+        self._answered()
+        return taken
+
+    def _answered(self) -> None:
         if self._degraded:
             self._degraded = False
             logger.info("Redis answers again: runs are followed once across replicas")
-        return taken
 
     async def _lead(self, follower: RunFollower, name: str, lead: Callable[[], Awaitable[None]]) -> bool:
         """Follow upstream while the lease holds; True when following ended, False when the lease was lost."""
@@ -136,7 +139,12 @@ class SharedFollowing:
         return finished
 
     async def _keep_lease(self, name: str) -> None:
-        """Renew every RENEW_SECONDS; return when the lease is lost. Redis failing: keep leading, alone."""
+        """Renew every RENEW_SECONDS; return when the lease is lost.
+
+        Redis failing: keep leading (alone, logged once) and keep trying to renew. A blip shorter than the lease
+        (one timeout opens the store's circuit breaker for a few seconds) costs nothing; after a longer outage
+        the renewal is refused (the lease ran out), this replica reads the feed and one leader is chosen again.
+        """
         while True:
             await anyio.sleep(RENEW_SECONDS)
             try:
@@ -144,7 +152,8 @@ class SharedFollowing:
                     return
             except StoreUnavailableError as exc:
                 self._fell_back(exc)
-                await anyio.sleep_forever()
+                continue
+            self._answered()
 
     async def _release(self, name: str) -> None:
         # Shielded: a cancelled follower still hands its run over; an unreachable Redis lets the lease expire.
