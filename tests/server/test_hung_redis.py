@@ -220,3 +220,40 @@ async def test_one_slow_read_falls_back_but_does_not_stop_starts() -> None:
     finally:
         await store.aclose()
         listener.close()
+
+
+async def test_a_leader_keeps_its_lease_through_a_redis_pause_shorter_than_the_lease() -> None:
+    from mogplex_mcp.runs.followed_run import RunFollower
+    from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, SharedFollowing
+
+    with running_redis() as redis_server:
+        limits = redis_backend.RedisLimits(command_seconds=0.3, read_seconds=0.2, breaker_seconds=0.5)
+        store = redis_backend.connect(redis_server.url, limits=limits)
+        lease = redis_backend.RedisFollowLease(store, holder="replica-a", lease_seconds=LEASE_SECONDS)
+        following = SharedFollowing(lease, redis_backend.RedisFollowFeed(store))
+        follower = RunFollower("run-1", FP, 100)
+        done = anyio.Event()
+        led: list[bool] = []
+
+        async def lead() -> None:  # following upstream, until the test ends it
+            led.append(True)
+            await done.wait()
+
+        async def announce(*_: Any) -> None:
+            return None
+
+        try:
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(following.follow, follower, lead, announce, lambda _: done.is_set())
+                    await anyio.sleep(0.5)
+                    assert following.leads(follower)
+                    with stopped(redis_server):  # a pause well inside the 4 s lease: renewals fail meanwhile
+                        await anyio.sleep(1.5)
+                    await anyio.sleep(LEASE_SECONDS + 1.0)  # past when the lease would have run out unrenewed
+                    holder = await store.client.get(store.key("lease", f"follow:{FP}:run-1"))
+                    assert holder == "replica-a", "the leader renewed its lease after the pause"
+                    assert following.leads(follower) and led == [True]
+                    done.set()
+        finally:
+            await store.aclose()
