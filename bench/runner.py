@@ -29,6 +29,7 @@ from bench import (
     oauth,
     per_call,
     scale,
+    telemetry,
     throughput,
     viewer_size,
 )
@@ -70,6 +71,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
     return {
         "cold_start": cold,
         "per_call": lambda: per_call.run(size.calls),
+        "telemetry": lambda: telemetry.run(size.calls),
         "fanout": lambda: fanout.run(
             seconds=size.fanout_seconds, naive_seconds=size.naive_seconds, with_stream=size.with_stream
         ),
@@ -90,8 +92,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, "
-        "scale, definitions, journal_stress, oauth",
+        help="comma-separated subset of: cold_start, per_call, telemetry, fanout, memory, throughput, viewer_size, "
+        "gateway, scale, definitions, journal_stress, oauth",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

@@ -33,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mogplex_mcp.config import mask_redis_url
 from mogplex_mcp.runs.store import StoreUnavailableError, spending_store_time, store_time_left
+from mogplex_mcp.telemetry import hooks, tracing
 
 logger = logging.getLogger("mogplex_mcp.runs.redis")
 
@@ -157,15 +158,8 @@ def connect(url: str, *, prefix: str = DEFAULT_PREFIX, limits: RedisLimits | Non
     )
 
 
-@asynccontextmanager
-async def redis_errors(
-    store: RedisStore, what: str, *, has_fallback: bool = False, block_seconds: float = 0.0
-) -> AsyncIterator[None]:
-    """Run the block's Redis commands within their limit and the breaker; failures become StoreUnavailableError.
-
-    `has_fallback`: the caller answers from a local copy when this fails, so it waits only `read_seconds`.
-    `block_seconds`: a blocking read's own wait (XREAD BLOCK), added to its limit; such reads never probe.
-    """
+def _limit(store: RedisStore, what: str, has_fallback: bool, block_seconds: float) -> float:
+    """This command's time limit: its kind's, cut to what is left of the call's budget; refused when none is."""
     limit = (store.limits.read_seconds if has_fallback else store.limits.command_seconds) + block_seconds
     left = store_time_left()
     if left is not None and left < limit:
@@ -177,20 +171,50 @@ async def redis_errors(
             f"Redis at {store.masked_url} is unavailable: could not {what} (it failed moments ago;"
             f" asked again within {store.limits.breaker_seconds:g} s)"
         )
+    return limit
+
+
+def _timed_out(store: RedisStore, limit: float) -> None:
+    """What a timeout says about Redis, for the breaker."""
+    if limit >= store.limits.command_seconds:  # the full limit: hung, not merely slow
+        store.breaker.failed(f"did not answer within {limit:g} s")
+    elif limit >= store.limits.read_seconds:
+        store.breaker.slow(f"did not answer {SLOW_READS_TO_OPEN} reads in a row within {limit:g} s")
+    else:  # cut short by what was left of the call's budget: no verdict on Redis
+        store.breaker.released()
+
+
+@asynccontextmanager
+async def redis_errors(
+    store: RedisStore, what: str, *, has_fallback: bool = False, block_seconds: float = 0.0
+) -> AsyncIterator[None]:
+    """Run the block's Redis commands within their limit and the breaker; failures become StoreUnavailableError.
+
+    `has_fallback`: the caller answers from a local copy when this fails, so it waits only `read_seconds`.
+    `block_seconds`: a blocking read's own wait (XREAD BLOCK), added to its limit; such reads never probe.
+    Also where every Redis operation is timed, counted and traced (`what` is one of a few fixed phrases).
+    """
+    started = time.perf_counter()
+    try:
+        limit = _limit(store, what, has_fallback, block_seconds)
+    except StoreUnavailableError:
+        hooks.recorder().redis_command(what, 0.0, ok=False)
+        raise
     verdict = False
     try:
-        with spending_store_time(), anyio.fail_after(limit):
+        with (
+            tracing.span(f"redis {what}", {"db.system.name": "redis"}, kind=tracing.SpanKind.CLIENT),
+            spending_store_time(),
+            anyio.fail_after(limit),
+        ):
             yield
         verdict = True
         store.breaker.succeeded()
+        hooks.recorder().redis_command(what, time.perf_counter() - started, ok=True)
     except TimeoutError:
         verdict = True
-        if limit >= store.limits.command_seconds:  # the full limit: hung, not merely slow
-            store.breaker.failed(f"did not answer within {limit:g} s")
-        elif limit >= store.limits.read_seconds:
-            store.breaker.slow(f"did not answer {SLOW_READS_TO_OPEN} reads in a row within {limit:g} s")
-        else:  # cut short by what was left of the call's budget: no verdict on Redis
-            store.breaker.released()
+        _timed_out(store, limit)
+        hooks.recorder().redis_command(what, time.perf_counter() - started, ok=False)
         raise StoreUnavailableError(
             f"Redis at {store.masked_url} is unavailable: could not {what} (no answer within {limit:g} s)"
         ) from None
@@ -200,6 +224,7 @@ async def redis_errors(
             store.breaker.failed(f"failed ({type(exc).__name__})")
         else:
             store.breaker.succeeded()  # it answered, with an error (e.g. OOM): no reason to stop asking
+        hooks.recorder().redis_command(what, time.perf_counter() - started, ok=False)
         detail = str(exc).replace(store.url, store.masked_url)[:200]
         raise StoreUnavailableError(
             f"Redis at {store.masked_url} is unavailable: could not {what} ({type(exc).__name__}: {detail})"
