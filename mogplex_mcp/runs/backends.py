@@ -1,7 +1,9 @@
 """Where the run-supervision state lives — this process (default) or Redis (`--redis-url`) — and its failures.
 
 With Redis, start claims, the runs list and each token's request budget are shared by every replica, and
-each run is followed upstream by one replica (its lease holder), the others reading its feed.
+each run is followed upstream by one replica (its lease holder), the others reading its feed. Claims and the
+runs list are mirrored to this replica's journal (a Redis restarted without persistence forgets claims; an
+outage leaves the list readable). How long Redis may take and what feeds may hold come from Settings.redis_*.
 Redis-py is imported only here and only when a Redis URL is configured: the default server never pays for it.
 
 When the shared store fails mid-flight: `start_run` without an explicit idempotencyKey refuses (a duplicate
