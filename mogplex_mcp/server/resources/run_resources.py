@@ -192,10 +192,12 @@ class ResourceSurface:
         return notifier
 
     async def _serve(self, key: int, notifier: RunNotifier, health: TaskHealth) -> None:
-        # Supervised: a crash is logged, restarted and, if it keeps crashing, reported as not ready.
+        # Supervised: a crash is logged and the flush loop restarted (subscriptions kept); one that keeps
+        # crashing is reported as not ready. Watches are released once, when the lifespan ends.
         try:
-            await supervise("resource notifications", notifier.run, health, critical=True)
+            await supervise("resource notifications", notifier.flush_forever, health, critical=True)
         finally:
+            await notifier.release_all()
             self.notifiers.pop(key, None)
 
     def notifier_for(self, ctx: ServerRequestContext[Any, Any]) -> RunNotifier:
