@@ -156,3 +156,24 @@ def test_doctor_reports_the_eviction_policy_memory_and_persistence(tmp_path: Pat
             lines = [f"{c.level} {c.what}" for c in redis_setup_checks(settings)]
         for start in expected:
             assert any(line.startswith(start) for line in lines), (start, lines)
+
+
+def test_doctor_prints_what_the_redis_needs_end_to_end(tmp_path: Path) -> None:
+    from mogplex_mcp.emulator import EmulatorThread
+    from tests.test_cli import run_cli
+
+    secret = "Dr#Pass?wo/rd"
+    with EmulatorThread() as emu, running_redis(extra=("--requirepass", secret, *MAXMEMORY)) as server:
+        from urllib.parse import quote
+
+        url = f"redis://:{quote(secret, safe='')}@127.0.0.1:{server.port}/0"
+        result = run_cli(
+            "doctor", "--base-url", emu.base_url,
+            MOGPLEX_REDIS_URL=url, MOGPLEX_TOKEN=emu.token, MOGPLEX_MCP_STATE_DIR=str(tmp_path),
+        )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert "ok       shared state in Redis at redis://***@127.0.0.1" in out
+    assert "ok       Redis memory:" in out and "policy noeviction" in out
+    assert "warn     Redis has no AOF" in out and "fix: set appendonly yes" in out
+    assert not any(piece in out for piece in ("Dr#Pass", "Pass?wo", "wo/rd", "Dr%23Pass"))
+    assert secret not in out and quote(secret, safe="") not in out and "Traceback" not in out
