@@ -52,3 +52,28 @@ async def test_a_followers_crashes_never_make_the_process_unready_and_it_stops_w
 
     await supervise("follower of run-1", follower, health, again=lambda: watched[0], sleep=sleep)
     assert len(attempts) == 10 and health.problems() == []
+
+
+async def test_a_task_that_keeps_crashing_makes_the_process_unready_until_it_recovers() -> None:
+    from mogplex_mcp.runs.readiness import Readiness
+
+    readiness = Readiness()
+    readiness.started = True
+    health = TaskHealth()
+    health.on_problem.append(readiness.report_failure)  # as the server's lifespan wires them
+    health.on_recovered.append(readiness.report_ok)
+    verdicts: list[dict[str, str]] = []
+    crashes = [0]
+
+    async def sleep(seconds: float) -> None:
+        verdicts.append(await readiness.problems())
+
+    async def notifier() -> None:
+        crashes[0] += 1
+        if crashes[0] <= MAX_CRASHES + 1:
+            raise OSError("the flush failed")
+
+    await supervise("resource notifications", notifier, health, critical=True, sleep=sleep)
+    assert verdicts[MAX_CRASHES - 1] == {}
+    assert f"crashed {MAX_CRASHES + 1} times in a row" in verdicts[MAX_CRASHES]["resource notifications"]
+    assert await readiness.problems() == {}  # it ran cleanly: ready again
