@@ -110,9 +110,10 @@ def _with_store(settings: Settings, work: Callable[[GrantStore], Awaitable[Any]]
     async def run() -> Any:
         if settings.redis_url:
             from mogplex_mcp.runs import redis as shared
+            from mogplex_mcp.runs.backends import redis_limits
             from mogplex_mcp.runs.redis.grants import RedisGrantStore
 
-            connection = shared.connect(settings.redis_url)
+            connection = shared.connect(settings.redis_url, limits=redis_limits(settings))  # as serve does
             try:
                 return await work(RedisGrantStore(connection))
             finally:
