@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.runs.journal import token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts
+from mogplex_mcp.runs.outcome_recorder import outcome_facts
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
 from mogplex_mcp.server.results import RunView
 from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState
+
+RECORDED_MAX = 2_000
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,8 @@ class JudgedRun:
     summary: str
 
 
-def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
-    """The outcome of `snap` with this server's notes (rootDirectory, a cancel it asked for)."""
+def judge_only(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
+    """The outcome of `snap` with this server's notes (rootDirectory, a cancel it asked for), not recorded."""
     notes = state.notes.get(token_fingerprint(token), snap.run.run_id)
     coverage = Coverage(saw_last_events=snap.saw_last_events, cancel_requested=notes.cancel_requested)
     outcome = derive_outcome(snap.run, snap.events, coverage)
@@ -34,12 +36,27 @@ def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
     return JudgedRun(outcome, view, summary)
 
 
+async def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
+    """The outcome of `snap`, recorded in the runs list when the run is over: whatever path saw a finished
+    run (get_run, cancel_run, a wait, a resource read, a replayed start), list_runs on any replica and after
+    a restart then says what that answer said."""
+    judged = judge_only(state, token, snap)
+    await record_outcome(state, token, judged.outcome)
+    return judged
+
+
 async def record_outcome(state: AppState, token: str, outcome: RunOutcome) -> None:
-    """Write a finished run's delivery to the runs list before a wait reports it, so list_runs on any replica
-    agrees with the wait's answer (the follower's own recorder may still be on its way)."""
-    if outcome.terminal and outcome.delivered in ("pull_request", "changes_without_pull_request", "no_changes"):
-        facts = RunFacts(pull_request_url=outcome.pull_request_url, code_changed=outcome.code_changed)
-        await state.remember_facts(token, outcome.run_id, facts)
+    """Write a finished run's outcome to the runs list (once per process and outcome: reads repeat)."""
+    facts = outcome_facts(outcome)
+    if facts is None:
+        return
+    key = (token_fingerprint(token), outcome.run_id)
+    if state.recorded.get(key) == facts:
+        return
+    await state.remember_facts(token, outcome.run_id, facts)
+    if len(state.recorded) >= RECORDED_MAX:
+        state.recorded.clear()
+    state.recorded[key] = facts
 
 
 async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: float) -> RunSnapshot:

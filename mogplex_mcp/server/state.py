@@ -81,6 +81,8 @@ class AppState:
     notes: RunNotebook = field(default_factory=RunNotebook)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The finished-run outcome last written per (token fingerprint, run): repeated reads skip the write.
+    recorded: dict[tuple[str, str], RunFacts] = field(default_factory=dict)
     # Runs whose notes were looked up in the journal once (a restarted server learns their rootDirectory).
     _recalled: set[tuple[str, str]] = field(default_factory=set)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.

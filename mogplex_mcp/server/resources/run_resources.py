@@ -118,7 +118,7 @@ def _add_templates(server: MCPServer[Any]) -> None:
     async def run_state(runId: str, ctx: Context[Any, Any]) -> str:
         """A Mogplex run's state: status, outcome, pull request link, branches, timing."""
         state, snap, token = await _snapshot(ctx, runId)
-        return _run_document(judge(state, token, snap), snap).model_dump_json(indent=2)
+        return _run_document(await judge(state, token, snap), snap).model_dump_json(indent=2)
 
     @server.resource(EVENTS_PAGE_URI, name="run-events", title="Mogplex run event log", mime_type="application/json")
     async def run_events(runId: str, ctx: Context[Any, Any], after: str | None = None) -> str:
@@ -130,7 +130,7 @@ def _add_templates(server: MCPServer[Any]) -> None:
     async def run_log(runId: str, ctx: Context[Any, Any]) -> str:
         """A readable transcript of a Mogplex run: one line per event, then the outcome and PR link."""
         state, snap, token = await _snapshot(ctx, runId)
-        return transcript(snap, token, judge(state, token, snap))
+        return transcript(snap, token, await judge(state, token, snap))
 
 
 def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> None:

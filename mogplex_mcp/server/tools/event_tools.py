@@ -19,7 +19,7 @@ from mogplex_mcp.runs.settled import needs_input, settled
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import compact_event_views
 from mogplex_mcp.server.errors import tool_error
-from mogplex_mcp.server.outcomes import JudgedRun, judge, record_outcome
+from mogplex_mcp.server.outcomes import JudgedRun, judge
 from mogplex_mcp.server.results import (
     RESULT_CHAR_BUDGET,
     EventView,
@@ -67,7 +67,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         has_more = shown_until < len(events)
         cursor = views[-1].id if views else afterEventId
         exhausted = snap.window_exhausted and not has_more
-        judged = judge(state, token, snap)
+        judged = await judge(state, token, snap)
         summary = _events_summary(run, len(views), start, has_more, exhausted, len(chosen) > len(views))
         return ListRunEventsResult(
             summary=f"{summary} {judged.summary}" if run.terminal else summary,
@@ -124,8 +124,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         await state.remember(token, follower.run)
         snap = RunSnapshot.of(follower, follower.run)
         start = _cursor_position(snap.events, afterEventId, runId, "wait_for_run")
-        judged = judge(state, token, snap)
-        await record_outcome(state, token, judged.outcome)
+        judged = await judge(state, token, snap)
         return _wait_result(judged, follower, snap.events[start:], waited, afterEventId, token)
 
 

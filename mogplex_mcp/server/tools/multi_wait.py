@@ -19,7 +19,7 @@ from mogplex_mcp.runs.followed_run import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled, wait_any_changed
 from mogplex_mcp.server.errors import tool_error
-from mogplex_mcp.server.outcomes import judge, record_outcome
+from mogplex_mcp.server.outcomes import judge
 from mogplex_mcp.server.snapshots import RunSnapshot
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.tools.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
@@ -99,8 +99,7 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
             error=error,
         )
     await state.remember(token, run)
-    judged = judge(state, token, RunSnapshot.of(follower, run))
-    await record_outcome(state, token, judged.outcome)
+    judged = await judge(state, token, RunSnapshot.of(follower, run))
     view = judged.view
     return WaitedRun(
         run_id=run.run_id,

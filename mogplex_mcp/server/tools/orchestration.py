@@ -173,26 +173,36 @@ async def _follow_up(
 def _listed_result(page: RunPage, status: str) -> ListRunsResult:
     which = "" if status == "all" else f" {status}"
     runs = page.runs
-    if not runs:
+    if not runs and not page.unconfirmed:
         summary = f"No{which} runs seen through this server with this token yet."
         steps = ["Start one with start_run; runs started elsewhere appear once get_run has looked at them."]
     else:
         summary = f"{len(runs)}{which} run(s) seen through this server, newest first."
         asking = sum(1 for run in runs if run.needs_input)
         if asking:
-            summary += f" {asking} need(s) a person's input in Mogplex (answered in Mogplex's own UI)."
-        if page.not_refreshed:
-            summary += f" {page.not_refreshed} active run(s) show their last known status (rate budget spent)."
-        if page.cut_for_size:
-            summary += " Cut short to keep this result small."
+            summary += f" {asking} need(s) a person's input in Mogplex (see each one's pendingQuestion)."
         steps = ["Call wait_for_runs with the active runs' ids to wait for them; get_run for one run's details."]
+        if page.not_refreshed and status == "all":
+            summary += f" {page.not_refreshed} active run(s) show their last known status (rate budget spent)."
         if page.next_cursor:
             steps.append("Older runs follow: call list_runs again with cursor = nextCursor.")
+    if page.unconfirmed:
+        oldest = max(run.status_age_seconds or 0 for run in page.unconfirmed)
+        summary += (
+            f" {len(page.unconfirmed)} more were{which} when last seen (up to {oldest:.0f} s ago) but could not be "
+            "checked now (rate budget spent): they are under unconfirmed, not counted here."
+        )
+        steps.append("get_run on an unconfirmed run gives its status now; list_runs again later refreshes them.")
+    if page.moved:
+        summary += f" {page.moved} run(s) stored as{which} turned out to be no longer{which} and were left out."
+    if page.cut_for_size:
+        summary += " Cut short to keep this result small."
     return ListRunsResult(
         summary=summary,
         next_steps=steps,
         runs=runs,
         count=len(runs),
+        unconfirmed=page.unconfirmed,
         next_cursor=page.next_cursor,
         refreshed=page.refreshed,
         not_refreshed=page.not_refreshed,

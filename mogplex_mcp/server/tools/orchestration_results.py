@@ -35,21 +35,31 @@ class ListedRun(_Out):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     working_branch: str | None = None
+    delivered: Delivered = Field(
+        description="As in get_run's run.delivered. unknown: finished, but no answer this server gave recorded "
+        "its outcome (call get_run) — a null pullRequestUrl then does not mean there is no pull request."
+    )
     pull_request_url: str | None = None
     code_changed: bool | None = Field(default=None, description="null: not known.")
-    changed_files_total: int | None = Field(default=None, description="Files edited, when events are at hand.")
+    changed_files_total: int | None = Field(default=None, description="Files edited, when known.")
     final_message: str | None = Field(default=None, description="The agent's last words (untrusted), cut short.")
     status_source: StatusSource = Field(
         description="live: followed now; refreshed: fetched for this call; final: finished, never changes; "
         "remembered: as last seen (statusAsOf), not refreshed within the rate budget."
     )
     status_as_of: datetime | None = None
+    status_age_seconds: float | None = Field(default=None, description="Seconds since statusAsOf.")
 
 
 class ListRunsResult(ToolResult):
     coverage: str = COVERAGE_NOTE
-    runs: list[ListedRun]
+    runs: list[ListedRun] = Field(description="Runs whose status is confirmed (and, filtered, matches).")
     count: int
+    unconfirmed: list[ListedRun] = Field(
+        default_factory=list,
+        description="Filtered lists only: runs last seen matching the filter whose status could not be refreshed "
+        "now (rate budget); they may no longer match. statusAsOf/statusAgeSeconds say how old that is.",
+    )
     next_cursor: str | None = Field(description="Pass as cursor for older runs; null: no more.")
     refreshed: int = Field(description="Active runs whose status was fetched for this call.")
     not_refreshed: int = Field(description="Active runs shown as remembered: the rate budget was spent.")

@@ -186,7 +186,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
                     run = await api.get_run(runId, deadline=deadline)
                 snap = await snapshot_of(state, token, run, deadline)
         await state.remember(token, snap.run)
-        judged = judge(state, token, snap)
+        judged = await judge(state, token, snap)
         return GetRunResult(
             summary=judged.summary,
             next_steps=guidance.next_steps(judged.outcome, caller="get_run"),
@@ -211,7 +211,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
                 state.notes.note_cancel_requested(token_fingerprint(token), runId)
             snap = await snapshot_of(state, token, result.run, deadline)
         await state.remember(token, result.run)
-        judged = judge(state, token, snap)
+        judged = await judge(state, token, snap)
         return CancelRunResult(
             summary=_cancel_summary(runId, result.outcome, judged),
             next_steps=guidance.after_cancel(judged.outcome, result.outcome),
@@ -276,7 +276,7 @@ async def _started_result(
             snap = await snapshot_of(state, token, run, time.monotonic() + state.budget)
         if scope.cancelled_caught:  # the run exists either way: report it, its delivery unknown
             snap = RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
-    judged = judge(state, token, snap)
+    judged = await judge(state, token, snap)
     repeated = started.replayed and not started.recovered
     to_default = not request.create_branch and request.working_branch is None
     return StartRunResult(
