@@ -59,7 +59,7 @@ def _not_found_message(action: str, argument: str) -> str:
         )
     return (
         f"not found while trying to {action}: no run with this runId exists, or it belongs to another "
-        "account. Pass the runId that start_run returned (resources/list shows the runs this server knows)."
+        "account. Pass the runId that start_run returned (the list_runs tool shows the runs this server knows)."
     )
 
 

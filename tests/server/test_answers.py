@@ -7,6 +7,7 @@ The emulator runs on a ManualClock, so "finished upstream seconds ago, unseen by
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ LATER = 600.0  # simulated seconds: every finite scenario is over by then
 def _row(listed: dict[str, Any], run_id: str) -> dict[str, Any]:
     rows = {run["runId"]: run for run in [*listed["runs"], *listed.get("unconfirmed", [])]}
     assert run_id in rows, f"{run_id} not listed: {listed['summary']}"
-    return rows[run_id]
+    row: dict[str, Any] = rows[run_id]
+    return row
 
 
 def _assert_pull_request_row(row: dict[str, Any], where: str) -> None:
@@ -116,3 +118,31 @@ async def test_a_filtered_row_that_cannot_be_refreshed_is_unconfirmed_with_its_a
     )
     assert "could not be checked" in active["summary"] and "unconfirmed" in active["summary"]
     assert "No active runs" not in active["summary"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_one_unreadable_id_is_reported_and_the_wait_goes_on_for_the_others(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode) as s:
+        good = (await s.start("Quick one [scenario:success]"))["run"]["runId"]
+        missing = str(uuid.uuid4())  # well-formed, but no such run
+        waited = await s.ok("wait_for_runs", runIds=[good, missing], mode="all", timeoutSeconds=30)
+    by_id = {run["runId"]: run for run in waited["runs"]}
+    assert waited["finished"] == [good], "the good run was waited on to its end"
+    assert by_id[good]["status"] == "success" and by_id[good]["pullRequestUrl"]
+    assert waited["unreadable"] == [missing] and missing not in waited["stillRunning"]
+    reason = by_id[missing]["unreadableReason"]
+    assert "not found" in reason and by_id[missing]["error"] is None, "error means the run failed, as in get_run"
+    steps = " ".join(waited["nextSteps"])
+    assert missing in steps and "list_runs" in steps, waited["nextSteps"]
+    assert "1 finished" in waited["summary"] and "could not be read" in waited["summary"]
+    assert "Timeout" not in waited["summary"]
+
+
+async def test_a_bad_id_does_not_end_the_wait_for_a_running_run(tmp_path: Path) -> None:
+    async with session(tmp_path, "auto") as s:
+        running = (await s.start("Never ends [scenario:endless]"))["run"]["runId"]
+        waited = await s.ok("wait_for_runs", runIds=[running, str(uuid.uuid4())], timeoutSeconds=2)
+    assert waited["done"] is False and waited["waitedSeconds"] >= 1.5, "the wait went on for the running run"
+    assert waited["stillRunning"] == [running]
+    assert {run["runId"]: run for run in waited["runs"]}[running]["status"] == "streaming"
+    assert any(f"wait_for_runs again with only the runs still running: {running}" in s for s in waited["nextSteps"])

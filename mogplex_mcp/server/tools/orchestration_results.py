@@ -80,9 +80,12 @@ class WaitedRun(_Out):
     changed_files: list[str] | None = None
     changed_files_total: int | None = None
     final_message: str | None = None
+    error: str | None = Field(default=None, description="As in get_run's run.error: why the run failed.")
     new_event_count: int
     cursor: str | None = Field(default=None, description="Last event id known: list_run_events afterEventId.")
-    error: str | None = Field(default=None, description="Why this run could not be followed.")
+    unreadable_reason: str | None = Field(
+        default=None, description="Why this run could not be read from Mogplex (it is not waited on)."
+    )
 
 
 class WaitForRunsResult(ToolResult):
@@ -92,8 +95,8 @@ class WaitForRunsResult(ToolResult):
     runs: list[WaitedRun]
     finished: list[str] = Field(description="Runs that reached a terminal status.")
     needs_input: list[str] = Field(description="Runs waiting for a person's input in Mogplex.")
-    still_running: list[str]
-    unreadable: list[str] = Field(description="Runs that could not be followed (see their error).")
+    still_running: list[str] = Field(description="Runs not settled yet (status null: not read yet).")
+    unreadable: list[str] = Field(description="Runs that could not be read (see unreadableReason): not waited on.")
     untrusted_content: str = UNTRUSTED_NOTE
 
 
