@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,17 @@ from tests.server.harness import MODES, Mode, Session, session
 pytestmark = pytest.mark.anyio
 
 LATER = 600.0  # simulated seconds: every finite scenario is over by then
+
+
+@asynccontextmanager
+async def on_a_manual_clock(tmp_path: Path, mode: Mode, **overrides: Any) -> AsyncIterator[tuple[Session, ManualClock]]:
+    """A session on an emulator whose time moves only when the test says (clock.advance)."""
+    clock = ManualClock()
+    async with (
+        running_emulator(EmulatorConfig(), clock=clock) as emu,
+        session(tmp_path, mode, emulator=emu, **overrides) as s,
+    ):
+        yield s, clock
 
 
 def _row(listed: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -73,44 +86,40 @@ async def test_a_pull_request_seen_by_any_path_is_in_the_runs_list_and_survives_
 
 
 async def test_a_finished_run_whose_outcome_nobody_recorded_is_unknown_not_no_pull_request(tmp_path: Path) -> None:
-    clock = ManualClock()
-    async with running_emulator(EmulatorConfig(), clock=clock) as emu:
-        async with session(tmp_path, "auto", emulator=emu) as s:
-            run_id = (await s.start("Ship it [scenario:success]", createBranch=True))["run"]["runId"]
-            # The journal learns the final status alone (as an older version of this server wrote it).
-            s.state.journal.remember_run(token_fingerprint(emu.token), run_id, status="success")
-            row = _row(await s.ok("list_runs"), run_id)
+    async with on_a_manual_clock(tmp_path, "auto") as (s, _clock):
+        emu = s.emulator
+        run_id = (await s.start("Ship it [scenario:success]", createBranch=True))["run"]["runId"]
+        # The journal learns the final status alone (as an older version of this server wrote it).
+        s.state.journal.remember_run(token_fingerprint(emu.token), run_id, status="success")
+        row = _row(await s.ok("list_runs"), run_id)
     assert row["statusSource"] == "final" and row["pullRequestUrl"] is None
     assert row["delivered"] == "unknown", "a null pull request link must not read as 'no pull request'"
 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_status_filter_never_lists_a_run_that_no_longer_matches(tmp_path: Path, mode: Mode) -> None:
-    clock = ManualClock()
-    async with running_emulator(EmulatorConfig(), clock=clock) as emu:
-        async with session(tmp_path, mode, emulator=emu) as s:
-            done = (await s.start("Quick one [scenario:success]"))["run"]["runId"]
-            endless = (await s.start("Never ends [scenario:endless]"))["run"]["runId"]
-            clock.advance(LATER)  # `done` finished upstream seconds ago; the journal still says pending
-            active = await s.ok("list_runs", status="active")
-            assert [run["runId"] for run in active["runs"]] == [endless], active["summary"]
-            assert active["runs"][0]["statusSource"] == "refreshed"
-            assert "no longer" in active["summary"]
-            finished = await s.ok("list_runs", status="finished")
-            assert [run["runId"] for run in finished["runs"]] == [done]
-            assert finished["runs"][0]["delivered"] == "pull_request"
+    async with on_a_manual_clock(tmp_path, mode) as (s, clock):
+        done = (await s.start("Quick one [scenario:success]"))["run"]["runId"]
+        endless = (await s.start("Never ends [scenario:endless]"))["run"]["runId"]
+        clock.advance(LATER)  # `done` finished upstream seconds ago; the journal still says pending
+        active = await s.ok("list_runs", status="active")
+        assert [run["runId"] for run in active["runs"]] == [endless], active["summary"]
+        assert active["runs"][0]["statusSource"] == "refreshed"
+        assert "no longer" in active["summary"]
+        finished = await s.ok("list_runs", status="finished")
+        assert [run["runId"] for run in finished["runs"]] == [done]
+        assert finished["runs"][0]["delivered"] == "pull_request"
 
 
 async def test_a_filtered_row_that_cannot_be_refreshed_is_unconfirmed_with_its_age(tmp_path: Path) -> None:
-    clock = ManualClock()
-    async with running_emulator(EmulatorConfig(), clock=clock) as emu:
-        async with session(tmp_path, "auto", emulator=emu, list_refresh_max=0) as s:
-            done = (await s.start("Quick one [scenario:success]"))["run"]["runId"]
-            endless = (await s.start("Never ends [scenario:endless]"))["run"]["runId"]
-            clock.advance(LATER)
-            before = emu.emulator.request_count()
-            active = await s.ok("list_runs", status="active")
-            assert emu.emulator.request_count() == before, "no budget: nothing is read upstream"
+    async with on_a_manual_clock(tmp_path, "auto", list_refresh_max=0) as (s, clock):
+        emu = s.emulator
+        done = (await s.start("Quick one [scenario:success]"))["run"]["runId"]
+        endless = (await s.start("Never ends [scenario:endless]"))["run"]["runId"]
+        clock.advance(LATER)
+        before = emu.emulator.request_count()
+        active = await s.ok("list_runs", status="active")
+        assert emu.emulator.request_count() == before, "no budget: nothing is read upstream"
     assert active["runs"] == [] and active["count"] == 0, "unconfirmed rows are not filed under 'active'"
     assert {run["runId"] for run in active["unconfirmed"]} == {done, endless}
     assert all(
