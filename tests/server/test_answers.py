@@ -155,3 +155,21 @@ async def test_a_bad_id_does_not_end_the_wait_for_a_running_run(tmp_path: Path) 
     assert waited["stillRunning"] == [running]
     assert {run["runId"]: run for run in waited["runs"]}[running]["status"] == "streaming"
     assert any(f"wait_for_runs again with only the runs still running: {running}" in s for s in waited["nextSteps"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_follow_up_says_it_updates_the_pull_request_and_never_advises_undoing_it(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with on_a_manual_clock(tmp_path, mode) as (s, clock):
+        first = await s.start("Ship it [scenario:success]", createBranch=True)
+        clock.advance(LATER)
+        finished = (await s.ok("get_run", runId=first["run"]["runId"]))["run"]
+        follow_up = await s.ok("continue_run", runId=first["run"]["runId"], prompt="Now the docs [scenario:endless]")
+    url, branch = finished["pullRequestUrl"], finished["workingBranch"]
+    number = url.rsplit("/", 1)[-1]
+    summary, steps = follow_up["summary"], " ".join(follow_up["nextSteps"])
+    assert follow_up["run"]["baseBranch"] == branch and follow_up["run"]["workingBranch"] == branch
+    assert f"commits onto {branch}" in summary and f"updates the existing pull request #{number}" in summary, summary
+    assert "straight onto the base branch" not in summary, summary
+    assert "cancel it" not in steps and "createBranch" not in steps, steps

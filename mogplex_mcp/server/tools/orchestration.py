@@ -15,6 +15,7 @@ from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
 from mogplex_mcp.runs.settled import needs_input
 from mogplex_mcp.server.errors import tool_error, validation_error
+from mogplex_mcp.server.outcomes import judge, snapshot_of
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs
 from mogplex_mcp.server.tools.orchestration_results import (
@@ -24,7 +25,7 @@ from mogplex_mcp.server.tools.orchestration_results import (
     WaitMode,
 )
 from mogplex_mcp.server.tools.run_list import BadCursor, RunPage, decode_cursor, list_page
-from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, _start, tool
+from mogplex_mcp.server.tools.run_tools import READ_ONLY, FollowUp, RunId, _start, tool
 
 WAIT_RUNS_MAX = 20
 _STATUS_FILTER = {"active": False, "finished": True, "all": None}
@@ -90,7 +91,8 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         _check_uuid(runId)
         previous = await _finished_run(state, token, runId)
         request, carried = await _follow_up(state, token, previous, prompt, harness)
-        started = await _start(state, token, request, None)
+        onto = FollowUp(request.base_branch or "", await _pull_request_of(state, token, previous))
+        started = await _start(state, token, request, None, onto)
         chain = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
         await state.remember_facts(token, started.run.run_id, chain)
         verb = "Replayed the identical follow-up" if started.replayed else "Continued"
@@ -168,6 +170,16 @@ async def _follow_up(
     except ValidationError as exc:
         raise validation_error("continue_run", exc) from None
     return request, [f"{name}={value}" for name, value in given.items() if not (name == "harness" and harness)]
+
+
+async def _pull_request_of(state: AppState, token: str, previous: RunDetail) -> str | None:
+    """The finished run's pull request: as recorded by whatever saw it finish, else looked up once."""
+    known = await state.known_runs.known_run(token_fingerprint(token), previous.run_id)
+    if known is not None and known.facts.delivered is not None:
+        return known.facts.pull_request_url
+    async with upstream("read the run to continue", token, state.budget) as deadline:
+        snap = await snapshot_of(state, token, previous, deadline)
+    return (await judge(state, token, snap)).outcome.pull_request_url
 
 
 def _listed_result(page: RunPage, status: str) -> ListRunsResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -229,7 +230,26 @@ def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> st
     return f"Cancellation requested for run {run_id}; it stops shortly (call wait_for_run to confirm)."
 
 
-async def _start(state: AppState, token: str, request: StartRunRequest, explicit_key: str | None) -> StartRunResult:
+@dataclass(frozen=True)
+class FollowUp:
+    """A start that continues a finished run: it commits onto that run's branch (and so its pull request)."""
+
+    branch: str
+    pull_request_url: str | None
+
+    def where(self) -> str:
+        """Where the follow-up's commits land, in words (after "on branch <branch>")."""
+        if self.pull_request_url:
+            number = self.pull_request_url.rstrip("/").rsplit("/", 1)[-1]
+            label = f"#{number}" if number.isdigit() else self.pull_request_url
+            pr = f"{label}: {self.pull_request_url}" if label != self.pull_request_url else label
+            return f" (it commits onto {self.branch}, so it updates the existing pull request {pr})"
+        return f" (it commits onto {self.branch}, the earlier run's working branch)"
+
+
+async def _start(
+    state: AppState, token: str, request: StartRunRequest, explicit_key: str | None, follow_up: FollowUp | None = None
+) -> StartRunResult:
     fingerprint = token_fingerprint(token)
     body_hash = request_fingerprint(state.settings.base_url, request.to_wire(), token=token)
     claim: KeyClaim | None = None
@@ -255,7 +275,7 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
         else:
             await state.start_claims.record_started(fingerprint, body_hash, started.run.run_id)
     await state.remember(token, started.run, title=request.prompt)
-    return await _started_result(state, token, started, claim, request)
+    return await _started_result(state, token, started, claim, request, follow_up)
 
 
 def _start_definitely_failed(exc: MogplexError) -> bool:
@@ -266,7 +286,12 @@ def _start_definitely_failed(exc: MogplexError) -> bool:
 
 
 async def _started_result(
-    state: AppState, token: str, started: StartedRun, claim: KeyClaim | None, request: StartRunRequest
+    state: AppState,
+    token: str,
+    started: StartedRun,
+    claim: KeyClaim | None,
+    request: StartRunRequest,
+    follow_up: FollowUp | None,
 ) -> StartRunResult:
     run: RunDetail = started.run
     state.notes.note_root_directory(token_fingerprint(token), run.run_id, run.root_directory)
@@ -278,9 +303,10 @@ async def _started_result(
             snap = RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
     judged = await judge(state, token, snap)
     repeated = started.replayed and not started.recovered
-    to_default = not request.create_branch and request.working_branch is None
+    # A follow-up commits onto the earlier run's branch on purpose: that is not "straight onto the base branch".
+    to_default = not request.create_branch and request.working_branch is None and follow_up is None
     return StartRunResult(
-        summary=clean_text(_start_summary(started, claim, judged, to_default), token),
+        summary=clean_text(_start_summary(started, claim, judged, to_default, follow_up), token),
         next_steps=guidance.after_start(judged.outcome, repeated=repeated, to_default_branch=to_default),
         run=judged.view,
         replayed=started.replayed,
@@ -289,11 +315,15 @@ async def _started_result(
     )
 
 
-def _start_summary(started: StartedRun, claim: KeyClaim | None, judged: JudgedRun, to_default: bool) -> str:
+def _start_summary(
+    started: StartedRun, claim: KeyClaim | None, judged: JudgedRun, to_default: bool, follow_up: FollowUp | None
+) -> str:
     view = judged.view
     where = f" on branch {view.working_branch}" if view.working_branch else ""
     standing = judged.summary
-    if to_default and not judged.outcome.terminal:
+    if follow_up is not None:
+        where += follow_up.where()
+    elif to_default and not judged.outcome.terminal:
         where += " (straight onto the base branch: no separate branch for review)"
     if started.recovered:
         return (
