@@ -39,9 +39,10 @@ def next_steps(outcome: RunOutcome, *, caller: str, cursor: str | None = None) -
     if outcome.probably_stuck:
         return [f"The run looks stuck past the 30-minute cap: call cancel_run with runId {rid}."]
     if outcome.status == "awaiting_input":
+        asked = "what the agent asked (pendingQuestion)" if outcome.pending_question else "that the agent asked"
         return [
-            f"Tell the user run {rid} needs their input in Mogplex: they answer the agent's question in "
-            "Mogplex's own UI. Waiting again does not help until they have.",
+            f"Tell the user run {rid} needs their input: say {asked}; they answer it in Mogplex (mogplexUrl), "
+            "not through this server. Waiting again does not help until they have.",
             f"After they answer, call wait_for_run with runId {rid}; cancel_run stops it instead.",
         ]
     after = f" and afterEventId {cursor}" if cursor else ""

@@ -10,7 +10,7 @@ from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.outcome_recorder import outcome_facts
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
-from mogplex_mcp.server.results import RunView
+from mogplex_mcp.server.results import RunView, mogplex_app_url
 from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState
 
@@ -31,7 +31,8 @@ def judge_only(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
     notes = state.notes.get(token_fingerprint(token), snap.run.run_id)
     coverage = Coverage(saw_last_events=snap.saw_last_events, cancel_requested=notes.cancel_requested)
     outcome = derive_outcome(snap.run, snap.events, coverage)
-    view = RunView.build(snap.run, outcome, token, root_directory=notes.root_directory)
+    link = mogplex_app_url(state.settings.base_url)
+    view = RunView.build(snap.run, outcome, token, root_directory=notes.root_directory, mogplex_url=link)
     summary = clean_text(f"Run {snap.run.run_id} {outcome.sentence()}.", token)
     return JudgedRun(outcome, view, summary)
 
@@ -72,7 +73,8 @@ async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: flo
         return await settled_snapshot(follower, deadline)
     if cached is not None and not run.terminal:
         return RunSnapshot(run, cached.events, cached.window_exhausted, live=True)
-    if run.terminal:
+    # A finished run's outcome and an asking run's question are in its events: look them up.
+    if run.terminal or run.status == "awaiting_input":
         try:
             return await load_snapshot(state, token, run.run_id, deadline, fresh=True)
         except MogplexError:  # the run is known either way: report it, its delivery unknown (never "no PR")

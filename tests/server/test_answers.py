@@ -173,3 +173,24 @@ async def test_a_follow_up_says_it_updates_the_pull_request_and_never_advises_un
     assert f"commits onto {branch}" in summary and f"updates the existing pull request #{number}" in summary, summary
     assert "straight onto the base branch" not in summary, summary
     assert "cancel it" not in steps and "createBranch" not in steps, steps
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_question_a_run_waits_on_is_shown_with_where_to_answer_it(tmp_path: Path, mode: Mode) -> None:
+    async with on_a_manual_clock(tmp_path, mode) as (s, clock):
+        run_id = (await s.start("Change the API [scenario:awaiting_input]"))["run"]["runId"]
+        clock.advance(LATER)
+        got = await s.ok("get_run", runId=run_id)
+        waited = await s.ok("wait_for_runs", runIds=[run_id], timeoutSeconds=5)
+        listed = await s.ok("list_runs")
+        prompt = await s.client.get_prompt("delegate_tasks", {"repos": "acme/api", "tasks": "one\ntwo"})
+    origin = s.emulator.base_url.split("/api/")[0].rstrip("/")
+    answers = {"get_run": got["run"], "wait_for_runs": waited["runs"][0], "list_runs": _row(listed, run_id)}
+    for where, run in answers.items():
+        assert run["status"] == "awaiting_input", where
+        assert run["pendingQuestion"] == "Keep the old endpoint?", f"{where}: {run.get('pendingQuestion')!r}"
+        assert run["mogplexUrl"] and origin.startswith(run["mogplexUrl"]), f"{where}: {run.get('mogplexUrl')!r}"
+    assert "pendingQuestion" in got["summary"] and "mogplexUrl" in got["summary"]
+    assert any("pendingQuestion" in step for step in [*got["nextSteps"], *waited["nextSteps"]])
+    text = " ".join(getattr(message.content, "text", "") for message in prompt.messages)
+    assert "pendingQuestion" in text and "(finalMessage)" not in text

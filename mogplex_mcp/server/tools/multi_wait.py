@@ -126,6 +126,8 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
         changed_files=view.changed_files,
         changed_files_total=view.changed_files_total,
         final_message=view.final_message,
+        pending_question=view.pending_question,
+        mogplex_url=view.mogplex_url,
         error=view.error,
         new_event_count=new_count,
         cursor=cursor,

@@ -43,6 +43,10 @@ class ListedRun(_Out):
     code_changed: bool | None = Field(default=None, description="null: not known.")
     changed_files_total: int | None = Field(default=None, description="Files edited, when known.")
     final_message: str | None = Field(default=None, description="The agent's last words (untrusted), cut short.")
+    pending_question: str | None = Field(
+        default=None, description="As in get_run: what an awaiting_input run's agent asked (untrusted)."
+    )
+    mogplex_url: str | None = Field(default=None, description="awaiting_input: where a person answers.")
     status_source: StatusSource = Field(
         description="live: followed now; refreshed: fetched for this call; final: finished, never changes; "
         "remembered: as last seen (statusAsOf), not refreshed within the rate budget."
@@ -80,6 +84,10 @@ class WaitedRun(_Out):
     changed_files: list[str] | None = None
     changed_files_total: int | None = None
     final_message: str | None = None
+    pending_question: str | None = Field(
+        default=None, description="As in get_run: what an awaiting_input run's agent asked (untrusted)."
+    )
+    mogplex_url: str | None = Field(default=None, description="awaiting_input: where a person answers.")
     error: str | None = Field(default=None, description="As in get_run's run.error: why the run failed.")
     new_event_count: int
     cursor: str | None = Field(default=None, description="Last event id known: list_run_events afterEventId.")

@@ -26,9 +26,9 @@ from mogplex_mcp.runs.known_runs import RunsQuery
 from mogplex_mcp.runs.review import final_message
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input
-from mogplex_mcp.runs.views import Coverage, Delivered, derive_outcome
+from mogplex_mcp.runs.views import Coverage, Delivered, RunOutcome, derive_outcome
 from mogplex_mcp.server.outcomes import judge
-from mogplex_mcp.server.results import RESULT_CHAR_BUDGET
+from mogplex_mcp.server.results import RESULT_CHAR_BUDGET, mogplex_app_url, question_text
 from mogplex_mcp.server.snapshots import RunSnapshot
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.tools.orchestration_results import ListedRun, StatusSource
@@ -94,11 +94,12 @@ async def list_page(state: AppState, token: str, query: RunsQuery) -> RunPage:
     seen = [_from_follower_or_journal(state, token, known) for known in page]
     stale = [item for item in seen if item.source == "remembered"]
     refreshed = await _refresh(state, token, stale[: state.settings.list_refresh_max])
+    link = mogplex_app_url(state.settings.base_url)
     runs: list[ListedRun] = []
     unconfirmed: list[ListedRun] = []
     moved = used = consumed = 0
     for item in seen:
-        listed = _listed(item, token)
+        listed = _listed(item, token, link)
         size = len(listed.model_dump_json(by_alias=True)) + 2
         if used + size > LIST_BUDGET:  # cut to keep the result small; the cursor resumes after the last row
             break
@@ -166,10 +167,13 @@ async def _read_one(state: AppState, token: str, api: MogplexClient, item: _Seen
     await judge(state, token, snap)  # a finished run's outcome is recorded like any other sighting
 
 
-def _listed(item: _Seen, token: str) -> ListedRun:
+def _listed(item: _Seen, token: str, link: str) -> ListedRun:
     known, run, facts = item.known, item.run, item.known.facts
     status = run.status if run is not None else known.status
-    delivered = _delivery(item, status)
+    outcome = None
+    if run is not None and item.events is not None:
+        outcome = derive_outcome(run, item.events, Coverage(saw_last_events=item.saw_last_events))
+    delivered = _delivery(item, status, outcome)
     words = final_message(item.events, LIST_MESSAGE_CHARS) if item.events is not None else None
     title = None if known.title == known.run_id else shorten(clean_text(known.title, token), TITLE_CHARS)
     return ListedRun(
@@ -187,6 +191,8 @@ def _listed(item: _Seen, token: str) -> ListedRun:
         code_changed=delivered.code_changed,
         changed_files_total=delivered.changed_files_total or None,
         final_message=clean_text(words, token) if words else None,
+        pending_question=question_text(outcome, token) if outcome is not None else None,
+        mogplex_url=link if status == "awaiting_input" else None,
         status_source=item.source,
         status_as_of=datetime.fromtimestamp(item.as_of, UTC) if item.as_of is not None else None,
         status_age_seconds=round(max(0.0, time.time() - item.as_of)) if item.as_of is not None else None,
@@ -201,17 +207,15 @@ class _Delivery:
     changed_files_total: int | None
 
 
-def _delivery(item: _Seen, status: str | None) -> _Delivery:
+def _delivery(item: _Seen, status: str | None, outcome: RunOutcome | None) -> _Delivery:
     """The row's outcome: from the events at hand, else what a sighting of the finished run recorded.
 
     Never a guess: a finished run whose outcome no path has recorded is "unknown", never "no pull request".
     """
     facts = item.known.facts
-    if item.run is not None and item.events is not None:
-        outcome = derive_outcome(item.run, item.events, Coverage(saw_last_events=item.saw_last_events))
-        if outcome.delivered != "unknown" or facts.delivered is None:
-            total = outcome.changed_files_total or facts.changed_files_total
-            return _Delivery(outcome.delivered, outcome.pull_request_url, outcome.code_changed, total)
+    if outcome is not None and (outcome.delivered != "unknown" or facts.delivered is None):
+        total = outcome.changed_files_total or facts.changed_files_total
+        return _Delivery(outcome.delivered, outcome.pull_request_url, outcome.code_changed, total)
     if status is None or not is_terminal(status):
         return _Delivery("not_yet", None, None, None)
     recorded = next((value for value in get_args(Delivered) if value == facts.delivered), None)
