@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import RunDetail
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.outcome_recorder import outcome_facts
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome

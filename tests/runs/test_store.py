@@ -17,8 +17,9 @@ import anyio.lowlevel
 import pytest
 
 from mogplex_mcp.runs import redis as redis_backend
-from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.local import LocalFollowLease, LocalKnownRuns, LocalLeaseTable, LocalPacer, LocalStartClaims
+from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.store import (
     FollowLease,
     KnownRuns,

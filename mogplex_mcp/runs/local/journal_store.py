@@ -10,8 +10,8 @@ import functools
 
 import anyio
 
-from mogplex_mcp.runs.journal import KeyClaim, KnownRun, StartJournal
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun, StartJournal
+from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
 
 
 class LocalStartClaims:

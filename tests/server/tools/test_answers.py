@@ -17,7 +17,7 @@ import pytest
 from mcp_types import TextResourceContents
 
 from mogplex_mcp.emulator import EmulatorConfig, ManualClock, running_emulator
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from tests.server.harness import MODES, Mode, Session, session
 
 pytestmark = pytest.mark.anyio
