@@ -6,13 +6,13 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from mogplex_mcp.api.errors import ApiStatusError, IdempotencyConflictError, MogplexError, RateLimitedError
 from mogplex_mcp.api.models import (
@@ -43,6 +43,14 @@ from mogplex_mcp.server.results import (
 )
 from mogplex_mcp.server.snapshots import RunSnapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
+
+RunMode = Literal["SAFE", "YOLO", "AUTO"]  # what the API documents; the harness upper-cases what it is sent
+
+
+def _upper_mode(value: object) -> object:
+    """ "safe" means SAFE (the harness upper-cases it): sent normalised; "" is unset; anything else fails the enum."""
+    return (value.strip().upper() or None) if isinstance(value, str) else value
+
 
 RunId = Annotated[str, Field(description="The run's id (a UUID), as returned by start_run.", max_length=64)]
 
@@ -130,7 +138,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             str | None, Field(description="Run in this existing Mogplex workspace session (id from the app).")
         ] = None,
         mode: Annotated[
-            str | None, Field(description="Agent autonomy: SAFE, YOLO, or AUTO (the default; other values mean AUTO).")
+            RunMode | None,
+            BeforeValidator(_upper_mode),
+            Field(description="Agent autonomy: SAFE, YOLO or AUTO (the default). Any case; other values are refused."),
         ] = None,
         idempotencyKey: Annotated[
             str | None,

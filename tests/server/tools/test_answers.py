@@ -194,3 +194,21 @@ async def test_the_question_a_run_waits_on_is_shown_with_where_to_answer_it(tmp_
     assert any("pendingQuestion" in step for step in [*got["nextSteps"], *waited["nextSteps"]])
     text = " ".join(getattr(message.content, "text", "") for message in prompt.messages)
     assert "pendingQuestion" in text and "(finalMessage)" not in text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_mode_is_what_the_api_documents_and_anything_else_is_refused_before_sending(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with session(tmp_path, mode) as s:
+        repo = (await s.ok("list_repos"))["repos"][0]["id"]
+        starts = s.emulator.emulator.request_count("POST")
+        refused = await s.error("start_run", repoId=repo, prompt="Careful now", mode="careful")
+        assert s.emulator.emulator.request_count("POST") == starts, "nothing was sent"
+        assert refused.startswith("start_run: invalid arguments: mode") and "Nothing was sent to Mogplex" in refused
+        assert all(name in refused for name in ("SAFE", "YOLO", "AUTO")), refused
+        started = await s.ok("start_run", repoId=repo, prompt="Careful now", mode="safe")
+        entry = s.emulator.emulator.store.key(started["idempotencyKey"])
+        assert entry is not None and json.loads(entry.fingerprint)["mode"] == "SAFE", "sent as the API documents it"
+        schemas = {tool.name: tool.input_schema for tool in (await s.client.list_tools()).tools}
+        assert schemas["start_run"]["properties"]["mode"]["enum"] == ["SAFE", "YOLO", "AUTO"]
