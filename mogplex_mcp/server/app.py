@@ -81,7 +81,7 @@ class MogplexServer(MCPServer[AppState]):
         except ValueError as exc:
             cause = _validation_cause(exc)
             if cause is not None:
-                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause)}") from None
+                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause, sends=False)}") from None
             raise
 
 

@@ -50,7 +50,7 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         try:
             before = decode_cursor(cursor) if cursor else None
         except BadCursor as exc:
-            raise ToolError(f"Invalid arguments for list_runs: {exc}. Omit it to start at the newest run.") from None
+            raise ToolError(f"invalid arguments: {exc}. Omit it to start at the newest run.") from None
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
         return _listed_result(await list_page(state, token, query), status)
 
@@ -116,9 +116,7 @@ def _checked_run_ids(run_ids: list[str]) -> list[str]:
     lowered = [run_id.lower() for run_id in run_ids]
     repeated = sorted({run_id for run_id in lowered if lowered.count(run_id) > 1})
     if repeated:
-        raise ToolError(
-            f"Invalid arguments for wait_for_runs: runIds lists {repeated[0]} more than once. Nothing was sent."
-        )
+        raise ToolError(f"invalid arguments: runIds lists {repeated[0]} more than once. Nothing was sent to Mogplex.")
     return run_ids
 
 

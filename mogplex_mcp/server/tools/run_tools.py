@@ -25,6 +25,7 @@ from mogplex_mcp.api.models import (
     StartedRun,
     StartRunRequest,
     idempotency_key_problem,
+    is_uuid,
 )
 from mogplex_mcp.runs.fingerprints import request_fingerprint, token_fingerprint
 from mogplex_mcp.runs.local.journal import JournalUnavailableError
@@ -167,7 +168,8 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         }
         # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
         given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
-        fields = {"repoId": repoId, "prompt": prompt, **given}
+        named = not is_uuid(repoId.strip())  # "web", "acme/web": a name, checked once the rest is valid
+        fields = {"repoId": _ANY_ID if named else repoId, "prompt": prompt, **given}
         try:
             request = StartRunRequest.model_validate(fields)
         except ValidationError as exc:
@@ -176,6 +178,8 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
         state = app_state(ctx)
         token = require_token(ctx, state)
+        if named:
+            request = request.model_copy(update={"repo_id": await _repo_id_for(state, token, repoId.strip())})
         result = await _start(state, token, request, idempotencyKey)
         if request.conversation_id or request.workspace_session_id:  # what continue_run may carry over
             sent = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
@@ -230,6 +234,35 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             outcome=result.outcome,
             run=judged.view,
         )
+
+
+_ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
+
+
+async def _repo_id_for(state: AppState, token: str, given: str) -> str:
+    """`given` when list_repos shows a repository with that very id; else the refusal naming the matches.
+
+    Every repository name is refused alike ("web" and "acme/web"), with the id it matches, so the model
+    passes the id on its next call; no run is started from a guess.
+    """
+    shown = clean_text(given, token)[:100]
+    short = given.rsplit("/", 1)[-1]
+    async with (
+        upstream("look up the repository", token, state.budget, argument="repoId") as deadline,
+        state.client(token) as api,
+    ):
+        repos = await api.list_repos(query=short or given, limit=REPOS_LIMIT_MAX, deadline=deadline)
+    if any(repo.id == given for repo in repos):
+        return given
+    lowered = given.lower()
+    matches = [r for r in repos if r.full_name.lower() == lowered or r.full_name.lower().endswith("/" + lowered)]
+    if len(matches) == 1:
+        hint = f"It matches {matches[0].full_name}: pass repoId {matches[0].id}."
+    elif matches:
+        hint = "It matches " + ", ".join(f"{r.full_name} (repoId {r.id})" for r in matches[:5]) + ": pick one."
+    else:
+        hint = "No connected repository has that name: call list_repos (query with part of the name)."
+    raise ToolError(f"invalid arguments: repoId {shown!r} is a repository name, not its id. {hint} No run was started.")
 
 
 def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> str:
@@ -337,9 +370,10 @@ def _start_summary(
     elif to_default and not judged.outcome.terminal:
         where += " (straight onto the base branch: no separate branch for review)"
     if started.recovered:
+        got = started.retried_after or "no answer"
         return (
-            f"Started run {view.run_id}{where}: the connection failed after Mogplex accepted the start, and "
-            f"this server's retry recovered the run (no second run). {standing}"
+            f"Started run {view.run_id}{where}: Mogplex accepted the start but the first attempt got {got} "
+            f"instead of the run; this server's retry with the same key recovered it (no second run). {standing}"
         )
     if started.replayed:
         ago = f" from {int(claim.age_seconds)} s ago" if claim and claim.reused else ""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp.shared.exceptions import MCPError
 from mcp_types import TextResourceContents
 
 from mogplex_mcp.emulator import EmulatorConfig, ManualClock, running_emulator
@@ -212,3 +213,30 @@ async def test_mode_is_what_the_api_documents_and_anything_else_is_refused_befor
         assert entry is not None and json.loads(entry.fingerprint)["mode"] == "SAFE", "sent as the API documents it"
         schemas = {tool.name: tool.input_schema for tool in (await s.client.list_tools()).tools}
         assert schemas["start_run"]["properties"]["mode"]["enum"] == ["SAFE", "YOLO", "AUTO"]
+
+
+@pytest.mark.parametrize("name", ["web", "acme/web", "ACME/Web"])
+async def test_a_repository_name_is_refused_alike_with_the_id_it_matches(tmp_path: Path, name: str) -> None:
+    async with session(tmp_path, "auto") as s:
+        web = next(repo for repo in (await s.ok("list_repos"))["repos"] if repo["fullName"] == "acme/web")
+        starts = s.emulator.emulator.request_count("POST")
+        refused = await s.error("start_run", repoId=name, prompt="Fix it")
+        assert s.emulator.emulator.request_count("POST") == starts, "no run was started from a name"
+        assert "is a repository name" in refused and f"repoId {web['id']}" in refused, refused
+        unknown = await s.error("start_run", repoId="no-such-repo", prompt="Fix it")
+        assert "list_repos" in unknown and s.emulator.emulator.request_count("POST") == starts
+
+
+async def test_smaller_answers_say_what_happened(tmp_path: Path) -> None:
+    async with session(tmp_path, "auto") as s:
+        missing = await s.error("get_run", runId=str(uuid.uuid4()))
+        assert "list_runs" in missing and "resources/list" not in missing, missing
+        repeated = await s.error("wait_for_runs", runIds=[str(uuid.UUID(int=7, version=4))] * 2)
+        assert (
+            repeated.startswith("wait_for_runs: invalid arguments: runIds") and "Invalid arguments for" not in repeated
+        )
+        cursor = await s.error("list_runs", cursor="not-a-cursor")
+        assert cursor.startswith("list_runs: invalid arguments: cursor"), cursor
+        with pytest.raises(MCPError) as prompt_error:
+            await s.client.get_prompt("delegate_task", {"repo": "acme/api", "task": "x" * 20_001})
+        assert "Nothing was sent" not in str(prompt_error.value) and "task" in str(prompt_error.value)
