@@ -216,12 +216,20 @@ class CancelRunResult(ToolResult):
     run: RunView
 
 
+EventsFrom = Literal["afterEventId", "yourLastWait", "runStart"]
+
+
 class WaitForRunResult(ToolResult):
     run: RunView
     finished: bool = Field(description="The run reached a terminal status.")
     waited_seconds: float
-    new_events: list[EventView] = Field(description="Events after afterEventId (or new during this wait).")
+    new_events: list[EventView] = Field(description="Events after the point eventsFrom names, compacted.")
     new_event_count: int
+    events_from: EventsFrom = Field(
+        description="Where newEvents start: afterEventId (after the cursor passed); yourLastWait (no cursor: "
+        "after the last event an earlier wait_for_run on this connection gave you); runStart (no cursor and no "
+        "earlier wait known: from the run's first event, so they may repeat what you have seen)."
+    )
     next_cursor: str | None = Field(description="Pass as afterEventId to the next wait_for_run or list_run_events.")
     untrusted_content: str = UNTRUSTED_NOTE
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -82,6 +83,11 @@ class AppState:
     notes: RunNotebook = field(default_factory=RunNotebook)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Per client connection (weakly held: gone with it), (token fingerprint, run) -> the last event id a
+    # wait_for_run gave it: a wait without afterEventId shows only events new to that caller.
+    wait_cursors: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], str]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
     # The finished-run outcome last written per (token fingerprint, run): repeated reads skip the write.
     recorded: dict[tuple[str, str], RunFacts] = field(default_factory=dict)
     # Runs whose notes were looked up in the journal once (a restarted server learns their rootDirectory).

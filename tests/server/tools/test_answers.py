@@ -240,3 +240,18 @@ async def test_smaller_answers_say_what_happened(tmp_path: Path) -> None:
         with pytest.raises(MCPError) as prompt_error:
             await s.client.get_prompt("delegate_task", {"repo": "acme/api", "task": "x" * 20_001})
         assert "Nothing was sent" not in str(prompt_error.value) and "task" in str(prompt_error.value)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_wait_without_a_cursor_never_shows_old_events_as_new(tmp_path: Path, mode: Mode) -> None:
+    async with session(tmp_path, mode) as s:
+        run_id = (await s.start("Never ends [scenario:endless]"))["run"]["runId"]
+        first = await s.ok("wait_for_run", runId=run_id, timeoutSeconds=2)
+        second = await s.ok("wait_for_run", runId=run_id, timeoutSeconds=2)
+    assert first["eventsFrom"] == "runStart" and first["newEvents"], "a first wait shows the run from its start"
+    assert "from the run's start" in first["summary"]
+    repeated = {e["id"] for e in first["newEvents"]} & {e["id"] for e in second["newEvents"]}
+    if mode == "legacy":  # a connection to remember the caller by: only what is new to it
+        assert second["eventsFrom"] == "yourLastWait" and not repeated, "events already given came back as new"
+    else:  # stateless: nothing to key on, so the result says the events start at the run's start
+        assert second["eventsFrom"] == "runStart" and "from the run's start" in second["summary"]
