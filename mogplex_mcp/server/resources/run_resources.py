@@ -21,6 +21,7 @@ from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     EmptyResult,
     ListResourcesResult,
     PaginatedRequestParams,
@@ -34,9 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
-from mogplex_mcp.api.models import is_uuid
+from mogplex_mcp.api.models import is_terminal, is_uuid
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, shorten
+from mogplex_mcp.runs.store import KnownRun
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import coalescing_note, transcript_lines
 from mogplex_mcp.server.errors import missing_token_error, tool_error
@@ -144,12 +146,15 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
     async def list_runs(
         ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListResourcesResult:
+        if params is not None and params.cursor is not None:  # this list is never paged: no cursor was given out
+            raise MCPError(INVALID_PARAMS, "Invalid cursor: resources/list is one page; call it without a cursor.")
         resources = list(await server.list_resources())
         state = ctx.lifespan_context
         token = token_from_request(request_headers(ctx), state.settings) if isinstance(state, AppState) else None
         if isinstance(state, AppState) and token:
             known = await state.known_runs.known_runs(token_fingerprint(token), LIST_LIMIT)
-            resources += [_listed(run.run_id, run.title, run.status, run.first_seen) for run in known]
+            now = time.time()
+            resources += [_listed(run, _standing(state, token, run, now)) for run in known]
         return ListResourcesResult(resources=resources)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
@@ -317,13 +322,33 @@ def _coverage_note(snap: RunSnapshot) -> str | None:
     return None
 
 
-def _listed(run_id: str, title: str, status: str | None, first_seen: float) -> Resource:
-    seen = datetime.fromtimestamp(first_seen, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    named = title if title != run_id else f"run {run_id[:8]}"
+def _standing(state: AppState, token: str, run: KnownRun, now: float) -> str:
+    """The status a title shows, with how fresh it is: followed now, final, or as last seen (with its age)."""
+    follower = state.hub.get(token, run.run_id)
+    if follower is not None and follower.run is not None and (follower.active or follower.terminal):
+        return follower.run.status if follower.terminal else f"{follower.run.status} now"
+    if run.status is not None and is_terminal(run.status):
+        return run.status
+    status = run.status or "status not seen yet"
+    return f"{status} as of {_age(now - run.last_seen)} ago; read it for now"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(0, int(seconds))} s"
+    if seconds < 5400:
+        return f"{int(seconds // 60)} min"
+    return f"{int(seconds // 3600)} h"
+
+
+def _listed(run: KnownRun, standing: str) -> Resource:
+    run_id = run.run_id
+    seen = datetime.fromtimestamp(run.first_seen, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    named = shorten(run.title, 80) if run.title != run_id else f"run {run_id[:8]}"
     return Resource(
         uri=run_uris(run_id)[0],
         name=f"run-{run_id}",
-        title=shorten(clean_text(f"{named} ({status or 'unknown'})"), 120),
+        title=shorten(clean_text(f"{named} ({standing})"), 140),
         description=(
             f"Mogplex run {run_id}, first seen {seen}. Its event log is at …/events (JSON) and a readable "
             "transcript at …/log."

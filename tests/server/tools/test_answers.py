@@ -255,3 +255,19 @@ async def test_a_wait_without_a_cursor_never_shows_old_events_as_new(tmp_path: P
         assert second["eventsFrom"] == "yourLastWait" and not repeated, "events already given came back as new"
     else:  # stateless: nothing to key on, so the result says the events start at the run's start
         assert second["eventsFrom"] == "runStart" and "from the run's start" in second["summary"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_resource_titles_carry_the_status_with_how_fresh_it_is(tmp_path: Path, mode: Mode) -> None:
+    async with on_a_manual_clock(tmp_path, mode) as (s, clock):
+        done = (await s.start("Quick one [scenario:success]"))["run"]["runId"]
+        clock.advance(LATER)  # finished upstream; this server has not looked since the start
+        before = {r.name: r.title or "" for r in (await s.client.list_resources()).resources}
+        await s.ok("get_run", runId=done)
+        after = {r.name: r.title or "" for r in (await s.client.list_resources()).resources}
+        with pytest.raises(MCPError) as bad_cursor:
+            await s.client.list_resources(cursor="not-a-cursor")
+    stale = before[f"run-{done}"]
+    assert "pending as of" in stale and "ago" in stale, f"a remembered status must say how old it is: {stale}"
+    assert after[f"run-{done}"].endswith("(success)"), after[f"run-{done}"]
+    assert bad_cursor.value.error.code == -32602 and "cursor" in bad_cursor.value.error.message
