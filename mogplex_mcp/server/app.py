@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
@@ -54,7 +55,10 @@ class MogplexServer(MCPServer[AppState]):
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
-        if tool is not None and (unknown := unknown_arguments_error(name, arguments, tool.parameters)):
+        if tool is None:  # a protocol error, not a tool's answer: -32602, naming the tools there are
+            known = ", ".join(t.name for t in self._tool_manager.list_tools())
+            raise MCPError(INVALID_PARAMS, f"Unknown tool {clean_text(name)[:80]!r}; tools: {known}.")
+        if unknown := unknown_arguments_error(name, arguments, tool.parameters):
             raise with_tool_name(name, str(unknown))
         try:
             return await super().call_tool(name, arguments, context)
@@ -102,8 +106,10 @@ def create_server(
     journal: StartJournal | None = None,
     follow: FollowSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
+    stateless: bool = False,
 ) -> MogplexServer:
-    """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state."""
+    """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state;
+    `stateless`: served over HTTP without sessions (advertise only what that mode delivers)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -163,12 +169,23 @@ def create_server(
     register_event_tools(server)
     register_orchestration_tools(server)
     register_prompts(server)
-    resources = register_resources(server)
+    resources = register_resources(server, stateless=stateless)
+    server.middleware.append(refuse_foreign_cursors)
     if settings.read_only:
         for name in WRITE_TOOLS:
             server.remove_tool(name)
     viewer.install(server)
     return server
+
+
+_UNPAGED = ("tools/list", "prompts/list", "resources/templates/list")
+
+
+async def refuse_foreign_cursors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """These lists are one page and give out no cursor, so any cursor is invalid (-32602), never ignored."""
+    if ctx.method in _UNPAGED and isinstance(ctx.params, Mapping) and ctx.params.get("cursor") is not None:
+        raise MCPError(INVALID_PARAMS, f"Invalid cursor: {ctx.method} is one page; call it without a cursor.")
+    return await call_next(ctx)
 
 
 async def tool_names(server: MCPServer[Any]) -> list[str]:

@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     EmptyResult,
     ListResourcesResult,
     PaginatedRequestParams,
@@ -58,6 +59,10 @@ from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, token_from_request
 
 LIST_LIMIT = 50
+STATELESS_SUBSCRIBE = (
+    "resources/subscribe is not available: this server runs stateless (--stateless), so it could never deliver "
+    "a resources/updated notification. Read the resource again, or call wait_for_run, to see changes."
+)
 TRANSCRIPT_CHAR_BUDGET = 14_000
 EVENTS_PAGE_MAX = 200
 EVENTS_PAGE_URI = EVENTS_URI + "{?after}"
@@ -102,16 +107,18 @@ class EventLogDocument(_Doc):
     events: list[EventView]
 
 
-def register_resources(server: MCPServer[Any]) -> ResourceSurface:
+def register_resources(server: MCPServer[Any], *, stateless: bool = False) -> ResourceSurface:
     """Add the run resources, resources/list, and live updates in both eras to `server`.
 
     Call `attach(state, task_group)` on the result from the lifespan, once the state exists. Run changes
-    travel over per-token buses (see `subscriptions.py`), not over the server's shared one.
+    travel over per-token buses (see `subscriptions.py`), not over the server's shared one. `stateless`
+    (HTTP with no sessions): handshake-era subscriptions are refused and not advertised — nothing could
+    deliver their notifications.
     """
     surface = ResourceSurface()
     _add_templates(server)
-    _add_protocol_handlers(server, surface)
-    server.middleware.append(ResourceMiddleware(surface.notifiers))
+    _add_protocol_handlers(server, surface, stateless=stateless)
+    server.middleware.append(ResourceMiddleware(surface.notifiers, stateless=stateless))
     return surface
 
 
@@ -135,7 +142,7 @@ def _add_templates(server: MCPServer[Any]) -> None:
         return transcript(snap, token, await judge(state, token, snap))
 
 
-def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> None:
+def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface, *, stateless: bool) -> None:
     """resources/list with the caller's token, and subscriptions in both eras, on the lowlevel server.
 
     MCPServer's `list_resources()` sees no request (so no per-request token over HTTP), and it has no
@@ -158,6 +165,8 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
         return ListResourcesResult(resources=resources)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
+        if stateless:
+            raise MCPError(INVALID_REQUEST, STATELESS_SUBSCRIBE)
         await surface.notifier_for(ctx).subscribe(ctx, str(params.uri))
         return EmptyResult()
 

@@ -33,6 +33,7 @@ from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
+from mogplex_mcp.server.transport.protocol_checks import ProtocolChecks
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 
 logger = logging.getLogger("mogplex_mcp.http")
@@ -128,7 +129,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         idle_seconds=options.session_idle_minutes * 60,
     )
     served = http_settings(settings, options)
-    server = create_server(served, **server_kwargs)
+    server = create_server(served, stateless=options.stateless, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse(
@@ -152,6 +153,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         stateful=not options.stateless,
     )
     sessions = SessionRegistry(limits)
+    app.add_middleware(ProtocolChecks, path=MCP_PATH, stateless=options.stateless)  # inside the gateway
     app.add_middleware(Gateway, policy=policy, sessions=sessions)
     app.state.sessions = sessions
     app.state.session_manager = server.session_manager
