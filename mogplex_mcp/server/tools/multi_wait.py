@@ -24,6 +24,8 @@ from mogplex_mcp.server.snapshots import RunSnapshot
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.tools.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
 
+FIRST_READ_SECONDS = 3.0
+
 
 class _Progress:
     """Progress notifications across the set: each status change and each (compacted) new event."""
@@ -84,6 +86,11 @@ async def wait_for_runs(
                 if done := condition_met(mode, followers):
                     break
                 await wait_any_changed(followers, versions)
+        # A run not read yet when the condition was met (a wait that returns at once) gets a moment to be
+        # read, so it is reported as what it is (running, or an id that cannot be read), not as "not read yet".
+        with anyio.move_on_after(min(FIRST_READ_SECONDS, max(0.0, wait_seconds - (time.monotonic() - started)))):
+            for follower in followers:
+                await follower.ready.wait()
         waited = round(time.monotonic() - started, 1)
         runs = [await _waited(state, token, follower, seen) for follower, seen in zip(followers, known, strict=True)]
     return _result(mode, done, waited, runs, token)
