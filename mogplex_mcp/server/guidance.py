@@ -21,8 +21,9 @@ Workflow:
 
 Several tasks at once: start each, then wait_for_runs (up to 20 runIds, mode any) returns when the first
 finishes or needs input; report it and wait again on the rest. list_runs shows the runs seen through this
-server; continue_run sends a follow-up on a finished run's branch. A run in awaiting_input needs the user's
-answer in Mogplex itself: tell them, do not keep waiting.
+server; continue_run sends a follow-up on a finished run's branch (it updates that run's pull request). A run
+in awaiting_input needs the user's answer in Mogplex itself: tell them what it asks (pendingQuestion) and
+where to answer (mogplexUrl); do not keep waiting.
 
 Run details and logs are also resources: mogplex://runs/{runId}, mogplex://runs/{runId}/events and a
 readable transcript at mogplex://runs/{runId}/log.

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
+
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.outcome_recorder import outcome_facts
 from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
 from mogplex_mcp.server.results import RunView, mogplex_app_url
 from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState
 
 RECORDED_MAX = 2_000
+RETRY_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,15 @@ async def record_outcome(state: AppState, token: str, outcome: RunOutcome) -> No
     key = (token_fingerprint(token), outcome.run_id)
     if state.recorded.get(key) == facts:
         return
-    await state.remember_facts(token, outcome.run_id, facts)
+    try:
+        written = await state.remember_facts(token, outcome.run_id, facts)
+        if not written:  # the journal was busy: once more after a moment, else the next sighting writes it
+            await anyio.sleep(RETRY_SECONDS)
+            written = await state.remember_facts(token, outcome.run_id, facts)
+    except StoreUnavailableError:  # bookkeeping: the answer itself stands; the next sighting records it
+        return
+    if not written:
+        return
     if len(state.recorded) >= RECORDED_MAX:
         state.recorded.clear()
     state.recorded[key] = facts

@@ -148,9 +148,13 @@ class AppState:
         if known is not None and known.facts.root_directory:
             self.notes.note_root_directory(key[0], run.run_id, known.facts.root_directory)
 
-    async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> None:
-        """Record more of what is known of a run (e.g. the conversation ids this server sent for it)."""
-        await self.known_runs.remember_run(token_fingerprint(token), run_id, facts=facts)
+    async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> bool:
+        """Record more of what is known of a run (e.g. the conversation ids this server sent for it).
+
+        False when the write was skipped (the journal was busy or failing): the caller may try again.
+        """
+        written = await self.known_runs.remember_run(token_fingerprint(token), run_id, facts=facts)
+        return written is not None
 
     def client(self, token: str | None) -> MogplexClient:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http, gate=self.pool.gate)

@@ -187,7 +187,7 @@ async def _pull_request_of(state: AppState, token: str, previous: RunDetail) -> 
 def _listed_result(page: RunPage, status: str) -> ListRunsResult:
     which = "" if status == "all" else f" {status}"
     runs = page.runs
-    if not runs and not page.unconfirmed:
+    if not runs and not page.unconfirmed and not page.unchecked:
         summary = f"No{which} runs seen through this server with this token yet."
         steps = ["Start one with start_run; runs started elsewhere appear once get_run has looked at them."]
     else:
@@ -207,6 +207,11 @@ def _listed_result(page: RunPage, status: str) -> ListRunsResult:
             "checked now (rate budget spent): they are under unconfirmed, not counted here."
         )
         steps.append("get_run on an unconfirmed run gives its status now; list_runs again later refreshes them.")
+    if page.unchecked:
+        summary += (
+            f" {page.unchecked} run(s) last seen active could not be checked now (rate budget spent) and may have "
+            "finished since: list_runs again later, or get_run one."
+        )
     if page.moved:
         summary += f" {page.moved} run(s) stored as{which} turned out to be no longer{which} and were left out."
     if page.cut_for_size:

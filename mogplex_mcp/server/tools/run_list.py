@@ -14,7 +14,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import get_args
+from typing import Literal, get_args
 
 import anyio
 
@@ -65,6 +65,7 @@ class RunPage:
     # how many rows the filter's stored status matched but a fresh look showed no longer do.
     unconfirmed: list[ListedRun] = dataclasses.field(default_factory=list)
     moved: int = 0
+    unchecked: int = 0  # "finished": rows last seen active that could not be refreshed (may have finished)
 
 
 def encode_cursor(known: KnownRun) -> str:
@@ -84,47 +85,58 @@ async def list_page(state: AppState, token: str, query: RunsQuery) -> RunPage:
     """The page `query` names, freshest statuses first-hand where the budget allows.
 
     Under a status filter the stored status only picks candidates: a row is filed under the filter when
-    its status is confirmed (followed, finished, or refreshed for this call) and matches; a row that
-    could not be refreshed goes under `unconfirmed` with its age, never under the filter's answer.
+    its status is confirmed (followed, finished, or refreshed for this call) and matches. Under "active", a
+    row that could not be refreshed goes under `unconfirmed` with its age, never under the filter's answer;
+    under "finished", rows last seen active are candidates too (they may have finished since): those that
+    could not be refreshed are counted as unchecked.
     """
     fingerprint = token_fingerprint(token)
-    wider = RunsQuery(query.limit + 1, query.before, query.repo_id, query.terminal)
-    rows = await state.known_runs.runs_page(fingerprint, wider)
+    stored = None if query.terminal else query.terminal  # "finished" also looks at rows last seen active
+    rows = await state.known_runs.runs_page(
+        fingerprint, RunsQuery(query.limit + 1, query.before, query.repo_id, stored)
+    )
     page, more = rows[: query.limit], len(rows) > query.limit
     seen = [_from_follower_or_journal(state, token, known) for known in page]
     stale = [item for item in seen if item.source == "remembered"]
     refreshed = await _refresh(state, token, stale[: state.settings.list_refresh_max])
     link = mogplex_app_url(state.settings.base_url)
-    runs: list[ListedRun] = []
-    unconfirmed: list[ListedRun] = []
-    moved = used = consumed = 0
+    filed: dict[_Filing, list[ListedRun]] = {"runs": [], "unconfirmed": [], "moved": [], "unchecked": [], "other": []}
+    used = consumed = 0
     for item in seen:
         listed = _listed(item, token, link)
         size = len(listed.model_dump_json(by_alias=True)) + 2
         if used + size > LIST_BUDGET:  # cut to keep the result small; the cursor resumes after the last row
             break
         consumed += 1
-        if query.terminal is None:
-            runs.append(listed)
-        elif item.source == "remembered":
-            unconfirmed.append(listed)
-        elif listed.terminal == query.terminal:
-            runs.append(listed)
-        else:
-            moved += 1
-            continue
-        used += size
+        where = _filing(item, listed, query.terminal)
+        filed[where].append(listed)
+        used += size if where in ("runs", "unconfirmed") else 0
     cut = consumed < len(seen)
     last = page[consumed - 1] if consumed else None
     return RunPage(
-        runs=runs,
+        runs=filed["runs"],
         next_cursor=encode_cursor(last) if last is not None and (more or cut) else None,
         refreshed=refreshed,
         not_refreshed=len(stale) - refreshed,
         cut_for_size=cut,
-        unconfirmed=unconfirmed,
-        moved=moved,
+        unconfirmed=filed["unconfirmed"],
+        moved=len(filed["moved"]),
+        unchecked=len(filed["unchecked"]),
     )
+
+
+_Filing = Literal["runs", "unconfirmed", "moved", "unchecked", "other"]
+
+
+def _filing(item: _Seen, listed: ListedRun, terminal: bool | None) -> _Filing:
+    """Where a row goes under the filter (`terminal`: True finished, False active, None all)."""
+    if terminal is None:
+        return "runs"
+    if item.source == "remembered":  # its status now is not known
+        return "unconfirmed" if terminal is False else "unchecked"
+    if listed.terminal == terminal:
+        return "runs"
+    return "moved" if terminal is False else "other"  # stored as active, finished since / still active
 
 
 def _from_follower_or_journal(state: AppState, token: str, known: KnownRun) -> _Seen:

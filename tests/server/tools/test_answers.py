@@ -120,7 +120,10 @@ async def test_a_filtered_row_that_cannot_be_refreshed_is_unconfirmed_with_its_a
         clock.advance(LATER)
         before = emu.emulator.request_count()
         active = await s.ok("list_runs", status="active")
+        finished = await s.ok("list_runs", status="finished")
         assert emu.emulator.request_count() == before, "no budget: nothing is read upstream"
+    assert finished["runs"] == [] and "No finished runs" not in finished["summary"], finished["summary"]
+    assert "2 run(s) last seen active could not be checked" in finished["summary"], finished["summary"]
     assert active["runs"] == [] and active["count"] == 0, "unconfirmed rows are not filed under 'active'"
     assert {run["runId"] for run in active["unconfirmed"]} == {done, endless}
     assert all(
