@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mogplex_mcp import __version__
+from mogplex_mcp.cli_oauth import configure_oauth, oauth_options
 from mogplex_mcp.config import ConfigError, Settings
 
 COMMANDS = ("serve", "emulator", "demo", "doctor")
@@ -107,6 +108,9 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         help="browser Origin to accept, e.g. https://app.example.com (repeatable)",
     )
     configure_gateway_limits(serve.add_argument_group("shared-server limits (--transport http; docs/http.md)"))
+    configure_oauth(
+        serve.add_argument_group("OAuth sign-in for remote connectors (--transport http; docs/oauth.md)"), _positive
+    )
 
 
 def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
@@ -251,6 +255,7 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         header_timeout_seconds=args.header_timeout,
         body_timeout_seconds=args.body_timeout,
+        oauth=oauth_options(args),
     )
     if settings.token and not local_only(options):
         logger.warning(

@@ -102,6 +102,8 @@ class UpstreamGate:
         self._streams = anyio.Semaphore(self.limits.streams, max_value=self.limits.streams)
         self._verified: OrderedDict[str, None] = OrderedDict()
         self._rejected: OrderedDict[str, float] = OrderedDict()  # fingerprint -> when upstream said 401
+        # Told each fingerprint upstream answered 401 for (the OAuth front door drops that PAT's grants).
+        self.on_rejected: list[Callable[[str], None]] = []
         self.requests_in_flight = 0
         self.streams_open = 0
 
@@ -129,6 +131,8 @@ class UpstreamGate:
         """Upstream said 401 for this token: refuse it locally for a while."""
         fingerprint = token_fingerprint(token)
         self._verified.pop(fingerprint, None)
+        for listener in self.on_rejected:
+            listener(fingerprint)
         if self.limits.rejected_seconds <= 0:
             return
         self._rejected[fingerprint] = self._clock()

@@ -9,6 +9,8 @@ When the file cannot be written (disk full, locked by another process, read-only
 an in-process table after checking the file for an earlier claim; when the file cannot even be read, and
 this process has no claim of its own, `claim_key` raises `JournalUnavailableError` rather than hand out a
 fresh key that could start a second run. Bookkeeping (`remember_run`) never waits behind a stuck writer.
+A list that cannot be read raises `RunsUnreadable` (never an empty list); a damaged file is replaced by
+`journal_file` (see `journal_heal`).
 
 Only fingerprints are stored: of the token (SHA-256), and of each start request (an HMAC keyed by the
 token, so a guessable prompt cannot be confirmed from the file). Titles arrive redacted.

@@ -5,7 +5,8 @@ which `state.token_from_request` forwards upstream and never stores. Falling bac
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
 names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
 without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
-`connections.py` (header deadline, connection cap).
+`connections.py` (header deadline, connection cap). With `HttpOptions.oauth` (`--public-url`) the OAuth
+front door (`oauth/`) adds its routes and lets the gateway resolve access tokens to their PAT.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
+from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.protocol_checks import ProtocolChecks
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 
@@ -63,6 +65,8 @@ class HttpOptions:
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
+    # The OAuth front door (`--public-url`, docs/oauth.md); None: off, bearers only.
+    oauth: OAuthOptions | None = None
 
     @property
     def loopback(self) -> bool:
@@ -129,6 +133,12 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         idle_seconds=options.session_idle_minutes * 60,
     )
     served = http_settings(settings, options)
+    front_door = None
+    if options.oauth is not None:
+        from mogplex_mcp.server.transport.oauth import build_front_door, with_front_door
+
+        front_door = build_front_door(settings, options.oauth)
+        served, server_kwargs = with_front_door(front_door, served, server_kwargs)
     server = create_server(served, stateless=options.stateless, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
@@ -146,6 +156,8 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         max_sessions=limits.total + limits.per_token,
     )
     app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    if front_door is not None:
+        front_door.install(app, server)
     policy = GatewayPolicy(
         path=MCP_PATH,
         require_bearer=not served.http_token_fallback,
@@ -154,7 +166,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
     )
     sessions = SessionRegistry(limits)
     app.add_middleware(ProtocolChecks, path=MCP_PATH, stateless=options.stateless)  # inside the gateway
-    app.add_middleware(Gateway, policy=policy, sessions=sessions)
+    app.add_middleware(Gateway, policy=policy, sessions=sessions, front_door=front_door)
     app.state.sessions = sessions
     app.state.session_manager = server.session_manager
     return app
