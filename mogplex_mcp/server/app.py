@@ -13,7 +13,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
@@ -28,6 +28,7 @@ from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.errors import validation_error, with_tool_name
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources.run_resources import register_resources
+from mogplex_mcp.server.results import result_text
 from mogplex_mcp.server.state import AppState, HttpPool, follower_client_factory
 from mogplex_mcp.server.tools.arguments import lean_schema, unknown_arguments_error
 from mogplex_mcp.server.tools.event_tools import register_event_tools
@@ -61,13 +62,14 @@ class MogplexServer(MCPServer[AppState]):
         if unknown := unknown_arguments_error(name, arguments, tool.parameters):
             raise with_tool_name(name, str(unknown))
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
             raise  # a crash: the SDK's generic text, nothing of the exception reaches the model
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 raise with_tool_name(name, str(validation_error(name, exc.__cause__))) from None
             raise with_tool_name(name, str(exc)) from None
+        return _short_text(result)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
@@ -176,6 +178,13 @@ def create_server(
             server.remove_tool(name)
     viewer.install(server)
     return server
+
+
+def _short_text(result: Any) -> Any:
+    """A successful result's text is the summary, the steps and compact details (see `result_text`)."""
+    if isinstance(result, CallToolResult) and result.structured_content and not result.is_error:
+        return result.model_copy(update={"content": [TextContent(text=result_text(result.structured_content))]})
+    return result
 
 
 _UNPAGED = ("tools/list", "prompts/list", "resources/templates/list")

@@ -234,6 +234,26 @@ class WaitForRunResult(ToolResult):
     untrusted_content: str = UNTRUSTED_NOTE
 
 
+_NOT_REPEATED = ("summary", "nextSteps", "untrustedContent")
+
+
+def result_text(structured: dict[str, Any]) -> str:
+    """The text block of a result: the summary and next steps as sentences, then every other field as compact
+    JSON, so a host that passes only the text still gives the model the whole answer — without repeating
+    structuredContent pretty-printed (hosts that read structuredContent get the same fields there)."""
+    lines = [str(structured.get("summary", ""))]
+    steps = structured.get("nextSteps") or []
+    if steps:
+        lines.append("Next steps:")
+        lines += [f"- {step}" for step in steps]
+    if note := structured.get("untrustedContent"):
+        lines.append(f"Note: {note}")
+    rest = {key: value for key, value in structured.items() if key not in _NOT_REPEATED}
+    if rest:
+        lines.append("Details: " + json.dumps(rest, ensure_ascii=False, separators=(",", ":"), default=str))
+    return "\n".join(lines)
+
+
 def fit_to_budget(views: list[ViewT], budget: int = RESULT_CHAR_BUDGET - 2_000) -> list[ViewT]:
     """The longest prefix of `views` whose JSON stays inside `budget` characters (events, repos, …)."""
     kept: list[ViewT] = []

@@ -168,8 +168,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         }
         # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
         given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
-        named = not is_uuid(repoId.strip())  # "web", "acme/web": a name, checked once the rest is valid
-        fields = {"repoId": _ANY_ID if named else repoId, "prompt": prompt, **given}
+        fields = {"repoId": repoId, "prompt": prompt, **given}
+        if repoId.strip() and not is_uuid(repoId.strip()):  # "web", "acme/web": names, refused alike
+            raise _repo_name_error(repoId)
         try:
             request = StartRunRequest.model_validate(fields)
         except ValidationError as exc:
@@ -178,8 +179,6 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
         state = app_state(ctx)
         token = require_token(ctx, state)
-        if named:
-            request = request.model_copy(update={"repo_id": await _repo_id_for(state, token, repoId.strip())})
         result = await _start(state, token, request, idempotencyKey)
         if request.conversation_id or request.workspace_session_id:  # what continue_run may carry over
             sent = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
@@ -236,33 +235,15 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         )
 
 
-_ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
-
-
-async def _repo_id_for(state: AppState, token: str, given: str) -> str:
-    """`given` when list_repos shows a repository with that very id; else the refusal naming the matches.
-
-    Every repository name is refused alike ("web" and "acme/web"), with the id it matches, so the model
-    passes the id on its next call; no run is started from a guess.
-    """
-    shown = clean_text(given, token)[:100]
-    short = given.rsplit("/", 1)[-1]
-    async with (
-        upstream("look up the repository", token, state.budget, argument="repoId") as deadline,
-        state.client(token) as api,
-    ):
-        repos = await api.list_repos(query=short or given, limit=REPOS_LIMIT_MAX, deadline=deadline)
-    if any(repo.id == given for repo in repos):
-        return given
-    lowered = given.lower()
-    matches = [r for r in repos if r.full_name.lower() == lowered or r.full_name.lower().endswith("/" + lowered)]
-    if len(matches) == 1:
-        hint = f"It matches {matches[0].full_name}: pass repoId {matches[0].id}."
-    elif matches:
-        hint = "It matches " + ", ".join(f"{r.full_name} (repoId {r.id})" for r in matches[:5]) + ": pick one."
-    else:
-        hint = "No connected repository has that name: call list_repos (query with part of the name)."
-    raise ToolError(f"invalid arguments: repoId {shown!r} is a repository name, not its id. {hint} No run was started.")
+def _repo_name_error(given: str) -> ToolError:
+    """Every repository name is refused alike ("web" and "acme/web"), before anything is sent: the API takes
+    only the repository's id (a UUID, from list_repos), and a guess could start a run on the wrong one."""
+    shown = clean_text(given)[:100]
+    short = clean_text(given.strip().rsplit("/", 1)[-1])[:100] or shown
+    return ToolError(
+        f"invalid arguments: repoId {shown!r} is not a repository id (ids are UUIDs). If it is a repository name, "
+        f"call list_repos with query {short!r} and pass the id it shows as repoId. Nothing was sent to Mogplex."
+    )
 
 
 def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> str:

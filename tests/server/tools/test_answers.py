@@ -19,7 +19,7 @@ from mcp_types import TextResourceContents
 
 from mogplex_mcp.emulator import EmulatorConfig, ManualClock, running_emulator
 from mogplex_mcp.runs.fingerprints import token_fingerprint
-from tests.server.harness import MODES, Mode, Session, session
+from tests.server.harness import MODES, Mode, Session, session, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -219,15 +219,15 @@ async def test_mode_is_what_the_api_documents_and_anything_else_is_refused_befor
 
 
 @pytest.mark.parametrize("name", ["web", "acme/web", "ACME/Web"])
-async def test_a_repository_name_is_refused_alike_with_the_id_it_matches(tmp_path: Path, name: str) -> None:
+async def test_a_repository_name_is_refused_alike_pointing_at_the_lookup(tmp_path: Path, name: str) -> None:
     async with session(tmp_path, "auto") as s:
-        web = next(repo for repo in (await s.ok("list_repos"))["repos"] if repo["fullName"] == "acme/web")
-        starts = s.emulator.emulator.request_count("POST")
+        before = s.emulator.emulator.request_count()
         refused = await s.error("start_run", repoId=name, prompt="Fix it")
-        assert s.emulator.emulator.request_count("POST") == starts, "no run was started from a name"
-        assert "is a repository name" in refused and f"repoId {web['id']}" in refused, refused
-        unknown = await s.error("start_run", repoId="no-such-repo", prompt="Fix it")
-        assert "list_repos" in unknown and s.emulator.emulator.request_count("POST") == starts
+        assert s.emulator.emulator.request_count() == before, "nothing was sent for a name"
+        assert "not a repository id" in refused and "call list_repos with query" in refused, refused
+        assert repr(name.rsplit("/", 1)[-1]) in refused and "Nothing was sent to Mogplex" in refused
+        web = next(repo for repo in (await s.ok("list_repos", query=name.rsplit("/", 1)[-1]))["repos"])
+        assert web["fullName"] == "acme/web", "the lookup the error names finds the repository"
 
 
 async def test_smaller_answers_say_what_happened(tmp_path: Path) -> None:
@@ -274,3 +274,25 @@ async def test_resource_titles_carry_the_status_with_how_fresh_it_is(tmp_path: P
     assert "pending as of" in stale and "ago" in stale, f"a remembered status must say how old it is: {stale}"
     assert after[f"run-{done}"].endswith("(success)"), after[f"run-{done}"]
     assert bad_cursor.value.error.code == -32602 and "cursor" in bad_cursor.value.error.message
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_text_block_is_the_whole_answer_without_the_pretty_printed_duplicate(
+    tmp_path: Path, mode: Mode
+) -> None:
+    async with on_a_manual_clock(tmp_path, mode) as (s, clock):
+        run_id = (await s.start("Ship it [scenario:success]", createBranch=True))["run"]["runId"]
+        clock.advance(LATER)
+        result = await s.call("wait_for_run", runId=run_id, timeoutSeconds=5)
+    structured = result.structured_content
+    assert structured is not None and not result.is_error
+    text = text_of(result)
+    lines = text.splitlines()
+    assert lines[0] == structured["summary"] and "Next steps:" in lines
+    assert all(f"- {step}" in lines for step in structured["nextSteps"])
+    assert f"Note: {structured['untrustedContent']}" in lines, "text-only hosts keep the untrusted-text warning"
+    details = json.loads(next(line for line in lines if line.startswith("Details: "))[len("Details: ") :])
+    rest = {k: v for k, v in structured.items() if k not in ("summary", "nextSteps", "untrustedContent")}
+    assert details == rest, "a host that passes only the text still gets every field"
+    assert structured["run"]["pullRequestUrl"] in text
+    assert len(text) < 0.85 * len(json.dumps(structured, indent=2)), "no pretty-printed duplicate"
