@@ -168,15 +168,16 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         }
         # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
         given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
-        fields = {"repoId": repoId, "prompt": prompt, **given}
-        if repoId.strip() and not is_uuid(repoId.strip()):  # "web", "acme/web": names, refused alike
-            raise _repo_name_error(repoId)
-        try:
+        named = bool(repoId.strip()) and not is_uuid(repoId.strip())  # "web", "acme/web": names
+        fields = {"repoId": _ANY_ID if named else repoId, "prompt": prompt, **given}
+        try:  # every other argument's problem first, then the name's: one error names them all in turn
             request = StartRunRequest.model_validate(fields)
         except ValidationError as exc:
             raise validation_error("start_run", exc) from None
         if idempotencyKey is not None and (problem := idempotency_key_problem(idempotencyKey)):
             raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
+        if named:
+            raise _repo_name_error(repoId)
         state = app_state(ctx)
         token = require_token(ctx, state)
         result = await _start(state, token, request, idempotencyKey)
@@ -233,6 +234,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             outcome=result.outcome,
             run=judged.view,
         )
+
+
+_ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
 
 
 def _repo_name_error(given: str) -> ToolError:
