@@ -22,6 +22,7 @@ import anyio
 
 from mogplex_mcp.api.errors import AuthenticationError, MogplexError
 from mogplex_mcp.config import TOKEN_ENV, Settings
+from mogplex_mcp.telemetry import hooks
 
 # Fingerprints remembered at most, per table; the least recently used idle entries go first.
 MAX_TRACKED_TOKENS = 10_000
@@ -120,6 +121,7 @@ class UpstreamGate:
             del self._rejected[fingerprint]
             return
         wait = math.ceil(self.limits.rejected_seconds - age)
+        hooks.recorder().upstream_token_refused()
         raise AuthenticationError(
             f"{what}: Mogplex rejected this token (HTTP 401) {math.floor(age)} s ago; it is not sent again for "
             f"{wait} s. Check {TOKEN_ENV} or the Authorization bearer. Nothing was sent.",

@@ -94,6 +94,11 @@ class FollowerHub:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def hand_over(self) -> None:
+        """The process is draining: with Redis, release this replica's follow leases now (shared_follow.py)."""
+        if self._coordinator is not None:
+            self._coordinator.hand_over()
+
     def get(self, token: str, run_id: str) -> RunFollower | None:
         return self._followers.get((token_fingerprint(token), run_id))
 
@@ -109,6 +114,16 @@ class FollowerHub:
     @property
     def follower_count(self) -> int:
         return len(self._followers)
+
+    @property
+    def pacers(self) -> list[RequestPacer]:
+        """Every token's budget this hub has made (for aggregate metrics; keyed by nothing)."""
+        return list(self._pacers.values())
+
+    @property
+    def leases_held(self) -> int:
+        """Runs this replica leads for all replicas (follow leases it holds); 0 without a shared store."""
+        return int(getattr(self._coordinator, "leading_count", 0))
 
     def stream_unsupported(self, base_url: str) -> bool:
         """Whether the upstream at `base_url` answered 404 to the event stream (followers poll there)."""

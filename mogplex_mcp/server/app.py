@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,8 +23,10 @@ from mogplex_mcp.runs.backends import open_backends
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer
+from mogplex_mcp.server.call_log import ToolCallObserver
 from mogplex_mcp.server.errors import validation_error, with_tool_name
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources.run_resources import register_resources
@@ -108,14 +110,17 @@ def create_server(
     journal: StartJournal | None = None,
     follow: FollowSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
+    readiness: Readiness | None = None,
     stateless: bool = False,
 ) -> MogplexServer:
     """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state;
-    `stateless`: served over HTTP without sessions (advertise only what that mode delivers)."""
+    `readiness` is what /readyz asks (the lifespan adds its checks: the journal, Redis); `stateless`: served
+    over HTTP without sessions (advertise only what that mode delivers)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_journal = journal is None
+        ready = readiness or Readiness()
         the_journal = journal or StartJournal.in_state_dir(
             settings.state_dir,
             window_seconds=settings.dedupe_window_seconds,
@@ -145,14 +150,20 @@ def create_server(
                     hub=hub,
                     claims=backends.claims,
                     known=backends.known,
+                    readiness=ready,
                 )
+                watch_health(ready, the_journal, backends.store_problem)
+                ready.on_drain(hub.hand_over)
+                ready.on_exit(the_journal.close)  # a forced exit still writes through claims held in memory
                 hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
                 resources.attach(state, tg)
                 if on_state is not None:
                     on_state(state)
+                ready.started = True
                 yield state
                 tg.cancel_scope.cancel()
         finally:
+            ready.started = False
             await pool.aclose()
             if own_journal:
                 the_journal.close()
@@ -166,6 +177,8 @@ def create_server(
         lifespan=lifespan,
         log_level="WARNING",
         extensions=[viewer.extension(settings)],
+        # Metrics and one log line per tool call (inside the SDK's own OpenTelemetry span).
+        middleware=[ToolCallObserver(lambda name: server._tool_manager.get_tool(name) is not None)],
     )
     register_run_tools(server)
     register_event_tools(server)
@@ -195,6 +208,19 @@ async def refuse_foreign_cursors(ctx: ServerRequestContext[Any, Any], call_next:
     if ctx.method in _UNPAGED and isinstance(ctx.params, Mapping) and ctx.params.get("cursor") is not None:
         raise MCPError(INVALID_PARAMS, f"Invalid cursor: {ctx.method} is one page; call it without a cursor.")
     return await call_next(ctx)
+
+
+def watch_health(
+    readiness: Readiness, journal: StartJournal, store_problem: Callable[[], Awaitable[str | None]] | None
+) -> None:
+    """The lifespan's readiness checks: the start journal takes a write; the configured Redis answers."""
+
+    async def journal_problem() -> str | None:
+        return await anyio.to_thread.run_sync(journal.problem)
+
+    readiness.add_check("journal", journal_problem)
+    if store_problem is not None:
+        readiness.add_check("redis", store_problem)
 
 
 async def tool_names(server: MCPServer[Any]) -> list[str]:

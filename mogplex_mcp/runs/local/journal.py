@@ -43,6 +43,7 @@ from mogplex_mcp.runs.local.journal_file import (
 from mogplex_mcp.runs.local.known_runs import KnownRun as KnownRun
 from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
 from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.telemetry import hooks
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 
@@ -148,6 +149,20 @@ class StartJournal:
     def claims_in_memory(self) -> int:
         """Claims this process holds because the file could not take them (or could not be trusted)."""
         return len(self._claims)
+
+    def problem(self) -> str | None:
+        """Why the file cannot take a write right now (None: it can, or the journal runs from memory).
+
+        For readiness probes: an empty write transaction, waiting briefly for a lock, never while this process
+        is writing (that write is the answer), and tried even while claims' writes are held off after a failure.
+        """
+        try:
+            self._file.write(lambda db: None, BOOKKEEPING_WAIT_SECONDS, blocking=False, force=True)
+        except JournalStorageError as failure:
+            if failure.reason.startswith("the journal is busy"):
+                return None
+            return f"the start journal cannot be written: {failure.reason}"
+        return None
 
     def claim_key(self, fingerprint: str, request_hash: str, new_key: Callable[[], str] = _new_uuid_key) -> KeyClaim:
         """Reuse the key of an identical start within the window, else record and return a fresh one.
@@ -391,6 +406,8 @@ class StartJournal:
 
     def _note_failure(self, what: str, failure: JournalStorageError, meanwhile: str) -> None:
         """Warn once when the file starts failing, saying what happens meanwhile; then quietly, until it works."""
+        if meanwhile is not _REFUSING:  # every fallback is counted (docs/operations.md); a refusal is no fallback
+            hooks.recorder().journal_fallback(what)
         # A damaged file has said so itself, with what happens meanwhile: one warning, not two.
         level = logging.DEBUG if self._failing or isinstance(failure, JournalDamaged) else logging.WARNING
         self._failing = True

@@ -41,6 +41,7 @@ from mogplex_mcp.server.transport.oauth.clients import MetadataDocuments, Regist
 from mogplex_mcp.server.transport.oauth.keys import Keys
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.oauth.scopes import ALL_SCOPES
+from mogplex_mcp.telemetry import hooks
 
 logger = logging.getLogger("mogplex_mcp.oauth")
 
@@ -218,6 +219,20 @@ class FrontDoorProvider:
         )  # fmt: skip
 
     async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: GrantRefreshToken, scopes: list[str]
+    ) -> OAuthToken:
+        try:
+            token = await self._refresh(client, refresh_token, scopes)
+        except TokenError:
+            hooks.recorder().oauth_refresh("invalid")  # docs/operations.md
+            raise
+        except Exception:  # the grant store failing, say: counted, then raised unchanged
+            hooks.recorder().oauth_refresh("failed")
+            raise
+        hooks.recorder().oauth_refresh("ok")
+        return token
+
+    async def _refresh(
         self, client: OAuthClientInformationFull, refresh_token: GrantRefreshToken, scopes: list[str]
     ) -> OAuthToken:
         spent = await self.store.spend_refresh(secret_hash(refresh_token.token))

@@ -30,6 +30,7 @@ from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.server.transport.oauth.limits import RateLimiter
 from mogplex_mcp.server.transport.oauth.provider import FrontDoorProvider, SignInRequest
 from mogplex_mcp.server.transport.oauth.scopes import READ, WRITE
+from mogplex_mcp.telemetry import hooks
 
 CSRF_COOKIE = "mogplex_sign_in"
 MAX_FORM_BYTES = 16 * 1024
@@ -100,8 +101,11 @@ class SignInPage:
                 403,
             )
         if form.get("action") == "deny":
+            hooks.recorder().oauth_sign_in("denied")
             return _back_to_client(found, error="access_denied")
-        return await self._sign_in(found, sealed, cookie, form)
+        response = await self._sign_in(found, sealed, cookie, form)
+        hooks.recorder().oauth_sign_in(_outcome(response))  # docs/operations.md
+        return response
 
     async def _sign_in(self, found: SignInRequest, sealed: str, cookie: str, form: dict[str, str]) -> Response:
         pat = form.get("pat", "").strip()
@@ -213,6 +217,13 @@ def _back_to_client(found: SignInRequest, **params: str) -> Response:
     return RedirectResponse(
         target, status_code=303, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
     )
+
+
+def _outcome(response: Response) -> str:
+    """A finished sign-in for the metrics: back to the client with a code, a PAT refused, or the server failed."""
+    if 300 <= response.status_code < 400:
+        return "ok"
+    return "invalid" if response.status_code == 400 else "failed"
 
 
 def _csrf_message(cookie: str, sealed: str) -> bytes:
