@@ -60,7 +60,9 @@ class MogplexServer(MCPServer[AppState]):
         tool = self._tool_manager.get_tool(name)
         if tool is None:  # a protocol error, not a tool's answer: -32602, naming the tools there are
             known = ", ".join(t.name for t in self._tool_manager.list_tools())
-            raise MCPError(INVALID_PARAMS, f"Unknown tool {clean_text(name)[:80]!r}; tools: {known}.")
+            why = " (this server runs --read-only: it offers no tool that starts or cancels runs)"
+            hidden = why if name in WRITE_TOOLS else ""
+            raise MCPError(INVALID_PARAMS, f"Unknown tool {clean_text(name)[:80]!r}{hidden}; tools: {known}.")
         if unknown := unknown_arguments_error(name, arguments, tool.parameters):
             raise with_tool_name(name, str(unknown))
         try:
