@@ -101,7 +101,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
     ) -> WaitForRunResult:
         """Wait until the run finishes or the timeout passes, whichever is first (sends a progress
         notification for each new event). If it is still running, call it again with afterEventId =
-        nextCursor: chained waits show every event once."""
+        nextCursor: chained waits show every event once (eventsFrom says where newEvents start)."""
         state = app_state(ctx)
         token = require_token(ctx, state)
         _check_run_id(runId)

@@ -43,8 +43,9 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         cursor: Annotated[str | None, Field(description="nextCursor of the previous page.", max_length=200)] = None,
     ) -> ListRunsResult:
         """Runs this server started or looked at with your token, newest first (Mogplex itself has no run
-        list): status, title, outcome. Active runs are refreshed within the rate budget; statusSource says how
-        fresh each is."""
+        list): status, title, outcome (delivered). Active runs are refreshed within the rate budget;
+        statusSource says how fresh each is. With a status filter, runs whose status could not be confirmed
+        now are listed under unconfirmed, never under the filter."""
         state = app_state(ctx)
         token = require_token(ctx, state)
         try:
@@ -88,8 +89,9 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         prompt: Annotated[str, Field(description="The follow-up task.", min_length=1, max_length=PROMPT_MAX_CHARS)],
         harness: Annotated[Harness | None, Field(description="Default: the run's own.")] = None,
     ) -> ContinueRunResult:
-        """Follow up on a finished run: a new run on its repo, starting from its working branch, same directory
-        and harness. Safe to retry. Refuses while the run is still active."""
+        """Follow up on a finished run: a new run on its repo that commits onto its working branch (so it
+        updates that run's pull request), same directory and harness. Safe to retry. Refuses while the run is
+        still active."""
         state = app_state(ctx)
         token = require_token(ctx, state)
         _check_uuid(runId)
