@@ -136,15 +136,19 @@ async def test_list_runs_agrees_with_whatever_saw_a_run_finish(tmp_path: Path, m
             assert row["pullRequestUrl"] == answer["pullRequestUrl"] and row["delivered"] == answer["delivered"]
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_list_runs_on_another_replica_agrees_with_what_one_replica_saw(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, redis_server: RedisServer, mode: Mode
 ) -> None:
-    redis_url = await fresh_database(redis_server, 11)
+    redis_url = await fresh_database(redis_server, 11 if mode == "legacy" else 12)
     clock = ManualClock()
     async with running_emulator(EmulatorConfig(), clock=clock) as emu, AsyncExitStack() as stack:
         first, second = [
             await stack.enter_async_context(
-                Client(create_server(settings_for(emu, tmp_path / f"r{n}", redis_url=redis_url), follow=FAST_FOLLOW))
+                Client(
+                    create_server(settings_for(emu, tmp_path / f"r{n}", redis_url=redis_url), follow=FAST_FOLLOW),
+                    mode=mode,
+                )
             )
             for n in range(2)
         ]
