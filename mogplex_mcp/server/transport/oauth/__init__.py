@@ -48,6 +48,7 @@ from mogplex_mcp.api.pool import make_http_client
 from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.grant_store import GrantStore
+from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.oauth.clients import MetadataDocuments
 from mogplex_mcp.server.transport.oauth.keys import load_keys
@@ -116,7 +117,9 @@ class FrontDoor:
             if route.path == "/register":
                 route = Route(route.path, Limited(route.app, self.registrations), methods=["POST", "OPTIONS"])
             elif route.path == "/revoke":
-                route = Route(route.path, PublicClientRevocation(route.app), methods=["POST", "OPTIONS"])
+                route = Route(route.path, PublicClientRevocation(StoreBusy(route.app)), methods=["POST", "OPTIONS"])
+            elif route.path in ("/authorize", "/token"):
+                route = Route(route.path, StoreBusy(route.app), methods=sorted(route.methods or ()))
             routes.append(route)
         # The SDK's metadata does not say we read client ID metadata documents; ours does.
         metadata = build_metadata(issuer, None, registration, revocation)
@@ -205,6 +208,31 @@ class Limited:
             return
         body = {"error": "temporarily_unavailable", "error_description": "too many requests: retry in a minute"}
         await JSONResponse(body, status_code=429, headers={"Retry-After": "60"})(scope, receive, send)
+
+
+class StoreBusy:
+    """An SDK auth endpoint whose grant store failed for a moment (another process holds the SQLite file, Redis
+    is away) answers 503 with a JSON OAuth error and Retry-After, instead of a bare 500: the client retries."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except StoreUnavailableError as exc:
+            if started:
+                raise
+            logger.warning("an OAuth request could not reach the grant store: %s", exc)
+            body = {"error": "temporarily_unavailable", "error_description": "sign-in state is busy: retry shortly"}
+            await JSONResponse(body, status_code=503, headers={"Retry-After": "1"})(scope, receive, send)
 
 
 class PublicClientRevocation:
