@@ -75,7 +75,6 @@ __all__ = [
 
 logger = logging.getLogger("mogplex_mcp.oauth")
 
-PAT_CHECK_SECONDS = 10.0
 ROOT_RESOURCE_METADATA = "/.well-known/oauth-protected-resource"
 
 
@@ -169,10 +168,10 @@ class FrontDoor:
             self._http = make_http_client(self.settings)
         client = MogplexClient(
             base_url=self.settings.base_url, token=pat, http=self._http,
-            retry=RetryPolicy(max_retries=0, budget_seconds=PAT_CHECK_SECONDS),
+            retry=RetryPolicy(max_retries=0, budget_seconds=self.options.pat_check_seconds),
         )  # fmt: skip
         try:
-            await client.list_repos(limit=1, deadline=time.monotonic() + PAT_CHECK_SECONDS)
+            await client.list_repos(limit=1, deadline=time.monotonic() + self.options.pat_check_seconds)
         except AuthenticationError:
             return (
                 "Mogplex did not accept this token (401): check that you pasted all of it and that it has not "
