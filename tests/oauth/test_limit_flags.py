@@ -11,28 +11,17 @@ import anyio
 import httpx2
 import pytest
 
-from mogplex_mcp.cli import build_parser
-from mogplex_mcp.cli_oauth import oauth_options
 from mogplex_mcp.emulator import DEMO_TOKEN
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
-from tests.oauth.support import RawFlow, oauth_server
+from tests.oauth.support import NOT_LIMITS, RawFlow, oauth_server, options_from_cli
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
-_NOT_LIMITS = {"public_url", "allow_loopback_metadata", "metadata_ca_file"}  # settings, or for tests only
-
-
-def options_from_cli(*flags: str) -> dict[str, Any]:
-    """The `OAuthOptions` fields `serve --public-url … <flags>` sets (all of them), as `oauth_server` takes them."""
-    args = build_parser("serve").parse_args(["serve", "--public-url", "https://mcp.example.com", *flags])
-    options = oauth_options(args, env={})
-    assert options is not None
-    return {name: value for name, value in dataclasses.asdict(options).items() if name not in _NOT_LIMITS}
 
 
 def _limit_fields() -> list[dataclasses.Field[Any]]:
-    return [field for field in dataclasses.fields(OAuthOptions) if field.name not in _NOT_LIMITS]
+    return [field for field in dataclasses.fields(OAuthOptions) if field.name not in NOT_LIMITS]
 
 
 def test_every_limit_has_a_flag_defaulting_to_its_setting_and_a_line_in_the_docs() -> None:
@@ -55,7 +44,6 @@ def test_limit_flags_parse_and_refuse_what_is_not_a_positive_number() -> None:
     for flag, value in (("--oauth-pat-check-seconds", "0"), ("--oauth-metadata-fetches-in-flight", "1.5")):
         with pytest.raises(SystemExit):
             options_from_cli(flag, value)
-
 
 
 async def test_a_code_outlives_its_flagged_lifetime_by_nothing(tmp_path: Path) -> None:

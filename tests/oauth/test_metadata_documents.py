@@ -20,8 +20,8 @@ from tests.oauth.support import (
     oauth_client,
     oauth_provider,
     oauth_server,
+    options_from_cli,
 )
-from tests.oauth.test_limit_flags import options_from_cli
 from tests.viewer.support import launched_browser
 
 pytestmark = pytest.mark.anyio
