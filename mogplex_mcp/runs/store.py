@@ -4,23 +4,23 @@ Each protocol is small and async, with two backends: `runs/local/` (the embedded
 journal and in-memory pacer, one process) and `runs/redis/` (shared by every replica of an HTTP server).
 Both pass one behavioural test suite (`tests/runs/test_store.py`).
 
-Everything is keyed by a token *fingerprint* (`token_fingerprint`), never by the token itself.
-
-`KeyClaim` and `KnownRun` are defined next to the SQLite journal for now and re-exported here; they move
-into this module when the journal moves into `runs/local/`.
+Everything is keyed by a token *fingerprint* (`runs/fingerprints.py`), never by the token itself. The
+value types the protocols pass (`KeyClaim`, `KnownRun`, `RunFacts`, `RunsQuery`, `FeedUpdate`) are defined
+here, so a backend imports this module and nothing of another backend.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from mogplex_mcp.api.models import RunDetail, RunEvent
-from mogplex_mcp.runs.fingerprints import token_fingerprint
-from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun
-from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.views import Delivery
 
 __all__ = [
+    "DEFAULT_MAX_RUNS",
+    "DEFAULT_WINDOW_SECONDS",
     "FeedUpdate",
     "FollowFeed",
     "FollowLease",
@@ -31,9 +31,84 @@ __all__ = [
     "RunFacts",
     "RunsQuery",
     "StartClaims",
+    "StartClaimsUnavailableError",
     "StoreUnavailableError",
-    "token_fingerprint",
+    "facts_of",
 ]
+
+# How long an identical start reuses the first one's Idempotency-Key, and how many runs are kept per token.
+DEFAULT_WINDOW_SECONDS = 600.0
+DEFAULT_MAX_RUNS = 200
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    """The Idempotency-Key to send for a start, and whether an earlier identical start already holds it."""
+
+    idempotency_key: str
+    reused: bool
+    age_seconds: float
+    run_id: str | None = None  # the run that earlier start produced, once recorded
+    durable: bool = True  # False: held in this process only (the file could not be written)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What list_runs and continue_run need to know of a run beyond its status; None = not known.
+
+    `conversation_id`/`workspace_session_id` are only ever what this server itself sent for the run.
+    """
+
+    created_at: str | None = None  # ISO-8601, as the API gave it
+    updated_at: str | None = None
+    working_branch: str | None = None
+    root_directory: str | None = None
+    harness: str | None = None
+    conversation_id: str | None = None
+    workspace_session_id: str | None = None
+    pull_request_url: str | None = None
+    code_changed: bool | None = None
+
+
+@dataclass(frozen=True)
+class KnownRun:
+    """A run this server started or looked at; `title` falls back to the run id."""
+
+    run_id: str
+    title: str
+    status: str | None
+    repo_id: str | None
+    first_seen: float
+    last_seen: float
+    facts: RunFacts = field(default_factory=RunFacts)
+    position: int = 0  # with first_seen, the paging cursor: stable while the run is kept
+
+
+@dataclass(frozen=True)
+class RunsQuery:
+    """One page of known runs, newest first: after `before` = (first_seen, position) of the last one shown."""
+
+    limit: int = 20
+    before: tuple[float, int] | None = None
+    repo_id: str | None = None
+    terminal: bool | None = None  # True: finished runs only; False: active (or status never seen) only
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def facts_of(run: RunDetail, delivery: Delivery | None = None) -> RunFacts:
+    """The facts a run's detail (and its delivery, when known) tells."""
+    return RunFacts(
+        created_at=_iso(run.created_at),
+        updated_at=_iso(run.updated_at),
+        working_branch=run.branch.working if run.branch else None,
+        root_directory=run.root_directory,
+        harness=run.harness,
+        pull_request_url=delivery.pull_request_url if delivery else None,
+        code_changed=delivery.changed if delivery else None,
+    )
 
 
 class StoreUnavailableError(Exception):
@@ -43,11 +118,28 @@ class StoreUnavailableError(Exception):
     """
 
 
+class StartClaimsUnavailableError(Exception):
+    """No Idempotency-Key can be vouched for right now: a start sent with a fresh one could become a second paid
+    run, so nothing may be sent. Retrying later may work.
+
+    `reason` names what failed and never contains credentials; `shared` is True when the shared store (Redis)
+    failed rather than this process's journal file.
+    """
+
+    def __init__(self, reason: str, *, shared: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.shared = shared
+
+
 class StartClaims(Protocol):
     """De-duplicates identical starts: within the window, an identical start gets the same Idempotency-Key."""
 
     async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
-        """Reuse the key of an identical start within the window, else take a fresh one atomically."""
+        """Reuse the key of an identical start within the window, else take a fresh one atomically.
+
+        Raises `StartClaimsUnavailableError` when neither is possible without risking a second run.
+        """
         ...
 
     async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:

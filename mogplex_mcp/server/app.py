@@ -135,8 +135,8 @@ def create_server(
                     pool=pool,
                     journal=the_journal,
                     hub=hub,
-                    claims=backends.claims,
-                    known=backends.known,
+                    start_claims=backends.claims,
+                    known_runs=backends.known,
                 )
                 hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
                 resources.attach(state, tg)

@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -37,15 +36,21 @@ from mogplex_mcp.runs.local.journal_file import (
     JournalFile,
     JournalStorageError,
 )
-from mogplex_mcp.runs.local.known_runs import KnownRun as KnownRun
-from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
+from mogplex_mcp.runs.local.known_runs import select_page, select_run, store_facts
 from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.runs.store import (
+    DEFAULT_MAX_RUNS,
+    DEFAULT_WINDOW_SECONDS,
+    KeyClaim,
+    KnownRun,
+    RunFacts,
+    RunsQuery,
+    StartClaimsUnavailableError,
+)
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
-DEFAULT_WINDOW_SECONDS = 600.0
-DEFAULT_MAX_RUNS = 200
 # Expired claims are kept a while past the window so a slow start can still attach its run id.
 _CLAIM_RETENTION_SECONDS = 86_400.0
 # How long a claim waits for the file's write lock before falling back to the in-process table.
@@ -56,18 +61,7 @@ BOOKKEEPING_WAIT_SECONDS = 0.1
 _READ_WAIT_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class KeyClaim:
-    """The Idempotency-Key to send for a start, and whether an earlier identical start already holds it."""
-
-    idempotency_key: str
-    reused: bool
-    age_seconds: float
-    run_id: str | None = None  # the run that earlier start produced, once recorded
-    durable: bool = True  # False: held in this process only (the file could not be written)
-
-
-class JournalUnavailableError(Exception):
+class JournalUnavailableError(StartClaimsUnavailableError):
     """No key can be vouched for: the file cannot be read and this process holds no claim for the request."""
 
     def __init__(self, reason: str) -> None:

@@ -10,8 +10,8 @@ import functools
 
 import anyio
 
-from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun, StartJournal
-from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.local.journal import StartJournal
+from mogplex_mcp.runs.store import KeyClaim, KnownRun, RunFacts, RunsQuery
 
 
 class LocalStartClaims:

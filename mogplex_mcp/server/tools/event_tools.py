@@ -29,7 +29,7 @@ from mogplex_mcp.server.results import (
 )
 from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
-from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, tool
+from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
 EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summary and the steps

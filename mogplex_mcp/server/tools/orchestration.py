@@ -16,6 +16,7 @@ from mogplex_mcp.runs.settled import needs_input
 from mogplex_mcp.runs.store import RunFacts, RunsQuery
 from mogplex_mcp.server.errors import tool_error, validation_error
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
+from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
 from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs
 from mogplex_mcp.server.tools.orchestration_results import (
     ContinueRunResult,
@@ -24,7 +25,7 @@ from mogplex_mcp.server.tools.orchestration_results import (
     WaitMode,
 )
 from mogplex_mcp.server.tools.run_list import BadCursor, RunPage, decode_cursor, list_page
-from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, _start, tool
+from mogplex_mcp.server.tools.run_tools import start
 
 WAIT_RUNS_MAX = 20
 _STATUS_FILTER = {"active": False, "finished": True, "all": None}
@@ -90,7 +91,7 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         _check_uuid(runId)
         previous = await _finished_run(state, token, runId)
         request, carried = await _follow_up(state, token, previous, prompt, harness)
-        started = await _start(state, token, request, None)
+        started = await start(state, token, request, None)
         chain = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
         await state.remember_facts(token, started.run.run_id, chain)
         verb = "Replayed the identical follow-up" if started.replayed else "Continued"
