@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx2
+from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
@@ -107,47 +108,11 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        own_journal = journal is None
-        the_journal = journal or StartJournal.in_state_dir(
-            settings.state_dir,
-            window_seconds=settings.dedupe_window_seconds,
-            wait_seconds=settings.journal_wait_seconds,
-        )
-        pool = HttpPool(settings, transport)
-        following = follow or FollowSettings(requests_per_minute=settings.follow_requests_per_minute)
-        per_minute = following.requests_per_minute
-        try:
-            async with (
-                open_backends(settings, the_journal, per_minute) as backends,
-                anyio.create_task_group() as tg,
-            ):
-                streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
-                hub = FollowerHub(
-                    tg,
-                    follower_client_factory(settings, pool.get, pool.gate),
-                    following,
-                    make_stream=streams,
-                    make_pacer=backends.make_pacer,
-                    coordinator=backends.coordinator,
-                )
-                state = AppState(
-                    settings=settings,
-                    pool=pool,
-                    journal=the_journal,
-                    hub=hub,
-                    start_claims=backends.claims,
-                    known_runs=backends.known,
-                )
-                hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
-                resources.attach(state, tg)
-                if on_state is not None:
-                    on_state(state)
-                yield state
-                tg.cancel_scope.cancel()
-        finally:
-            await pool.aclose()
-            if own_journal:
-                the_journal.close()
+        async with open_state(settings, transport=transport, journal=journal, follow=follow) as (state, tg):
+            resources.attach(state, tg)
+            if on_state is not None:
+                on_state(state)
+            yield state
 
     server = MogplexServer(
         "mogplex",
@@ -174,3 +139,53 @@ def create_server(
 async def tool_names(server: MCPServer[Any]) -> list[str]:
     """The registered tools' names, in registration order (for docs and the bundle manifest)."""
     return [tool.name for tool in await server.list_tools()]
+
+
+@asynccontextmanager
+async def open_state(
+    settings: Settings,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    journal: StartJournal | None = None,
+    follow: FollowSettings | None = None,
+) -> AsyncIterator[tuple[AppState, TaskGroup]]:
+    """One lifespan's state: the journal, the upstream pools, the chosen store backends and the follower hub,
+    with the task group the followers run in (cancelled when the block ends)."""
+    own_journal = journal is None
+    the_journal = journal or StartJournal.in_state_dir(
+        settings.state_dir,
+        window_seconds=settings.dedupe_window_seconds,
+        wait_seconds=settings.journal_wait_seconds,
+    )
+    pool = HttpPool(settings, transport)
+    following = follow or FollowSettings(requests_per_minute=settings.follow_requests_per_minute)
+    per_minute = following.requests_per_minute
+    try:
+        async with (
+            open_backends(settings, the_journal, per_minute) as backends,
+            anyio.create_task_group() as tg,
+        ):
+            streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
+            hub = FollowerHub(
+                tg,
+                follower_client_factory(settings, pool.get, pool.gate),
+                following,
+                make_stream=streams,
+                make_pacer=backends.make_pacer,
+                coordinator=backends.coordinator,
+            )
+            state = AppState(
+                settings=settings,
+                pool=pool,
+                journal=the_journal,
+                hub=hub,
+                start_claims=backends.claims,
+                known_runs=backends.known,
+            )
+            hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
+            yield state, tg
+            tg.cancel_scope.cancel()
+    finally:
+        await pool.aclose()
+        if own_journal:
+            the_journal.close()

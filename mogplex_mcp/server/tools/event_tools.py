@@ -37,7 +37,11 @@ EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summa
 
 def register_event_tools(server: MCPServer[Any]) -> None:
     """Add list_run_events and wait_for_run to `server`."""
+    _add_list_run_events(server)
+    _add_wait_for_run(server)
 
+
+def _add_list_run_events(server: MCPServer[Any]) -> None:
     @tool(server, "list_run_events", "List a run's events", READ_ONLY)
     async def list_run_events(
         ctx: Context[Any, Any],
@@ -82,6 +86,8 @@ def register_event_tools(server: MCPServer[Any]) -> None:
             window_exhausted=exhausted,
         )
 
+
+def _add_wait_for_run(server: MCPServer[Any]) -> None:
     @tool(server, "wait_for_run", "Wait for a run", READ_ONLY)
     async def wait_for_run(
         ctx: Context[Any, Any],

@@ -33,7 +33,12 @@ _STATUS_FILTER = {"active": False, "finished": True, "all": None}
 
 def register_orchestration_tools(server: MCPServer[Any]) -> None:
     """Add list_runs, wait_for_runs and continue_run to `server`."""
+    _add_list_runs(server)
+    _add_wait_for_runs(server)
+    _add_continue_run(server)
 
+
+def _add_list_runs(server: MCPServer[Any]) -> None:
     @tool(server, "list_runs", "List known runs", READ_ONLY)
     async def list_runs(
         ctx: Context[Any, Any],
@@ -54,6 +59,8 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
         return _listed_result(await list_page(state, token, query), status)
 
+
+def _add_wait_for_runs(server: MCPServer[Any]) -> None:
     @tool(server, "wait_for_runs", "Wait for several runs", READ_ONLY)
     async def wait_for_runs(
         ctx: Context[Any, Any],
@@ -72,6 +79,8 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
         return await wait_on_runs(ctx, state, token, run_ids, mode, timeout)
 
+
+def _add_continue_run(server: MCPServer[Any]) -> None:
     @tool(
         server,
         "continue_run",
