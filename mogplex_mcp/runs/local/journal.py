@@ -36,7 +36,15 @@ from mogplex_mcp.runs.local.journal_file import (
     JournalFile,
     JournalStorageError,
 )
-from mogplex_mcp.runs.local.known_runs import select_page, select_run, store_facts
+from mogplex_mcp.runs.local.known_runs import (
+    is_known_in,
+    prune_runs,
+    select_page,
+    select_recent,
+    select_run,
+    store_facts,
+    upsert_run,
+)
 from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
 from mogplex_mcp.runs.store import (
     DEFAULT_MAX_RUNS,
@@ -196,11 +204,11 @@ class StartJournal:
 
         def upsert(db: sqlite3.Connection) -> bool:
             _write_through(db, pending)  # claims held during an outage reach the file with the first write
-            new = _upsert_known_run(db, (fingerprint, run_id), (cleaned or None, status, repo_id), self._clock())
+            new = upsert_run(db, (fingerprint, run_id), (cleaned or None, status, repo_id), self._clock())
             if facts is not None:
                 store_facts(db, (fingerprint, run_id), facts)
             if new:
-                self._prune_runs(db, fingerprint)
+                prune_runs(db, fingerprint, self._max_runs)
             return new
 
         try:
@@ -218,15 +226,7 @@ class StartJournal:
         if limit <= 0:
             return []
 
-        def select(db: sqlite3.Connection) -> list[KnownRun]:
-            rows = db.execute(
-                "SELECT run_id, title, status, repo_id, first_seen, last_seen FROM known_runs"
-                " WHERE fingerprint = ? ORDER BY first_seen DESC, rowid DESC LIMIT ?",
-                (fingerprint, limit),
-            ).fetchall()
-            return [KnownRun(r[0], r[1] or r[0], r[2], r[3], r[4], r[5]) for r in rows]
-
-        return self._read_or("list known runs", select, [])
+        return self._read_or("list known runs", lambda db: select_recent(db, fingerprint, limit), [])
 
     def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
         """One page of the runs seen with this token, newest first (see RunsQuery)."""
@@ -243,13 +243,7 @@ class StartJournal:
     def is_known(self, fingerprint: str, run_id: str) -> bool:
         """Whether this server started or looked at the run with this token."""
 
-        def select(db: sqlite3.Connection) -> bool:
-            row = db.execute(
-                "SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id)
-            ).fetchone()
-            return row is not None
-
-        return self._read_or("look up a run", select, False)
+        return self._read_or("look up a run", lambda db: is_known_in(db, fingerprint, run_id), False)
 
     def close(self) -> None:
         """Write through claims held in memory (if the file takes them now), then close; safe to call twice."""
@@ -347,14 +341,6 @@ class StartJournal:
             return  # the read then fails over to its fallback, and the next call tries again
         self._migrated = True
 
-    def _prune_runs(self, db: sqlite3.Connection, fingerprint: str) -> None:
-        db.execute(
-            "DELETE FROM known_runs WHERE fingerprint = ? AND rowid NOT IN ("
-            " SELECT rowid FROM known_runs WHERE fingerprint = ?"
-            " ORDER BY first_seen DESC, rowid DESC LIMIT ?)",
-            (fingerprint, fingerprint, self._max_runs),
-        )
-
     def _note_failure(self, what: str, failure: JournalStorageError) -> None:
         """Warn once when the file starts failing; then quietly, until it works again."""
         level = logging.DEBUG if self._failing else logging.WARNING
@@ -383,23 +369,6 @@ def _write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryCla
             "INSERT OR IGNORE INTO start_claims VALUES (?, ?, ?, ?, ?)",
             (fingerprint, request_hash, held.idempotency_key, held.created_at, held.run_id),
         )
-
-
-def _upsert_known_run(
-    db: sqlite3.Connection, run: tuple[str, str], fields: tuple[str | None, str | None, str | None], now: float
-) -> bool:
-    """Insert or refresh (fingerprint, run id) with (title, status, repo id); True when it was not known."""
-    known = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", run).fetchone()
-    db.execute(
-        "INSERT INTO known_runs"
-        " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
-        " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
-        " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
-        (*run, *fields, now, now),
-    )
-    return known is None
 
 
 def _select_claim(db: sqlite3.Connection, claim_id: ClaimId) -> tuple[str, float, str | None] | None:

@@ -96,3 +96,45 @@ def add_missing_columns(db: sqlite3.Connection) -> None:
     for name, kind in FACT_COLUMNS.items():
         if name not in present:
             db.execute(f"ALTER TABLE known_runs ADD COLUMN {name} {kind}")
+
+
+def upsert_run(
+    db: sqlite3.Connection, run: tuple[str, str], fields: tuple[str | None, str | None, str | None], now: float
+) -> bool:
+    """Insert or refresh (fingerprint, run id) with (title, status, repo id); True when it was not known."""
+    known = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", run).fetchone()
+    db.execute(
+        "INSERT INTO known_runs"
+        " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
+        " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
+        " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
+        (*run, *fields, now, now),
+    )
+    return known is None
+
+
+def prune_runs(db: sqlite3.Connection, fingerprint: str, max_runs: int) -> None:
+    """Keep the token's `max_runs` most recently first-seen runs."""
+    db.execute(
+        "DELETE FROM known_runs WHERE fingerprint = ? AND rowid NOT IN ("
+        " SELECT rowid FROM known_runs WHERE fingerprint = ?"
+        " ORDER BY first_seen DESC, rowid DESC LIMIT ?)",
+        (fingerprint, fingerprint, max_runs),
+    )
+
+
+def select_recent(db: sqlite3.Connection, fingerprint: str, limit: int) -> list[KnownRun]:
+    """The token's runs, most recently first seen first, at most `limit` (without their facts)."""
+    rows = db.execute(
+        "SELECT run_id, title, status, repo_id, first_seen, last_seen FROM known_runs"
+        " WHERE fingerprint = ? ORDER BY first_seen DESC, rowid DESC LIMIT ?",
+        (fingerprint, limit),
+    ).fetchall()
+    return [KnownRun(r[0], r[1] or r[0], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def is_known_in(db: sqlite3.Connection, fingerprint: str, run_id: str) -> bool:
+    row = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id)).fetchone()
+    return row is not None
