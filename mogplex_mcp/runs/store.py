@@ -30,6 +30,7 @@ __all__ = [
     "Pacer",
     "RunFacts",
     "RunsQuery",
+    "RunsUnreadable",
     "StartClaims",
     "StartClaimsUnavailableError",
     "StoreUnavailableError",
@@ -111,6 +112,14 @@ def facts_of(run: RunDetail, delivery: Delivery | None = None) -> RunFacts:
     )
 
 
+class RunsUnreadable(Exception):
+    """The runs list cannot be read just now (the journal file fails): not the same as an empty list."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class StoreUnavailableError(Exception):
     """The shared store (Redis) cannot be reached or answered with an error; retrying later may work.
 
@@ -172,7 +181,9 @@ class KnownRuns(Protocol):
         ...
 
     async def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        """One page of this token's runs, newest first, after `query.before` (first_seen, position)."""
+        """One page of this token's runs, newest first, after `query.before` (first_seen, position).
+
+        RunsUnreadable when the list cannot be read: callers say so, never "no runs"."""
         ...
 
     async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
@@ -180,7 +191,7 @@ class KnownRuns(Protocol):
         ...
 
     async def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        """Runs seen with this token, most recently first seen first, at most `limit`."""
+        """Runs seen with this token, most recently first seen first, at most `limit` (RunsUnreadable as above)."""
         ...
 
     async def is_known(self, fingerprint: str, run_id: str) -> bool:

@@ -22,6 +22,7 @@ from mogplex_mcp.runs.local import LocalStartClaims
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.start import StartRequest, start_once
 from mogplex_mcp.runs.store import StartClaims, StartClaimsUnavailableError
+from tests.server.journal_faults import holding_open, smash_index
 
 pytestmark = pytest.mark.anyio
 
@@ -111,10 +112,13 @@ async def test_an_explicit_key_is_sent_as_given_without_a_claim(rig: Rig) -> Non
 
 
 async def test_nothing_is_sent_when_no_key_can_be_vouched_for(rig: Rig, tmp_path: Path) -> None:
-    # A damaged journal may hide an earlier claim: a fresh key could start a second run, so nothing is sent.
+    # A damaged journal another process still has open cannot be replaced, and may hide an earlier claim:
+    # a fresh key could start a second run, so nothing is sent.
     damaged = tmp_path / "damaged.sqlite3"
-    damaged.write_bytes(b"this is not an sqlite database " * 64)
     with StartJournal(damaged) as journal:
+        journal.remember_run("someone", "run-1")
+    smash_index(damaged)
+    with holding_open(damaged), StartJournal(damaged) as journal:
         rig.claims = LocalStartClaims(journal)
         with pytest.raises(StartClaimsUnavailableError, match="damaged"):
             await rig.start()

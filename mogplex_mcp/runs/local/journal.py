@@ -33,6 +33,7 @@ from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
 from mogplex_mcp.runs.local.journal_file import (
     RETRY_WRITES_AFTER_SECONDS,
     EmptyJournal,
+    JournalDamaged,
     JournalFile,
     JournalStorageError,
 )
@@ -53,6 +54,7 @@ from mogplex_mcp.runs.store import (
     KnownRun,
     RunFacts,
     RunsQuery,
+    RunsUnreadable,
     StartClaimsUnavailableError,
 )
 
@@ -157,8 +159,13 @@ class StartJournal:
             try:
                 return self._claim_in_file(claim_id, now, new_key)
             except JournalStorageError as failure:
-                self._note_failure("claim an idempotency key", failure)
-                return self._claim_in_memory(claim_id, now, new_key, failure.reason)
+                try:
+                    claim = self._claim_in_memory(claim_id, now, new_key, failure.reason)
+                except JournalUnavailableError:
+                    self._note_failure("claim an idempotency key", failure, _REFUSING)
+                    raise
+                self._note_failure("claim an idempotency key", failure, _IN_MEMORY)
+                return claim
 
     def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
         """Attach the run a claimed start produced, so a replayed claim can name it."""
@@ -222,18 +229,21 @@ class StartJournal:
         return new
 
     def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        """Runs seen with this token, most recently first seen first, at most `limit`."""
+        """Runs seen with this token, most recently first seen first, at most `limit`.
+
+        Raises RunsUnreadable when the file cannot be read (an unreadable list is not an empty one).
+        """
         if limit <= 0:
             return []
 
-        return self._read_or("list known runs", lambda db: select_recent(db, fingerprint, limit), [])
+        return self._read_list("list known runs", lambda db: select_recent(db, fingerprint, limit))
 
     def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        """One page of the runs seen with this token, newest first (see RunsQuery)."""
+        """One page of the runs seen with this token, newest first (see RunsQuery); RunsUnreadable as above."""
         if query.limit <= 0:
             return []
         self._migrate_once()
-        return self._read_or("list known runs", lambda db: select_page(db, fingerprint, query), [])
+        return self._read_list("list known runs", lambda db: select_page(db, fingerprint, query))
 
     def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
         """What this server knows of one run seen with this token, or None."""
@@ -320,7 +330,7 @@ class StartJournal:
         try:
             self._file.write(work, wait)
         except JournalStorageError as failure:
-            self._note_failure(what, failure)
+            self._note_failure(what, failure, _IN_MEMORY)
 
     def _read_or(self, what: str, work: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
         try:
@@ -328,8 +338,17 @@ class StartJournal:
         except EmptyJournal:
             return fallback
         except JournalStorageError as failure:
-            self._note_failure(what, failure)
+            self._note_failure(what, failure, "a run's remembered details are left out until it can be read")
             return fallback
+
+    def _read_list(self, what: str, work: Callable[[sqlite3.Connection], list[KnownRun]]) -> list[KnownRun]:
+        try:
+            return self._file.read(work, self._read_wait)
+        except EmptyJournal:
+            return []
+        except JournalStorageError as failure:
+            self._note_failure(what, failure, "the runs list is reported as unreadable until it can be read")
+            raise RunsUnreadable(failure.reason) from None
 
     def _migrate_once(self) -> None:
         """A file from an older version gains the fact columns with its first write; reads need them first."""
@@ -341,17 +360,12 @@ class StartJournal:
             return  # the read then fails over to its fallback, and the next call tries again
         self._migrated = True
 
-    def _note_failure(self, what: str, failure: JournalStorageError) -> None:
-        """Warn once when the file starts failing; then quietly, until it works again."""
-        level = logging.DEBUG if self._failing else logging.WARNING
+    def _note_failure(self, what: str, failure: JournalStorageError, meanwhile: str) -> None:
+        """Warn once when the file starts failing, saying what happens meanwhile; then quietly, until it works."""
+        # A damaged file has said so itself, with what happens meanwhile: one warning, not two.
+        level = logging.DEBUG if self._failing or isinstance(failure, JournalDamaged) else logging.WARNING
         self._failing = True
-        logger.log(
-            level,
-            "start journal %s: could not %s (%s); starts are de-duplicated in this process while it fails",
-            self.path,
-            what,
-            failure.reason,
-        )
+        logger.log(level, "start journal %s: could not %s (%s); %s", self.path, what, failure.reason, meanwhile)
 
     def _note_recovery(self) -> None:
         if self._failing:
@@ -360,6 +374,12 @@ class StartJournal:
 
 
 _T = TypeVar("_T")
+
+_IN_MEMORY = "start claims are held in this process until it works again (other processes cannot see them)"
+_REFUSING = (
+    "it cannot be read either, so a start without idempotencyKey is refused (nothing is sent) unless this "
+    "process already holds its claim"
+)
 
 
 def _write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryClaim]]) -> None:

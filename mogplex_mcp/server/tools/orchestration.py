@@ -13,8 +13,8 @@ from mogplex_mcp.api.errors import InvalidRequestError
 from mogplex_mcp.api.models import PROMPT_MAX_CHARS, Harness, RunDetail, StartHarness, StartRunRequest, checked_uuid
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.settled import needs_input
-from mogplex_mcp.runs.store import RunFacts, RunsQuery
-from mogplex_mcp.server.errors import tool_error, validation_error
+from mogplex_mcp.runs.store import RunFacts, RunsQuery, RunsUnreadable
+from mogplex_mcp.server.errors import runs_unreadable_message, tool_error, validation_error
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
 from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs
@@ -57,7 +57,11 @@ def _add_list_runs(server: MCPServer[Any]) -> None:
         except BadCursor as exc:
             raise ToolError(f"Invalid arguments for list_runs: {exc}. Omit it to start at the newest run.") from None
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
-        return _listed_result(await list_page(state, token, query), status)
+        try:
+            page = await list_page(state, token, query)
+        except RunsUnreadable as exc:  # not "no runs seen": the list exists, it cannot be read just now
+            raise ToolError(runs_unreadable_message(exc.reason)) from None
+        return _listed_result(page, status)
 
 
 def _add_wait_for_runs(server: MCPServer[Any]) -> None:
