@@ -22,6 +22,7 @@ import anyio
 
 from mogplex_mcp.api.errors import AuthenticationError, MogplexError
 from mogplex_mcp.config import TOKEN_ENV, Settings
+from mogplex_mcp.telemetry import hooks
 
 # Fingerprints remembered at most, per table; the least recently used idle entries go first.
 MAX_TRACKED_TOKENS = 10_000
@@ -102,6 +103,8 @@ class UpstreamGate:
         self._streams = anyio.Semaphore(self.limits.streams, max_value=self.limits.streams)
         self._verified: OrderedDict[str, None] = OrderedDict()
         self._rejected: OrderedDict[str, float] = OrderedDict()  # fingerprint -> when upstream said 401
+        # Told each fingerprint upstream answered 401 for (the OAuth front door drops that PAT's grants).
+        self.on_rejected: list[Callable[[str], None]] = []
         self.requests_in_flight = 0
         self.streams_open = 0
 
@@ -118,6 +121,7 @@ class UpstreamGate:
             del self._rejected[fingerprint]
             return
         wait = math.ceil(self.limits.rejected_seconds - age)
+        hooks.recorder().upstream_token_refused()
         raise AuthenticationError(
             f"{what}: Mogplex rejected this token (HTTP 401) {math.floor(age)} s ago; it is not sent again for "
             f"{wait} s. Check {TOKEN_ENV} or the Authorization bearer. Nothing was sent.",
@@ -129,6 +133,8 @@ class UpstreamGate:
         """Upstream said 401 for this token: refuse it locally for a while."""
         fingerprint = token_fingerprint(token)
         self._verified.pop(fingerprint, None)
+        for listener in self.on_rejected:
+            listener(fingerprint)
         if self.limits.rejected_seconds <= 0:
             return
         self._rejected[fingerprint] = self._clock()

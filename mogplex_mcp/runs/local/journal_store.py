@@ -7,11 +7,22 @@ never waits on the file. The journal degrades to memory on its own when its file
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import TypeVar
 
 import anyio
 
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.store import KeyClaim, KnownRun, RunFacts, RunsQuery
+from mogplex_mcp.telemetry import tracing
+
+_T = TypeVar("_T")
+
+
+async def _journal(operation: str, work: Callable[..., _T], *args: object) -> _T:
+    """`work(*args)` in a worker thread, inside a `journal <operation>` span."""
+    with tracing.span(f"journal {operation}", {"db.system.name": "sqlite"}):
+        return await anyio.to_thread.run_sync(work, *args)
 
 
 class LocalStartClaims:
@@ -21,13 +32,13 @@ class LocalStartClaims:
         self.journal = journal
 
     async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
-        return await anyio.to_thread.run_sync(self.journal.claim_key, fingerprint, request_hash)
+        return await _journal("claim_key", self.journal.claim_key, fingerprint, request_hash)
 
     async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
-        await anyio.to_thread.run_sync(self.journal.record_started, fingerprint, request_hash, run_id)
+        await _journal("record_started", self.journal.record_started, fingerprint, request_hash, run_id)
 
     async def forget(self, fingerprint: str, request_hash: str) -> None:
-        await anyio.to_thread.run_sync(self.journal.forget, fingerprint, request_hash)
+        await _journal("forget", self.journal.forget, fingerprint, request_hash)
 
 
 class LocalKnownRuns:
@@ -49,16 +60,16 @@ class LocalKnownRuns:
         upsert = functools.partial(
             self.journal.remember_run, fingerprint, run_id, title=title, status=status, repo_id=repo_id, facts=facts
         )
-        return await anyio.to_thread.run_sync(upsert)
+        return await _journal("remember_run", upsert)
 
     async def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        return await anyio.to_thread.run_sync(self.journal.runs_page, fingerprint, query)
+        return await _journal("runs_page", self.journal.runs_page, fingerprint, query)
 
     async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
-        return await anyio.to_thread.run_sync(self.journal.known_run, fingerprint, run_id)
+        return await _journal("known_run", self.journal.known_run, fingerprint, run_id)
 
     async def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        return await anyio.to_thread.run_sync(self.journal.known_runs, fingerprint, limit)
+        return await _journal("known_runs", self.journal.known_runs, fingerprint, limit)
 
     async def is_known(self, fingerprint: str, run_id: str) -> bool:
-        return await anyio.to_thread.run_sync(self.journal.is_known, fingerprint, run_id)
+        return await _journal("is_known", self.journal.is_known, fingerprint, run_id)
