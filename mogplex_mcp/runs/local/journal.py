@@ -48,7 +48,7 @@ from mogplex_mcp.runs.local.known_runs import (
     store_facts,
     upsert_run,
 )
-from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim, write_through
 from mogplex_mcp.runs.store import (
     DEFAULT_MAX_RUNS,
     DEFAULT_WINDOW_SECONDS,
@@ -213,7 +213,7 @@ class StartJournal:
         pending = self._claims.unpersisted(self._clock())
 
         def upsert(db: sqlite3.Connection) -> bool:
-            _write_through(db, pending)  # claims held during an outage reach the file with the first write
+            write_through(db, pending)  # claims held during an outage reach the file with the first write
             new = upsert_run(db, (fingerprint, run_id), (cleaned or None, status, repo_id), self._clock())
             if facts is not None:
                 store_facts(db, (fingerprint, run_id), facts)
@@ -264,7 +264,7 @@ class StartJournal:
         if pending:
 
             def flush(db: sqlite3.Connection) -> None:
-                _write_through(db, pending)
+                write_through(db, pending)
 
             try:
                 self._file.write(flush, self._wait, force=True)
@@ -293,7 +293,7 @@ class StartJournal:
             db.execute(
                 "DELETE FROM start_claims WHERE created_at < ?", (now - max(self._window, _CLAIM_RETENTION_SECONDS),)
             )
-            _write_through(db, pending)
+            write_through(db, pending)
             row = _select_claim(db, claim_id)
             if row is not None and self._is_live(claim_id, row[1], now):
                 return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
@@ -385,15 +385,6 @@ _REFUSING = (
     "it cannot be read either, so a start without idempotencyKey is refused (nothing is sent) unless this "
     "process already holds its claim"
 )
-
-
-def _write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryClaim]]) -> None:
-    """Copy claims made in memory into the file; one the file already holds for the request wins there."""
-    for (fingerprint, request_hash), held in claims:
-        db.execute(
-            "INSERT OR IGNORE INTO start_claims VALUES (?, ?, ?, ?, ?)",
-            (fingerprint, request_hash, held.idempotency_key, held.created_at, held.run_id),
-        )
 
 
 def _select_claim(db: sqlite3.Connection, claim_id: ClaimId) -> tuple[str, float, str | None] | None:
