@@ -135,14 +135,7 @@ def build_http_app(
     `app.state.session_manager` the SDK's. With `metrics` (made here when `options.metrics_port` is set),
     `app.state.metrics` records while the app runs; `serve_http` serves it on the metrics port.
     """
-    if metrics is None and options.metrics_port is not None:
-        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
-
-        metrics = PrometheusRecorder()
-    if metrics is not None:
-        from mogplex_mcp.server.transport.metrics import watching_state
-
-        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
+    metrics = _recorder(options, metrics, server_kwargs)
     security = transport_security(options)
     limits = SessionLimits(
         per_token=options.max_sessions_per_token,
@@ -191,6 +184,21 @@ def build_http_app(
 
         instrument_app(app, metrics, sessions)
     return app
+
+
+def _recorder(
+    options: HttpOptions, metrics: PrometheusRecorder | None, server_kwargs: dict[str, Any]
+) -> PrometheusRecorder | None:
+    """The metrics recorder (made when `options.metrics_port` is set), watching each lifespan's state."""
+    if metrics is None and options.metrics_port is not None:
+        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
+
+        metrics = PrometheusRecorder()
+    if metrics is not None:
+        from mogplex_mcp.server.transport.metrics import watching_state
+
+        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
+    return metrics
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
