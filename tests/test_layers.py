@@ -50,6 +50,10 @@ RULES = {
         "runs",
         ("mcp", "starlette", "mogplex_mcp.server", "mogplex_mcp.cli", "mogplex_mcp.emulator"),
     ),
+    "telemetry: a leaf every layer may report through": (
+        "telemetry",
+        ("mcp", "mogplex_mcp.api", "mogplex_mcp.runs", "mogplex_mcp.server", "mogplex_mcp.cli", "mogplex_mcp.emulator"),
+    ),
     "runs/local: the embedded backend never uses the Redis one": ("runs/local", ("mogplex_mcp.runs.redis",)),
     "runs/redis: the Redis backend never uses the embedded one": ("runs/redis", ("mogplex_mcp.runs.local",)),
     "server/tools: never reaches into resources or transport": (
