@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -68,6 +68,8 @@ class Backends:
     known: KnownRuns
     make_pacer: Callable[[str], RequestPacer] | None = None
     coordinator: FollowCoordinator | None = None
+    # For readiness (/readyz): why the shared store cannot be used now (None: it answers, or there is none).
+    store_problem: Callable[[], Awaitable[str | None]] | None = None
 
 
 @asynccontextmanager
@@ -86,11 +88,20 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         pacer = shared.RedisPacer(store, requests_per_minute)
         known = MirroredKnownRuns(shared.RedisKnownRuns(store), LocalKnownRuns(journal))
         lease = shared.RedisFollowLease(store, holder=uuid.uuid4().hex, lease_seconds=LEASE_SECONDS)
+
+        async def store_problem() -> str | None:
+            try:
+                await store.ping()
+            except StoreUnavailableError as exc:
+                return str(exc)
+            return None
+
         yield Backends(
             claims=GuardedStartClaims(claims),
             known=known,
             make_pacer=lambda fp: SharedTokenPacer(pacer, fp),
             coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store)),
+            store_problem=store_problem,
         )
     finally:
         await store.aclose()

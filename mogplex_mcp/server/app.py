@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from mogplex_mcp.runs.backends import open_backends
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.call_log import ToolCallObserver
@@ -104,15 +105,19 @@ def create_server(
     journal: StartJournal | None = None,
     follow: FollowSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
+    readiness: Readiness | None = None,
 ) -> MogplexServer:
-    """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state."""
+    """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state;
+    `readiness` is what /readyz asks (the lifespan adds its checks: the journal, Redis)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        async with open_state(settings, transport=transport, journal=journal, follow=follow) as (state, tg):
+        ready = readiness or Readiness()
+        async with open_state(settings, ready, transport=transport, journal=journal, follow=follow) as (state, tg):
             resources.attach(state, tg)
             if on_state is not None:
                 on_state(state)
+            ready.started = True
             yield state
 
     server = MogplexServer(
@@ -139,6 +144,19 @@ def create_server(
     return server
 
 
+def watch_health(
+    readiness: Readiness, journal: StartJournal, store_problem: Callable[[], Awaitable[str | None]] | None
+) -> None:
+    """The lifespan's readiness checks: the start journal takes a write; the configured Redis answers."""
+
+    async def journal_problem() -> str | None:
+        return await anyio.to_thread.run_sync(journal.problem)
+
+    readiness.add_check("journal", journal_problem)
+    if store_problem is not None:
+        readiness.add_check("redis", store_problem)
+
+
 async def tool_names(server: MCPServer[Any]) -> list[str]:
     """The registered tools' names, in registration order (for docs and the bundle manifest)."""
     return [tool.name for tool in await server.list_tools()]
@@ -147,13 +165,15 @@ async def tool_names(server: MCPServer[Any]) -> list[str]:
 @asynccontextmanager
 async def open_state(
     settings: Settings,
+    ready: Readiness,
     *,
     transport: httpx2.AsyncBaseTransport | None = None,
     journal: StartJournal | None = None,
     follow: FollowSettings | None = None,
 ) -> AsyncIterator[tuple[AppState, TaskGroup]]:
     """One lifespan's state: the journal, the upstream pools, the chosen store backends and the follower hub,
-    with the task group the followers run in (cancelled when the block ends)."""
+    with the task group the followers run in (cancelled when the block ends); `ready` gets the health checks
+    (journal, Redis) and the drain and exit hooks, and is not started any more once the block ends."""
     own_journal = journal is None
     the_journal = journal or StartJournal.in_state_dir(
         settings.state_dir,
@@ -184,11 +204,16 @@ async def open_state(
                 hub=hub,
                 start_claims=backends.claims,
                 known_runs=backends.known,
+                readiness=ready,
             )
+            watch_health(ready, the_journal, backends.store_problem)
+            ready.on_drain(hub.hand_over)
+            ready.on_exit(the_journal.close)  # a forced exit still writes through claims held in memory
             hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
             yield state, tg
             tg.cancel_scope.cancel()
     finally:
+        ready.started = False
         await pool.aclose()
         if own_journal:
             the_journal.close()

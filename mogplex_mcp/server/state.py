@@ -24,6 +24,7 @@ from mogplex_mcp.runs.fingerprints import clean_title, token_fingerprint
 from mogplex_mcp.runs.follower import FollowerHub
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.notes import RunNotebook
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.store import KnownRuns, RunFacts, StartClaims, facts_of
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
@@ -85,6 +86,8 @@ class AppState:
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     # Runs whose notes were looked up in the journal once (a restarted server learns their rootDirectory).
     _recalled: set[tuple[str, str]] = field(default_factory=set)
+    # What /readyz reports, and the drain (SIGTERM) that cuts waits short (runs/readiness.py).
+    readiness: Readiness = field(default_factory=Readiness)
 
     @property
     def http(self) -> httpx2.AsyncClient:
