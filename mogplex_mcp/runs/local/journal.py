@@ -32,6 +32,14 @@ from mogplex_mcp.runs.fingerprints import TITLE_MAX_CHARS as TITLE_MAX_CHARS
 from mogplex_mcp.runs.fingerprints import clean_title as clean_title
 from mogplex_mcp.runs.fingerprints import request_fingerprint as request_fingerprint
 from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
+from mogplex_mcp.runs.local.claim_rows import (
+    attach_run,
+    drop_claim,
+    drop_claims_before,
+    insert_claim,
+    select_claim,
+    write_through,
+)
 from mogplex_mcp.runs.local.journal_file import (
     RETRY_WRITES_AFTER_SECONDS,
     EmptyJournal,
@@ -48,7 +56,7 @@ from mogplex_mcp.runs.local.known_runs import (
     store_facts,
     upsert_run,
 )
-from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim, write_through
+from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
 from mogplex_mcp.runs.store import (
     DEFAULT_MAX_RUNS,
     DEFAULT_WINDOW_SECONDS,
@@ -188,25 +196,15 @@ class StartJournal:
         """Attach the run a claimed start produced, so a replayed claim can name it."""
         self._claims.attach_run((fingerprint, request_hash), run_id)
 
-        def record(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE start_claims SET run_id = ? WHERE fingerprint = ? AND request_hash = ?",
-                (run_id, fingerprint, request_hash),
-            )
-
-        self._best_effort("record a started run", record, self._wait)
+        claim_id = (fingerprint, request_hash)
+        self._best_effort("record a started run", lambda db: attach_run(db, claim_id, run_id), self._wait)
 
     def forget(self, fingerprint: str, request_hash: str) -> None:
         """Drop a claim whose start definitely failed, so the next identical start gets a fresh key."""
         self._claims.drop((fingerprint, request_hash), self._clock())
 
-        def drop(db: sqlite3.Connection) -> None:
-            db.execute(
-                "DELETE FROM start_claims WHERE fingerprint = ? AND request_hash = ?",
-                (fingerprint, request_hash),
-            )
-
-        self._best_effort("forget a start", drop, self._wait)
+        claim_id = (fingerprint, request_hash)
+        self._best_effort("forget a start", lambda db: drop_claim(db, claim_id), self._wait)
 
     def remember_run(
         self,
@@ -304,19 +302,13 @@ class StartJournal:
         pending = self._claims.unpersisted(now)
 
         def claim(db: sqlite3.Connection) -> KeyClaim:
-            db.execute(
-                "DELETE FROM start_claims WHERE created_at < ?", (now - max(self._window, _CLAIM_RETENTION_SECONDS),)
-            )
+            drop_claims_before(db, now - max(self._window, _CLAIM_RETENTION_SECONDS))
             write_through(db, pending)
-            row = _select_claim(db, claim_id)
+            row = select_claim(db, claim_id)
             if row is not None and self._is_live(claim_id, row[1], now):
                 return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
             key = new_key()
-            db.execute(
-                "INSERT OR REPLACE INTO start_claims"
-                " (fingerprint, request_hash, idempotency_key, created_at, run_id) VALUES (?, ?, ?, ?, NULL)",
-                (*claim_id, key, now),
-            )
+            insert_claim(db, claim_id, key, now)
             return KeyClaim(key, reused=False, age_seconds=0.0)
 
         result = self._file.write(claim, self._wait)
@@ -327,7 +319,7 @@ class StartJournal:
     def _claim_in_memory(self, claim_id: ClaimId, now: float, new_key: Callable[[], str], why: str) -> KeyClaim:
         """The file cannot be written: reuse a claim it still shows, else hold a new one in this process."""
         try:
-            row = self._file.read(lambda db: _select_claim(db, claim_id), self._read_wait)
+            row = self._file.read(lambda db: select_claim(db, claim_id), self._read_wait)
         except EmptyJournal:
             row = None
         except JournalStorageError as failure:
@@ -399,11 +391,3 @@ _REFUSING = (
     "it cannot be read either, so a start without idempotencyKey is refused (nothing is sent) unless this "
     "process already holds its claim"
 )
-
-
-def _select_claim(db: sqlite3.Connection, claim_id: ClaimId) -> tuple[str, float, str | None] | None:
-    row = db.execute(
-        "SELECT idempotency_key, created_at, run_id FROM start_claims WHERE fingerprint = ? AND request_hash = ?",
-        claim_id,
-    ).fetchone()
-    return None if row is None else (str(row[0]), float(row[1]), row[2])

@@ -1,4 +1,4 @@
-"""In-process start claims: the journal's fallback while its file cannot be written, per-request locks, write-through.
+"""In-process start claims: the journal's fallback while its file cannot be written, and per-request locks.
 
 A claim made while the file is failing (disk full, locked by another process, read-only) lives here, so a
 retry of the same start in this process reuses its key instead of minting a fresh one. It is consulted
@@ -7,7 +7,6 @@ before the file, so the key is reused after the file recovers too, until the de-
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,12 +110,3 @@ class ClaimTable:
     def _drop_expired(self, now: float) -> None:
         for claim_id in [cid for cid, c in self._claims.items() if now - c.created_at >= self._window]:
             del self._claims[claim_id]
-
-
-def write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryClaim]]) -> None:
-    """Copy claims made in memory into the file; one the file already holds for the request wins there."""
-    for (fingerprint, request_hash), held in claims:
-        db.execute(
-            "INSERT OR IGNORE INTO start_claims VALUES (?, ?, ?, ?, ?)",
-            (fingerprint, request_hash, held.idempotency_key, held.created_at, held.run_id),
-        )
