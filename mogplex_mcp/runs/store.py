@@ -69,6 +69,9 @@ class RunFacts:
     workspace_session_id: str | None = None
     pull_request_url: str | None = None
     code_changed: bool | None = None
+    # A finished run's derived outcome (runs/views.py `Delivered`), as get_run told it; None: not recorded.
+    delivered: str | None = None
+    changed_files_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,10 @@ class FeedUpdate:
     run: RunDetail | None
     events: list[RunEvent] = field(default_factory=list)
     window_exhausted: bool = False
+    # The leader stopped sharing this run (a feed budget or Redis memory ran short), or wrote a format this
+    # replica does not know (`newer_format`): readers follow the run upstream by themselves.
+    follow_alone: bool = False
+    newer_format: int | None = None
 
 
 class FollowFeed(Protocol):

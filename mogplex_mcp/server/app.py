@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
 from anyio.abc import TaskGroup
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
@@ -25,11 +26,13 @@ from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.store_budget import store_budget
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.call_log import ToolCallObserver
 from mogplex_mcp.server.errors import validation_error, with_tool_name
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources.run_resources import register_resources
+from mogplex_mcp.server.results import result_text
 from mogplex_mcp.server.state import AppState, HttpPool, follower_client_factory
 from mogplex_mcp.server.tools.arguments import lean_schema, unknown_arguments_error
 from mogplex_mcp.server.tools.event_tools import register_event_tools
@@ -43,7 +46,13 @@ WRITE_TOOLS = frozenset({"start_run", "cancel_run", "continue_run"})
 
 class MogplexServer(MCPServer[AppState]):
     """MCPServer that checks every tool call's argument names, never echoes rejected values (secrets,
-    100k-char prompts), publishes lean schemas, and answers bad prompt arguments with -32602."""
+    100k-char prompts), publishes lean schemas, and answers bad prompt arguments with -32602.
+
+    Each tool call and resource read gets one budget for all its shared-store (Redis) commands together
+    (`store_budget_seconds`, Settings.redis_call_budget_seconds), so a slow Redis cannot stretch a call.
+    """
+
+    store_budget_seconds: float = Settings.redis_call_budget_seconds
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().add_tool(fn, name, *args, **kwargs)
@@ -57,16 +66,27 @@ class MogplexServer(MCPServer[AppState]):
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
-        if tool is not None and (unknown := unknown_arguments_error(name, arguments, tool.parameters)):
+        if tool is None:  # a protocol error, not a tool's answer: -32602, naming the tools there are
+            known = ", ".join(t.name for t in self._tool_manager.list_tools())
+            why = " (this server runs --read-only: it offers no tool that starts or cancels runs)"
+            hidden = why if name in WRITE_TOOLS else ""
+            raise MCPError(INVALID_PARAMS, f"Unknown tool {clean_text(name)[:80]!r}{hidden}; tools: {known}.")
+        if unknown := unknown_arguments_error(name, arguments, tool.parameters):
             raise with_tool_name(name, str(unknown))
         try:
-            return await super().call_tool(name, arguments, context)
+            with store_budget(self.store_budget_seconds):
+                result = await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
             raise  # a crash: the SDK's generic text, nothing of the exception reaches the model
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 raise with_tool_name(name, str(validation_error(name, exc.__cause__))) from None
             raise with_tool_name(name, str(exc)) from None
+        return _short_text(result)
+
+    async def read_resource(self, uri: Any, context: Context[AppState, Any] | None = None) -> Any:
+        with store_budget(self.store_budget_seconds):
+            return await super().read_resource(uri, context)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
@@ -84,7 +104,7 @@ class MogplexServer(MCPServer[AppState]):
         except ValueError as exc:
             cause = _validation_cause(exc)
             if cause is not None:
-                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause)}") from None
+                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause, sends=False)}") from None
             raise
 
 
@@ -106,9 +126,11 @@ def create_server(
     follow: FollowSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
     readiness: Readiness | None = None,
+    stateless: bool = False,
 ) -> MogplexServer:
     """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state;
-    `readiness` is what /readyz asks (the lifespan adds its checks: the journal, Redis)."""
+    `readiness` is what /readyz asks (the lifespan adds its checks: the journal, Redis); `stateless`: served
+    over HTTP without sessions (advertise only what that mode delivers)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -132,16 +154,35 @@ def create_server(
         # Metrics and one log line per tool call (inside the SDK's own OpenTelemetry span).
         middleware=[ToolCallObserver(lambda name: server._tool_manager.get_tool(name) is not None)],
     )
+    server.store_budget_seconds = settings.redis_call_budget_seconds
     register_run_tools(server)
     register_event_tools(server)
     register_orchestration_tools(server)
     register_prompts(server)
-    resources = register_resources(server)
+    resources = register_resources(server, stateless=stateless)
+    server.middleware.append(refuse_foreign_cursors)
     if settings.read_only:
         for name in WRITE_TOOLS:
             server.remove_tool(name)
     viewer.install(server)
     return server
+
+
+def _short_text(result: Any) -> Any:
+    """A successful result's text is the summary, the steps and compact details (see `result_text`)."""
+    if isinstance(result, CallToolResult) and result.structured_content and not result.is_error:
+        return result.model_copy(update={"content": [TextContent(text=result_text(result.structured_content))]})
+    return result
+
+
+_UNPAGED = ("tools/list", "prompts/list", "resources/templates/list")
+
+
+async def refuse_foreign_cursors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """These lists are one page and give out no cursor, so any cursor is invalid (-32602), never ignored."""
+    if ctx.method in _UNPAGED and isinstance(ctx.params, Mapping) and ctx.params.get("cursor") is not None:
+        raise MCPError(INVALID_PARAMS, f"Invalid cursor: {ctx.method} is one page; call it without a cursor.")
+    return await call_next(ctx)
 
 
 def watch_health(
@@ -207,6 +248,9 @@ async def open_state(
                 readiness=ready,
             )
             watch_health(ready, the_journal, backends.store_problem)
+            # A background task that keeps crashing (runs/health.py) is a readiness problem until it recovers.
+            hub.health.on_problem.append(ready.report_failure)
+            hub.health.on_recovered.append(ready.report_ok)
             ready.on_drain(hub.hand_over)
             ready.on_exit(the_journal.close)  # a forced exit still writes through claims held in memory
             hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes

@@ -25,6 +25,8 @@ FACT_COLUMNS: dict[str, str] = {
     "workspace_session_id": "TEXT",
     "pull_request_url": "TEXT",
     "code_changed": "INTEGER",
+    "delivered": "TEXT",
+    "changed_files_total": "INTEGER",
 }
 TERMINAL_STATUSES = ("success", "failed", "cancelled")
 

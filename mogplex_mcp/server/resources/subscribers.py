@@ -208,5 +208,5 @@ def _checked_run_id(uri: str) -> str:
 def run_not_found(run_id: str) -> str:
     return (
         f"Run {run_id} was not found: it does not exist or belongs to another account's token. "
-        "Check the runId (start_run returns it; resources/list shows the runs this server knows)."
+        "Check the runId (start_run returns it; the list_runs tool and resources/list show the runs this server knows)."
     )

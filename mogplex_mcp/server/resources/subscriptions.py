@@ -66,14 +66,22 @@ class RunNotifier:
     async def run(self) -> None:
         """Flush changes until the lifespan ends; then release every watch still held."""
         try:
-            while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
-                await self._flush()
+            await self.flush_forever()
         finally:
-            with anyio.CancelScope(shield=True):
-                for key in list(self.subscribers.clients):
-                    await self.subscribers.forget(key)
+            await self.release_all()
+
+    async def flush_forever(self) -> None:
+        """Tell subscribers of each change as it comes (the part a supervisor restarts after a crash)."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self._flush()
+
+    async def release_all(self) -> None:
+        """Release every watch still held (the lifespan is ending)."""
+        with anyio.CancelScope(shield=True):
+            for key in list(self.subscribers.clients):
+                await self.subscribers.forget(key)
 
     async def _flush(self) -> None:
         dirty, self._dirty = self._dirty, set()
@@ -110,12 +118,13 @@ class RunNotifier:
 class ResourceMiddleware:
     """Tracks handshake-era connections (for list-changed notices) and advertises `listChanged` to them."""
 
-    def __init__(self, notifiers: dict[int, RunNotifier]) -> None:
+    def __init__(self, notifiers: dict[int, RunNotifier], *, stateless: bool = False) -> None:
         self._notifiers = notifiers
+        self._stateless = stateless
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "initialize":
-            return _advertise_list_changed(await call_next(ctx))
+            return _advertise_list_changed(await call_next(ctx), delivered=not self._stateless)
         notifier = self._notifiers.get(id(ctx.lifespan_context))
         if notifier is not None and ctx.request_id is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             token = token_from_request(request_headers(ctx), notifier.state.settings)
@@ -123,10 +132,13 @@ class ResourceMiddleware:
         return await call_next(ctx)
 
 
-def _advertise_list_changed(result: HandlerResult) -> HandlerResult:
-    # The SDK never advertises resources.listChanged to handshake clients; this server does send it.
+def _advertise_list_changed(result: HandlerResult, *, delivered: bool) -> HandlerResult:
+    # The SDK never advertises resources.listChanged to handshake clients; this server does send it — except
+    # when stateless, where no connection outlives a request: then neither it nor subscribe is advertised.
     if isinstance(result, dict):
         resources = result.get("capabilities", {}).get("resources")
         if isinstance(resources, dict):
-            resources["listChanged"] = True
+            resources["listChanged"] = delivered
+            if not delivered:
+                resources["subscribe"] = False
     return result

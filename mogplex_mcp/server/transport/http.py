@@ -40,6 +40,7 @@ from mogplex_mcp.server.transport.connections import GatewayConfig, connection_c
 from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
+from mogplex_mcp.server.transport.protocol_checks import ProtocolChecks
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
@@ -157,7 +158,7 @@ def build_http_app(
 
         front_door = build_front_door(settings, options.oauth)
         served, server_kwargs = with_front_door(front_door, served, server_kwargs)
-    server = create_server(served, readiness=readiness, **server_kwargs)
+    server = create_server(served, readiness=readiness, stateless=options.stateless, **server_kwargs)
 
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -178,6 +179,7 @@ def build_http_app(
         stateful=not options.stateless,
     )
     sessions = SessionRegistry(limits)
+    app.add_middleware(ProtocolChecks, path=MCP_PATH, stateless=options.stateless)  # inside the gateway
     app.add_middleware(Gateway, policy=policy, sessions=sessions, front_door=front_door)
     app.state.sessions = sessions
     app.state.session_manager = server.session_manager
