@@ -6,14 +6,16 @@ subscriptions read them and wait on their change signal.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 import anyio
 
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent
 from mogplex_mcp.api.stream import StreamItem
+from mogplex_mcp.runs.compact import Compactor
 
 # Event types after which the stream closes; the run's own status follows with the next poll.
 TERMINAL_EVENT_TYPES = frozenset({"finished", "failed", "cancelled"})
@@ -59,8 +61,14 @@ class RunFollower:
         self.stream_failures = 0
         self.stream_resume_at = 0.0
         self._page_full = False
-        self._events: OrderedDict[str, RunEvent] = OrderedDict()
+        # Oldest first; `_ids` maps an id to its position among every event ever added (1-based), so a
+        # cursor is found in O(1) and the events after it are sliced without a scan of the rest.
+        self._events: deque[RunEvent] = deque()
+        self._ids: dict[str, int] = {}
+        self._added = 0
         self._max_events = max_events
+        # The compact view of the events kept, built as they arrive: a view costs what it shows, not the run.
+        self.compactor = Compactor()
         self._changed = anyio.Event()
 
     @property
@@ -73,7 +81,7 @@ class RunFollower:
         return self.terminal or self.fatal is not None
 
     def events(self) -> list[RunEvent]:
-        return list(self._events.values())
+        return list(self._events)
 
     @property
     def saw_the_end(self) -> bool:
@@ -86,7 +94,16 @@ class RunFollower:
 
     @property
     def last_event_id(self) -> str | None:
-        return next(reversed(self._events)) if self._events else None
+        return self._events[-1].id if self._events else None
+
+    def events_from(self, index: int) -> list[RunEvent]:
+        """The events kept from position `index` on (0: all of them)."""
+        return list(islice(self._events, max(0, index), None))
+
+    def position_after(self, event_id: str) -> int | None:
+        """Where the events after `event_id` start among those kept; None when no kept event has that id."""
+        seq = self._ids.get(event_id)
+        return None if seq is None else seq - (self._added - len(self._events))
 
     def merge(self, page: EventPage) -> tuple[list[RunEvent], bool]:
         """Take a fresh page; return the events not seen before and whether the status changed."""
@@ -138,12 +155,20 @@ class RunFollower:
         self._update_window()
 
     def add_events(self, events: list[RunEvent]) -> list[RunEvent]:
-        fresh = [event for event in events if event.id not in self._events]
-        for event in fresh:
-            self._events[event.id] = event
-        while len(self._events) > self._max_events:
-            self._events.popitem(last=False)
-            self.dropped_events += 1
+        fresh: list[RunEvent] = []
+        for event in events:
+            if event.id in self._ids:
+                continue
+            self._added += 1
+            self._ids[event.id] = self._added
+            self._events.append(event)
+            self.compactor.add(event)
+            fresh.append(event)
+        if len(self._events) > self._max_events:
+            while len(self._events) > self._max_events:
+                del self._ids[self._events.popleft().id]
+                self.dropped_events += 1
+            self.compactor.trim(self._added - len(self._events) + 1)
         return fresh
 
     def signal(self) -> None:

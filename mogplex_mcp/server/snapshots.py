@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import anyio
 
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent
+from mogplex_mcp.runs.compact import CompactLine, compact
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.server.state import AppState
 
@@ -27,6 +28,11 @@ class RunSnapshot:
     live: bool = False
     # The run's last events are among `events` (False: cut at the API's window, or a backfill still running).
     saw_last_events: bool = True
+    # The events' compact lines, when a follower kept them (built as events arrived): None, build on demand.
+    lines: list[CompactLine] | None = None
+
+    def compact_lines(self) -> list[CompactLine]:
+        return self.lines if self.lines is not None else compact(self.events)
 
     @classmethod
     def of(cls, follower: RunFollower, run: RunDetail) -> RunSnapshot:
@@ -37,6 +43,7 @@ class RunSnapshot:
             follower.dropped_events,
             follower.active,
             saw_last_events=follower.saw_the_end and not follower.window_exhausted,
+            lines=follower.compactor.lines(),
         )
 
     @classmethod

@@ -38,7 +38,7 @@ from mogplex_mcp.api.models import is_uuid
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.server import guidance
-from mogplex_mcp.server.compact_views import coalescing_note, transcript_lines
+from mogplex_mcp.server.compact_views import coalescing_note, transcript_tail
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge
 from mogplex_mcp.server.resources.subscriptions import (
@@ -276,10 +276,10 @@ def transcript(snap: RunSnapshot, token: str, judged: JudgedRun) -> str:
     """One line per event, oldest first, then the outcome; the earliest lines give way beyond the budget."""
     run = snap.run
     head = [f"Mogplex run {run.run_id} — status {clean_text(run.status, token)}", f"({UNTRUSTED_NOTE})", ""]
-    lines = transcript_lines(snap.events, token)
+    lines = snap.compact_lines()
     if (coalesced := coalescing_note(len(snap.events), len(lines))) is not None:
         head.append(coalesced)
-    kept = _last_lines_within(lines, TRANSCRIPT_CHAR_BUDGET)
+    kept = transcript_tail(lines, token, TRANSCRIPT_CHAR_BUDGET)
     omitted = len(lines) - len(kept)
     if snap.dropped_events:
         head.append(f"… {snap.dropped_events} earliest events not kept by this server …")
@@ -296,17 +296,6 @@ def transcript(snap: RunSnapshot, token: str, judged: JudgedRun) -> str:
     verb = "Outcome" if run.terminal else "So far"
     tail += ["", f"{verb}: run {run.run_id} {clean_text(judged.outcome.sentence(), token)}."]
     return "\n".join(head + body + tail) + "\n"
-
-
-def _last_lines_within(lines: list[str], budget: int) -> list[str]:
-    kept: list[str] = []
-    used = 0
-    for line in reversed(lines):
-        used += len(line) + 1
-        if used > budget:
-            break
-        kept.append(line)
-    return kept[::-1]
 
 
 def _coverage_note(snap: RunSnapshot) -> str | None:
