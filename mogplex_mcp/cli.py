@@ -153,6 +153,27 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         metavar="SECONDS",
         help="close a connection whose request body is not complete this long after its headers (default: %(default)s)",
     )
+    group.add_argument(
+        "--max-body-bytes",
+        type=_positive(int),
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="largest request body; 413 beyond (default: %(default)s, room for the longest prompt)",
+    )
+    group.add_argument(
+        "--max-body-bytes-per-client",
+        type=_positive(int),
+        default=8 * 1024 * 1024,
+        metavar="BYTES",
+        help="request-body bytes in flight per client address; 429 beyond (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-body-bytes-in-flight",
+        type=_positive(int),
+        default=64 * 1024 * 1024,
+        metavar="BYTES",
+        help="request-body bytes in flight in all; 503 beyond (default: %(default)s)",
+    )
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -251,6 +272,9 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         header_timeout_seconds=args.header_timeout,
         body_timeout_seconds=args.body_timeout,
+        max_body_bytes=args.max_body_bytes,
+        max_body_bytes_per_client=args.max_body_bytes_per_client,
+        max_body_bytes_in_flight=args.max_body_bytes_in_flight,
     )
     if settings.token and not local_only(options):
         logger.warning(

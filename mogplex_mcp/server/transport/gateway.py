@@ -30,6 +30,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.server.transport.bodies import BodyBudget, BodyRefused, client_address
 from mogplex_mcp.server.transport.sessions import OpenSession, SessionLimitError, SessionRegistry
 
 logger = logging.getLogger("mogplex_mcp.http")
@@ -44,6 +45,8 @@ HOW_TO_AUTHENTICATE = (
 _SESSION_ID_HEADER = MCP_SESSION_ID_HEADER.lower()
 _SDK_SESSION_LOGGERS = ("mcp.server.streamable_http_manager", "mcp.server.streamable_http")
 _SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b")
+# RFC 6750's token68: what a bearer can plausibly be. Anything else is refused before its body is read.
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def bearer_of(headers: Headers) -> str | None:
     token = credentials.strip()
     if scheme.lower() != "bearer" or not token:
         raise BearerProblem("the Authorization header must be `Bearer <token>`")
-    if len(token) > MAX_TOKEN_CHARS or any(char.isspace() for char in token):
+    if len(token) > MAX_TOKEN_CHARS or not _TOKEN68.fullmatch(token):
         raise BearerProblem("the bearer token is malformed")
     return token
 
@@ -94,10 +97,13 @@ def bearer_of(headers: Headers) -> str | None:
 class Gateway:
     """ASGI middleware in front of the MCP endpoint (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, policy: GatewayPolicy, sessions: SessionRegistry) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: GatewayPolicy, sessions: SessionRegistry, bodies: BodyBudget | None = None
+    ) -> None:
         self.app = app
         self.policy = policy
         self.sessions = sessions
+        self.bodies = bodies or BodyBudget()
         mask_session_ids_in_sdk_logs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,6 +120,23 @@ class Gateway:
         user = caller.user()
         if user is not None:
             scope["user"], scope["auth"] = user, AuthCredentials([])
+        if scope["method"] != "POST":
+            await self._route(caller, headers, scope, receive, send)
+            return
+        held, client = [0], client_address(scope)
+        try:
+            try:
+                replay = await self.bodies.read(scope, receive, held)
+            except BodyRefused as refused:
+                logger.info("refused a request body: %s", refused.message)
+                retry = {} if refused.status == 413 else {"Retry-After": "1"}
+                await _json_error(refused.status, refused.message, headers=retry)(scope, receive, send)
+                return
+            await self._route(caller, headers, scope, replay, send)
+        finally:
+            self.bodies.release(client, held[0])
+
+    async def _route(self, caller: Caller, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.policy.stateful or _modern(headers):
             await self.app(scope, receive, send)  # no HTTP session on these paths
             return

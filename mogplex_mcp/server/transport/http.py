@@ -31,6 +31,13 @@ from starlette.responses import JSONResponse, Response
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
+from mogplex_mcp.server.transport.bodies import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_BODY_BYTES_PER_CLIENT,
+    BodyBudget,
+    BodyLimits,
+)
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
@@ -62,6 +69,10 @@ class HttpOptions:
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
+    # Request bodies: one request's, one client address's in flight, and all in flight (transport/bodies.py).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes_per_client: int = DEFAULT_MAX_BODY_BYTES_PER_CLIENT
+    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
 
     @property
     def loopback(self) -> bool:
@@ -143,6 +154,7 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         session_idle_timeout=limits.idle_seconds,
         # The gateway admits sessions (and evicts idle ones to make room); the SDK's cap is only a backstop.
         max_sessions=limits.total + limits.per_token,
+        max_request_body_size=options.max_body_bytes,
     )
     app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
     policy = GatewayPolicy(
@@ -152,8 +164,12 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         stateful=not options.stateless,
     )
     sessions = SessionRegistry(limits)
-    app.add_middleware(Gateway, policy=policy, sessions=sessions)
+    bodies = BodyBudget(
+        BodyLimits(options.max_body_bytes, options.max_body_bytes_per_client, options.max_body_bytes_in_flight)
+    )
+    app.add_middleware(Gateway, policy=policy, sessions=sessions, bodies=bodies)
     app.state.sessions = sessions
+    app.state.bodies = bodies
     app.state.session_manager = server.session_manager
     return app
 
