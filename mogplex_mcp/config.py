@@ -119,6 +119,15 @@ class Settings:
     upstream_streams: int = 100
     upstream_streams_per_token: int = 25
     rejected_token_seconds: float = 30.0
+    # Tokens upstream has not accepted yet: requests that may wait per client address (then refused at once).
+    unverified_waiting: int = 16
+    # How long an acceptance by upstream lets a token skip that queue (also across restarts: the state dir/Redis).
+    verified_token_seconds: float = 7 * 24 * 3600.0
+    # Cached run data (runs list, a run's events) is served only to a token upstream accepted this recently;
+    # older, the tool asks upstream first (a 401 then ends it).
+    recheck_token_seconds: float = 300.0
+    # Known runs kept per token are forgotten this long after they were last seen (the journal and Redis).
+    known_run_max_age_days: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
     max_stream_event_bytes: int = 1024 * 1024
     # list_runs reads at most this many active runs' statuses per call (and only within the token's pacer).
@@ -169,6 +178,8 @@ class Settings:
             ("read_timeout", "MOGPLEX_READ_TIMEOUT_SECONDS"),
             ("retry_budget_seconds", "MOGPLEX_RETRY_BUDGET_SECONDS"),
             ("rejected_token_seconds", "MOGPLEX_REJECTED_TOKEN_SECONDS"),
+            ("verified_token_seconds", "MOGPLEX_VERIFIED_TOKEN_SECONDS"),
+            ("recheck_token_seconds", "MOGPLEX_RECHECK_TOKEN_SECONDS"),
         ):
             raw = clean_env_value(env.get(env_name))
             if raw is not None:
@@ -203,6 +214,7 @@ class Settings:
 COUNT_SETTINGS: dict[str, str] = {
     "upstream_connections": "MOGPLEX_UPSTREAM_CONNECTIONS",
     "upstream_per_token": "MOGPLEX_UPSTREAM_PER_TOKEN",
+    "unverified_waiting": "MOGPLEX_UNVERIFIED_WAITING",
     "upstream_streams": "MOGPLEX_UPSTREAM_STREAMS",
     "upstream_streams_per_token": "MOGPLEX_UPSTREAM_STREAMS_PER_TOKEN",
     "max_response_bytes": "MOGPLEX_MAX_RESPONSE_BYTES",

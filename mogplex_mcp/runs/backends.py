@@ -24,11 +24,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
 from mogplex_mcp.runs.journal import KeyClaim, StartJournal
-from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims, LocalVerifiedTokens
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
-from mogplex_mcp.runs.store import KnownRuns, StartClaims, StoreUnavailableError
+from mogplex_mcp.runs.store import KnownRuns, StartClaims, StoreUnavailableError, VerifiedTokens
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 
 logger = logging.getLogger("mogplex_mcp.server")
@@ -73,15 +73,21 @@ class Backends:
 
     claims: StartClaims
     known: KnownRuns
+    verified: VerifiedTokens
     make_pacer: Callable[[str], RequestPacer] | None = None
     coordinator: FollowCoordinator | None = None
+    shared: bool = False
 
 
 @asynccontextmanager
 async def open_backends(settings: Settings, journal: StartJournal, requests_per_minute: int) -> AsyncIterator[Backends]:
     """The local backend, or Redis when `settings.redis_url` is set (raises StoreUnavailableError if down)."""
     if not settings.redis_url:
-        yield Backends(claims=LocalStartClaims(journal), known=LocalKnownRuns(journal))
+        verified = LocalVerifiedTokens.in_state_dir(settings.state_dir, settings.verified_token_seconds)
+        try:
+            yield Backends(claims=LocalStartClaims(journal), known=LocalKnownRuns(journal), verified=verified)
+        finally:
+            verified.close()
         return
     from mogplex_mcp.runs import redis as shared
 
@@ -96,6 +102,8 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         yield Backends(
             claims=GuardedStartClaims(claims),
             known=known,
+            verified=shared.RedisVerifiedTokens(store, settings.verified_token_seconds),
+            shared=True,
             make_pacer=lambda fp: SharedTokenPacer(pacer, fp),
             coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store)),
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx2
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
@@ -16,10 +17,12 @@ from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
+from mogplex_mcp.api.limits import CALLER
 from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.backends import open_backends
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
+from mogplex_mcp.runs.identities import remember_verified
 from mogplex_mcp.runs.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.sanitize import clean_text
@@ -121,6 +124,7 @@ def create_server(
                 open_backends(settings, the_journal, per_minute) as backends,
                 anyio.create_task_group() as tg,
             ):
+                await remember_verified(pool.gate, backends.verified, tg, shared=backends.shared)
                 streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
                 hub = FollowerHub(
                     tg,
@@ -168,7 +172,21 @@ def create_server(
         for name in WRITE_TOOLS:
             server.remove_tool(name)
     viewer.install(server)
+    server.middleware.append(_note_caller)
     return server
+
+
+async def _note_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Who is asking (the HTTP client's address), for the upstream gate's fair queue of unverified tokens."""
+    client = getattr(ctx.request, "client", None)
+    host = getattr(client, "host", None)
+    if not isinstance(host, str):
+        return await call_next(ctx)
+    token = CALLER.set(host)
+    try:
+        return await call_next(ctx)
+    finally:
+        CALLER.reset(token)
 
 
 async def tool_names(server: MCPServer[Any]) -> list[str]:
