@@ -45,7 +45,7 @@ from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
 from mogplex_mcp.runs.followed_run import FollowSettings, RunFollower
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.local.pacer import LocalPacer
-from mogplex_mcp.runs.pacer import RequestPacer
+from mogplex_mcp.runs.pacer import PacerTable, RequestPacer
 from mogplex_mcp.runs.shared_follow import FollowCoordinator
 
 logger = logging.getLogger("mogplex_mcp.runs")
@@ -74,6 +74,7 @@ class FollowerHub:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         make_pacer: Callable[[str], RequestPacer] | None = None,
         coordinator: FollowCoordinator | None = None,
+        verified: Callable[[str], bool] | None = None,
     ) -> None:
         self._tg = task_group
         self._coordinator = coordinator  # one follower per run across replicas (runs/shared_follow.py)
@@ -83,11 +84,14 @@ class FollowerHub:
         # One budget per token: this process's (the store's local backend), or one shared by every replica
         # (runs/token_pacer.py over Redis) when given.
         local = LocalPacer(self.settings.requests_per_minute, clock=clock, sleep=sleep)
-        self._make_pacer = make_pacer or local.for_token
         self._clock = clock
         self._sleep = sleep
         self._followers: OrderedDict[tuple[str, str], RunFollower] = OrderedDict()
-        self._pacers: dict[str, RequestPacer] = {}
+        # Per-token pacers only for tokens upstream accepted (`verified`, by fingerprint); the others share one,
+        # so a made-up bearer never makes per-identity state here (issue 23, #3). Bounded in count and age.
+        self._pacers = PacerTable(make_pacer or local.for_token)
+        self._verified = verified
+        self._strangers = RequestPacer(self.settings.requests_per_minute, clock=clock, sleep=sleep)
         self._listeners: list[Listener] = []
         self._no_stream: set[str] = set()
 
@@ -98,9 +102,14 @@ class FollowerHub:
         return self._followers.get((token_fingerprint(token), run_id))
 
     def pacer(self, fingerprint: str) -> RequestPacer:
-        if fingerprint not in self._pacers:
-            self._pacers[fingerprint] = self._make_pacer(fingerprint)
-        return self._pacers[fingerprint]
+        """The token's pacer; one shared by every token upstream has not accepted (yet)."""
+        if self._verified is not None and not self._verified(fingerprint):
+            return self._strangers
+        return self._pacers.get(fingerprint)
+
+    @property
+    def pacer_count(self) -> int:
+        return len(self._pacers)
 
     @property
     def active_count(self) -> int:

@@ -133,6 +133,7 @@ def create_server(
                     make_stream=streams,
                     make_pacer=backends.make_pacer,
                     coordinator=backends.coordinator,
+                    verified=pool.gate.verified_fingerprint,
                 )
                 state = AppState(
                     settings=settings,

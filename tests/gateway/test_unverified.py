@@ -105,3 +105,28 @@ def _recorded(tmp_path: Path) -> int:
             return int(db.execute("SELECT count(*) FROM verified").fetchone()[0])
         except sqlite3.Error:
             return 0
+
+
+async def test_made_up_bearers_leave_no_pacer_behind(tmp_path: Path) -> None:
+    """Issue 23, #3: following a run with a bearer upstream never accepted makes no per-token state."""
+    run_id = "0b7f4a52-9a3e-4c1e-8d2b-5f6a7b8c9d0e"
+    async with served(tmp_path, PUBLIC) as s, httpx2.AsyncClient(timeout=30) as http:
+        hub = s.states[-1].hub
+        for n in range(40):
+            token = f"mog_MadeUpFollower{n:04}"
+            session_id = await open_session(http, s.url, token)
+            arguments = {"runId": run_id, "timeoutSeconds": 1}
+            body = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "wait_for_run", "arguments": arguments},
+            }
+            headers = {**MCP_HEADERS, **bearer(token), "Mcp-Session-Id": session_id}
+            assert (await http.post(s.url, json=body, headers=headers)).status_code == 200
+        assert hub.pacer_count == 0, "40 made-up bearers followed a run: not one pacer was made for them"
+        async with caller(s.url, USER_B_TOKEN, "127.0.0.1") as real:
+            started = await real.call_tool("list_repos", {})
+            assert not started.is_error
+            await real.call_tool("wait_for_run", {"runId": run_id, "timeoutSeconds": 1})
+        assert hub.pacer_count == 1, "a token upstream accepted gets its own budget"
