@@ -16,6 +16,7 @@ from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent
 from mogplex_mcp.api.stream import StreamItem
 from mogplex_mcp.runs.compact import Compactor
+from mogplex_mcp.runs.slim import slim_event
 
 # Event types after which the stream closes; the run's own status follows with the next poll.
 TERMINAL_EVENT_TYPES = frozenset({"finished", "failed", "cancelled"})
@@ -32,15 +33,43 @@ class FollowSettings:
     # Events kept, across all followers nobody watches any more: a cache, so it is bounded by size, not
     # only by count (a parsed event costs ~2 KB; 2,000 ≈ 4 MB). Re-reading a dropped run re-fetches it.
     max_idle_events: int = 2_000
+    # Bytes (estimated: characters of text, runs/slim.py) of events kept per run, and by all followers together.
+    # Events are cut to what views show on arrival, so these hold whatever the upstream sends.
+    max_bytes_per_run: int = 8 * 1024 * 1024
+    max_cache_bytes: int = 64 * 1024 * 1024
     use_stream: bool = True
     # A stream silent this long is reopened (production sends no heartbeats): a cheap status check.
     stream_idle_seconds: float = 30.0
 
 
+# However full the whole cache is, a run being followed keeps at least its newest events up to this size.
+MIN_BYTES_KEPT = 256 * 1024
+
+
+class EventCache:
+    """The bytes of events every follower of a hub holds together, against one budget."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    @property
+    def over(self) -> bool:
+        return self.bytes > self.max_bytes
+
+
 class RunFollower:
     """The shared, de-duplicated view of one run: its latest state and every event seen so far."""
 
-    def __init__(self, run_id: str, fingerprint: str, max_events: int) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        fingerprint: str,
+        max_events: int,
+        *,
+        max_bytes: int = FollowSettings.max_bytes_per_run,
+        cache: EventCache | None = None,
+    ) -> None:
         self.run_id = run_id
         self.fingerprint = fingerprint
         self.run: RunDetail | None = None
@@ -67,6 +96,10 @@ class RunFollower:
         self._ids: dict[str, int] = {}
         self._added = 0
         self._max_events = max_events
+        self._sizes: deque[int] = deque()
+        self.bytes = 0
+        self._max_bytes = max_bytes
+        self._cache = cache or EventCache(FollowSettings.max_cache_bytes)
         # The compact view of the events kept, built as they arrive: a view costs what it shows, not the run.
         self.compactor = Compactor()
         self._changed = anyio.Event()
@@ -155,21 +188,45 @@ class RunFollower:
         self._update_window()
 
     def add_events(self, events: list[RunEvent]) -> list[RunEvent]:
+        """Keep the events not seen before, cut to what views show (runs/slim.py); return them as kept."""
         fresh: list[RunEvent] = []
-        for event in events:
-            if event.id in self._ids:
+        for raw in events:
+            if raw.id in self._ids:
                 continue
+            event, size = slim_event(raw)
             self._added += 1
             self._ids[event.id] = self._added
             self._events.append(event)
+            self._sizes.append(size)
+            self.bytes += size
+            self._cache.bytes += size
             self.compactor.add(event)
             fresh.append(event)
-        if len(self._events) > self._max_events:
-            while len(self._events) > self._max_events:
+        if self._over_budget():
+            while self._over_budget():
                 del self._ids[self._events.popleft().id]
+                size = self._sizes.popleft()
+                self.bytes -= size
+                self._cache.bytes -= size
                 self.dropped_events += 1
             self.compactor.trim(self._added - len(self._events) + 1)
         return fresh
+
+    def _over_budget(self) -> bool:
+        if len(self._events) <= 1:
+            return False
+        if len(self._events) > self._max_events or self.bytes > self._max_bytes:
+            return True
+        return self._cache.over and self.bytes > MIN_BYTES_KEPT
+
+    def release(self) -> None:
+        """Give this follower's bytes back to the cache (it is being forgotten)."""
+        self._cache.bytes -= self.bytes
+        self.bytes = 0
+        self._events.clear()
+        self._sizes.clear()
+        self._ids.clear()
+        self.compactor = Compactor()
 
     def signal(self) -> None:
         self.version += 1

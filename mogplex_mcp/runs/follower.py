@@ -42,7 +42,7 @@ from mogplex_mcp.api.errors import (
 from mogplex_mcp.api.limits import StreamBudgetExhaustedError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunEvent
 from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
-from mogplex_mcp.runs.followed_run import FollowSettings, RunFollower
+from mogplex_mcp.runs.followed_run import EventCache, FollowSettings, RunFollower
 from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.local.pacer import LocalPacer
 from mogplex_mcp.runs.pacer import PacerTable, RequestPacer
@@ -87,6 +87,7 @@ class FollowerHub:
         self._clock = clock
         self._sleep = sleep
         self._followers: OrderedDict[tuple[str, str], RunFollower] = OrderedDict()
+        self.cache = EventCache(self.settings.max_cache_bytes)
         # Per-token pacers only for tokens upstream accepted (`verified`, by fingerprint); the others share one,
         # so a made-up bearer never makes per-identity state here (issue 23, #3). Bounded in count and age.
         self._pacers = PacerTable(make_pacer or local.for_token)
@@ -142,7 +143,15 @@ class FollowerHub:
         key = (token_fingerprint(token), run_id)
         follower = self._followers.get(key)
         if follower is None or (follower.fatal is not None and not follower.active):
-            follower = RunFollower(run_id, key[0], self.settings.max_events_per_run)
+            if follower is not None and follower.watchers <= 0:
+                follower.release()
+            follower = RunFollower(
+                run_id,
+                key[0],
+                self.settings.max_events_per_run,
+                max_bytes=self.settings.max_bytes_per_run,
+                cache=self.cache,
+            )
             self._followers[key] = follower
         self._followers.move_to_end(key)
         follower.watchers += 1
@@ -153,15 +162,15 @@ class FollowerHub:
         return follower
 
     def _prune(self) -> None:
-        """Drop the least recently used idle followers beyond the count and event budgets."""
+        """Drop the least recently used idle followers beyond the count, event and byte budgets."""
         idle = [key for key, f in self._followers.items() if not f.active and f.watchers == 0]
         held = sum(self._followers[key].event_count for key in idle)
         for position, key in enumerate(idle):
             over_count = len(idle) - position > self.settings.max_finished_kept
-            if not over_count and held <= self.settings.max_idle_events:
+            if not over_count and held <= self.settings.max_idle_events and not self.cache.over:
                 break
             held -= self._followers[key].event_count
-            del self._followers[key]
+            self._followers.pop(key).release()
 
     async def _follow(self, follower: RunFollower, token: str) -> None:
         try:
