@@ -180,6 +180,7 @@ class Settings:
             ("rejected_token_seconds", "MOGPLEX_REJECTED_TOKEN_SECONDS"),
             ("verified_token_seconds", "MOGPLEX_VERIFIED_TOKEN_SECONDS"),
             ("recheck_token_seconds", "MOGPLEX_RECHECK_TOKEN_SECONDS"),
+            ("known_run_max_age_days", "MOGPLEX_KNOWN_RUN_MAX_AGE_DAYS"),
         ):
             raw = clean_env_value(env.get(env_name))
             if raw is not None:

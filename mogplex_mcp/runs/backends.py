@@ -85,7 +85,8 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
     if not settings.redis_url:
         verified = LocalVerifiedTokens.in_state_dir(settings.state_dir, settings.verified_token_seconds)
         try:
-            yield Backends(claims=LocalStartClaims(journal), known=LocalKnownRuns(journal), verified=verified)
+            local = LocalKnownRuns(journal, settings.known_run_max_age_days * 86_400)
+            yield Backends(claims=LocalStartClaims(journal), known=local, verified=verified)
         finally:
             verified.close()
         return
@@ -97,7 +98,10 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         logger.info("shared state in Redis at %s", store.masked_url)
         claims = shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds)
         pacer = shared.RedisPacer(store, requests_per_minute)
-        known = MirroredKnownRuns(shared.RedisKnownRuns(store), LocalKnownRuns(journal))
+        known = MirroredKnownRuns(
+            shared.RedisKnownRuns(store, retention_seconds=int(settings.known_run_max_age_days * 86_400)),
+            LocalKnownRuns(journal, settings.known_run_max_age_days * 86_400),
+        )
         lease = shared.RedisFollowLease(store, holder=uuid.uuid4().hex, lease_seconds=LEASE_SECONDS)
         yield Backends(
             claims=GuardedStartClaims(claims),

@@ -80,6 +80,7 @@ async def load_snapshot(
     follower = None if fresh else state.hub.get(token, run_id)
     cached = from_follower(follower)
     if follower is not None and cached is not None:
+        await state.confirm_token(token, deadline)  # cached: only for a token upstream accepted recently
         return await settled_snapshot(follower, deadline) if cached.run.terminal else cached
     async with state.client(token) as api:
         page = await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)

@@ -73,7 +73,7 @@ class Backend:
     def claims(self, window_seconds: float = 600.0) -> StartClaims:
         raise NotImplementedError
 
-    def known_runs(self, max_runs: int = 200) -> KnownRuns:
+    def known_runs(self, max_runs: int = 200, max_age_seconds: int = 30 * 86_400) -> KnownRuns:
         raise NotImplementedError
 
     def pacer(self, per_minute: int, window_seconds: float) -> Pacer:
@@ -111,8 +111,8 @@ class LocalBackend(Backend):
     def claims(self, window_seconds: float = 600.0) -> StartClaims:
         return LocalStartClaims(self._journal(window_seconds=window_seconds))
 
-    def known_runs(self, max_runs: int = 200) -> KnownRuns:
-        return LocalKnownRuns(self._journal(max_runs=max_runs))
+    def known_runs(self, max_runs: int = 200, max_age_seconds: int = 30 * 86_400) -> KnownRuns:
+        return LocalKnownRuns(self._journal(max_runs=max_runs), max_age_seconds, clock=self.clock)
 
     def pacer_window(self, wanted: float) -> float:
         return 60.0  # RequestPacer's window; the fake clock makes it free to wait out
@@ -162,8 +162,8 @@ class RedisBackend(Backend):
     def claims(self, window_seconds: float = 600.0) -> StartClaims:
         return redis_backend.RedisStartClaims(self._store(), window_seconds=window_seconds)
 
-    def known_runs(self, max_runs: int = 200) -> KnownRuns:
-        return redis_backend.RedisKnownRuns(self._store(), max_runs=max_runs)
+    def known_runs(self, max_runs: int = 200, max_age_seconds: int = 30 * 86_400) -> KnownRuns:
+        return redis_backend.RedisKnownRuns(self._store(), max_runs=max_runs, retention_seconds=max_age_seconds)
 
     def pacer(self, per_minute: int, window_seconds: float) -> Pacer:
         return redis_backend.RedisPacer(self._store(), per_minute, window_seconds=window_seconds)
@@ -291,6 +291,16 @@ async def test_known_runs_are_bounded_per_token(backend: Backend) -> None:
     assert not await runs.is_known(FP_A, "run-0")
     assert await runs.is_known(FP_A, "run-4")
     assert (await runs.known_runs(FP_A))[0].title == "run-4"  # no title: the run id stands in
+
+
+async def test_known_runs_are_not_served_past_their_age_limit(backend: Backend) -> None:
+    """Issue 23, #7: retention has an age limit (MOGPLEX_KNOWN_RUN_MAX_AGE_DAYS, 30 days by default)."""
+    runs = backend.known_runs(max_age_seconds=1)
+    await runs.remember_run(FP_A, "run-old", title="Old", status="success")
+    assert await runs.is_known(FP_A, "run-old")
+    await backend.elapse(1.5)
+    assert not await runs.is_known(FP_A, "run-old") and await runs.known_run(FP_A, "run-old") is None
+    assert await runs.known_runs(FP_A) == []
 
 
 async def test_known_runs_are_isolated_by_token_and_shared_by_replicas(backend: Backend) -> None:

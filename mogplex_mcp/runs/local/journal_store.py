@@ -7,6 +7,8 @@ never waits on the file. The journal degrades to memory on its own when its file
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 
 import anyio
 
@@ -30,11 +32,27 @@ class LocalStartClaims:
         await anyio.to_thread.run_sync(self.journal.forget, fingerprint, request_hash)
 
 
-class LocalKnownRuns:
-    """`KnownRuns` on the SQLite journal (bounded per token by the journal's `max_runs`)."""
+# Known runs not seen for this long are no longer served (issue 23, #7; Redis keeps them as long).
+DEFAULT_MAX_AGE_SECONDS = 30 * 86_400.0
 
-    def __init__(self, journal: StartJournal) -> None:
+
+class LocalKnownRuns:
+    """`KnownRuns` on the SQLite journal (bounded per token by the journal's `max_runs`, and in age: a run not
+    seen for `max_age_seconds` is not served any more, and newer runs overwrite it)."""
+
+    def __init__(
+        self,
+        journal: StartJournal,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.journal = journal
+        self.max_age_seconds = max_age_seconds
+        self._clock = clock
+
+    def _fresh(self, known: KnownRun | None) -> bool:
+        return known is not None and known.last_seen >= self._clock() - self.max_age_seconds
 
     async def remember_run(
         self,
@@ -52,13 +70,16 @@ class LocalKnownRuns:
         return await anyio.to_thread.run_sync(upsert)
 
     async def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        return await anyio.to_thread.run_sync(self.journal.runs_page, fingerprint, query)
+        rows = await anyio.to_thread.run_sync(self.journal.runs_page, fingerprint, query)
+        return [known for known in rows if self._fresh(known)]
 
     async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
-        return await anyio.to_thread.run_sync(self.journal.known_run, fingerprint, run_id)
+        known = await anyio.to_thread.run_sync(self.journal.known_run, fingerprint, run_id)
+        return known if self._fresh(known) else None
 
     async def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        return await anyio.to_thread.run_sync(self.journal.known_runs, fingerprint, limit)
+        rows = await anyio.to_thread.run_sync(self.journal.known_runs, fingerprint, limit)
+        return [known for known in rows if self._fresh(known)]
 
     async def is_known(self, fingerprint: str, run_id: str) -> bool:
-        return await anyio.to_thread.run_sync(self.journal.is_known, fingerprint, run_id)
+        return await self.known_run(fingerprint, run_id) is not None

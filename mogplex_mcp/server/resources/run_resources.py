@@ -147,7 +147,7 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
         resources = list(await server.list_resources())
         state = ctx.lifespan_context
         token = token_from_request(request_headers(ctx), state.settings) if isinstance(state, AppState) else None
-        if isinstance(state, AppState) and token:
+        if isinstance(state, AppState) and token and await _confirmed(state, token):
             known = await state.known_runs.known_runs(token_fingerprint(token), LIST_LIMIT)
             resources += [_listed(run.run_id, run.title, run.status, run.first_seen) for run in known]
         return ListResourcesResult(resources=resources)
@@ -171,6 +171,16 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
+
+
+async def _confirmed(state: AppState, token: str) -> bool:
+    """Whether the runs list may be shown: upstream accepted the token lately (asked now if need be)."""
+    try:
+        with anyio.fail_after(state.budget + 2.0):
+            await state.confirm_token(token, time.monotonic() + state.budget)
+    except (MogplexError, TimeoutError):
+        return False
+    return True
 
 
 class ResourceSurface:

@@ -103,6 +103,9 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         _check_run_id(runId)
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
         started = time.monotonic()
+        if (cached := state.hub.get(token, runId)) is not None and cached.terminal:
+            async with upstream("wait for the run", token, state.budget) as deadline:
+                await state.confirm_token(token, deadline)  # a finished run is answered from cache
         async with state.hub.watch(token, runId) as follower:
             with anyio.move_on_after(timeout):
                 await follower.ready.wait()
