@@ -57,8 +57,8 @@ async def run() -> Section:
     section.add("wire `tools/list` (input + output schemas)", f"{len(wire):,} chars")
     section.notes.append(
         "The target leaves room for the orchestration tools to come (list_runs, wait_for_runs, continue_run) "
-        "within 8,000 characters for all tools. Kept lean by `server/arguments.py`: no generated titles, one "
-        "type per optional field, closed input schemas; pinned by `tests/server/test_schemas.py`. Before "
+        "within 8,000 characters for all tools. Kept lean by `server/tools/arguments.py`: no generated titles, one "
+        "type per optional field, closed input schemas; pinned by `tests/server/tools/test_schemas.py`. Before "
         "that (issue 12): 5,072 model-facing and 18,603 wire characters for the same six tools, with fewer "
         "arguments and result fields."
     )

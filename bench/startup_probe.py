@@ -42,7 +42,7 @@ def main() -> None:
 
         make_http_client(settings)
         lap("lifespan: make_http_client (imports httpcore2 + h11, builds an SSL context)")
-        from mogplex_mcp.runs.journal import StartJournal
+        from mogplex_mcp.runs.local.journal import StartJournal
 
         StartJournal.in_state_dir(settings.state_dir).close()
         lap("lifespan: open the SQLite journal")

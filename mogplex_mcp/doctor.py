@@ -44,7 +44,7 @@ from mogplex_mcp.config import (
     mask_redis_url,
     mask_secrets,
 )
-from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
 
 Level = Literal["ok", "warn", "problem"]
 TOKEN_SHAPE = re.compile(r"^mog_[A-Za-z0-9]+$")

@@ -23,12 +23,12 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
-from mogplex_mcp.runs.journal import KeyClaim, StartJournal
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims, LocalVerifiedTokens
+from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
-from mogplex_mcp.runs.store import KnownRuns, StartClaims, StoreUnavailableError, VerifiedTokens
+from mogplex_mcp.runs.store import KeyClaim, KnownRuns, StartClaims, StoreUnavailableError, VerifiedTokens
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 
 logger = logging.getLogger("mogplex_mcp.server")

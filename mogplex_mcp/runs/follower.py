@@ -42,8 +42,8 @@ from mogplex_mcp.api.errors import (
 from mogplex_mcp.api.limits import StreamBudgetExhaustedError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunEvent
 from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.followed_run import EventCache, FollowSettings, RunFollower
-from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.local.pacer import LocalPacer
 from mogplex_mcp.runs.pacer import PacerTable, RequestPacer
 from mogplex_mcp.runs.shared_follow import FollowCoordinator

@@ -12,9 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from mogplex_mcp.runs.journal import KnownRun
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
-from mogplex_mcp.runs.store import KnownRuns, StoreUnavailableError
+from mogplex_mcp.runs.store import KnownRun, KnownRuns, RunFacts, RunsQuery, StoreUnavailableError
 
 logger = logging.getLogger("mogplex_mcp.runs")
 

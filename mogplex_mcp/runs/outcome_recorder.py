@@ -5,8 +5,7 @@ from __future__ import annotations
 from mogplex_mcp.api.models import RunEvent
 from mogplex_mcp.runs.followed_run import RunFollower
 from mogplex_mcp.runs.follower import Listener
-from mogplex_mcp.runs.known_runs import RunFacts
-from mogplex_mcp.runs.store import KnownRuns
+from mogplex_mcp.runs.store import KnownRuns, RunFacts
 from mogplex_mcp.runs.views import find_delivery
 
 

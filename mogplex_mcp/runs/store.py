@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mogplex_mcp.api.models import RunDetail, RunEvent
-from mogplex_mcp.runs.journal import KeyClaim, KnownRun, token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.fingerprints import token_fingerprint
+from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun
+from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
 
 __all__ = [
     "FeedUpdate",

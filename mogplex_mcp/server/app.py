@@ -23,7 +23,7 @@ from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.backends import open_backends
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.identities import remember_verified
-from mogplex_mcp.runs.journal import StartJournal
+from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import RunDetail
-from mogplex_mcp.runs.journal import token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.store import RunFacts
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
 from mogplex_mcp.server.results import RunView
 from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot, settled_snapshot

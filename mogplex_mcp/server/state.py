@@ -20,12 +20,13 @@ from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.api.pool import make_http_client, make_stream_client
 from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
+from mogplex_mcp.runs.fingerprints import clean_title, token_fingerprint
 from mogplex_mcp.runs.follower import FollowerHub
-from mogplex_mcp.runs.journal import StartJournal, clean_title, token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts, facts_of
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.local.journal import StartJournal
+from mogplex_mcp.runs.local.known_runs import facts_of
 from mogplex_mcp.runs.notes import RunNotebook
-from mogplex_mcp.runs.store import KnownRuns, StartClaims
+from mogplex_mcp.runs.store import KnownRuns, RunFacts, StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 

@@ -142,7 +142,7 @@ async def test_loopback_bind_may_fall_back_to_the_configured_token(tmp_path: Pat
 async def test_a_public_bind_never_falls_back_to_the_configured_token(tmp_path: Path) -> None:
     public = HttpOptions(host="0.0.0.0", port=0, allowed_hosts=("127.0.0.1",))  # noqa: S104 - configured, not bound
     async with gateway(tmp_path, public, token=DEMO_TOKEN) as (url, emu):
-        # Refused at the door (401), before any session exists: see tests/gateway for the attack versions.
+        # Refused at the door (401), before any session exists: see tests/server/transport for the attack versions.
         assert "Authorization: Bearer" in await initialize_error(url, "legacy", None)
         assert emu.emulator.request_count() == 0
         async with http_client(url, "legacy", USER_B_TOKEN) as bob:

@@ -18,10 +18,10 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorHandle, EmulatorThread
 from tests.e2e.support import USER_B_TOKEN, emulator_config, http_client, text_of
 from tests.e2e.test_replicas import RUNS, redis_contents, replica_env, start
-from tests.gateway.test_notifications import Heard
 from tests.interop.servers import HttpServer, http_server
 from tests.redis_server import RedisServer, running_redis, stop_redis
 from tests.server.test_shared_pacer import fresh_database
+from tests.server.transport.test_notifications import Heard
 
 pytestmark = pytest.mark.anyio
 

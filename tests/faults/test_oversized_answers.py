@@ -14,7 +14,7 @@ import pytest
 from mogplex_mcp.emulator import EmulatorConfig
 from mogplex_mcp.emulator.traffic import RequestRecord
 from tests.server.harness import session
-from tests.server.test_resources import until
+from tests.server.resources.test_run_resources import until
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,7 @@ from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
 from tests.e2e.support import REPO_ID, UNKNOWN_TOKEN, USER_B_TOKEN, emulator_config, error, http_client, ok
 from tests.server.harness import FAST_FOLLOW
-from tests.server.test_resources import until
+from tests.server.resources.test_run_resources import until
 
 pytestmark = pytest.mark.anyio
 

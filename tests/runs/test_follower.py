@@ -16,8 +16,8 @@ from mogplex_mcp.api.models import StartRunRequest
 from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.emulator import EmulatorConfig, EmulatorHandle, ManualClock, running_emulator
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings, RunFollower
-from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.server.state import follower_client_factory
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from mogplex_mcp.runs import redis as redis_backend
-from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.local import LocalKnownRuns
+from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from tests.redis_server import RedisServer, free_port
 

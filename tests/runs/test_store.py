@@ -18,7 +18,7 @@ import anyio.lowlevel
 import pytest
 
 from mogplex_mcp.runs import redis as redis_backend
-from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.local import (
     LocalFollowLease,
     LocalKnownRuns,
@@ -27,6 +27,7 @@ from mogplex_mcp.runs.local import (
     LocalStartClaims,
     LocalVerifiedTokens,
 )
+from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.store import (
     FollowLease,
     KnownRuns,

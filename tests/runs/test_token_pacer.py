@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from mogplex_mcp.runs import redis as redis_backend
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 from tests.redis_server import RedisServer, free_port
 

@@ -11,7 +11,8 @@ import pytest
 from mogplex_mcp.api.models import StartRunRequest
 from mogplex_mcp.emulator import EmulatorConfig
 from mogplex_mcp.emulator.config import default_tokens
-from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME, request_fingerprint
+from mogplex_mcp.runs.fingerprints import request_fingerprint
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
 from mogplex_mcp.runs.sanitize import REDACTED
 from tests.server.harness import MODES, Mode, session
 

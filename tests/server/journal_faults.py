@@ -18,7 +18,7 @@ import anyio
 from mcp.types import CallToolResult
 
 from mogplex_mcp.emulator import Emulator, EmulatorConfig
-from mogplex_mcp.runs.journal import JOURNAL_FILE_NAME
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
 from tests.provision import missing
 
 RUNS = "/api/v1/mogplex/runs"

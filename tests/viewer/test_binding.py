@@ -1,7 +1,7 @@
 """The viewer as MCP clients see it, no browser: bound only for Apps clients, a self-contained strict document.
 
 Clients that do not advertise MCP Apps get tools/list and resources/list exactly as before (the snapshot in
-tests/server/snapshots/tools.json, unchanged); Apps clients get the same plus `_meta.ui.resourceUri` on the
+tests/server/tools/snapshots/tools.json, unchanged); Apps clients get the same plus `_meta.ui.resourceUri` on the
 tools whose result is one run, and the `ui://` resource in resources/list.
 """
 

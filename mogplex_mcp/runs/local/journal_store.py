@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import anyio
 
-from mogplex_mcp.runs.journal import KeyClaim, KnownRun, StartJournal
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun, StartJournal
+from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
 
 
 class LocalStartClaims:

@@ -35,7 +35,7 @@ from pydantic.alias_generators import to_camel
 
 from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
 from mogplex_mcp.api.models import is_uuid
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import coalescing_note, transcript_tail

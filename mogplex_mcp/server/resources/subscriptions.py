@@ -38,8 +38,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mogplex_mcp.api.errors import NotFoundError
 from mogplex_mcp.api.models import RunEvent, is_uuid
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.follower import RunFollower
-from mogplex_mcp.runs.journal import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 from mogplex_mcp.server.state import AppState, token_from_request

@@ -11,9 +11,9 @@ from pydantic import Field, ValidationError
 
 from mogplex_mcp.api.errors import InvalidRequestError
 from mogplex_mcp.api.models import PROMPT_MAX_CHARS, Harness, RunDetail, StartHarness, StartRunRequest, checked_uuid
-from mogplex_mcp.runs.journal import token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.settled import needs_input
+from mogplex_mcp.runs.store import RunFacts, RunsQuery
 from mogplex_mcp.server.errors import tool_error, validation_error
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs

@@ -19,11 +19,11 @@ import anyio
 from mogplex_mcp.api.client import MogplexClient
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, is_terminal
-from mogplex_mcp.runs.journal import KnownRun, token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.review import changed_files, final_message
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input
+from mogplex_mcp.runs.store import KnownRun, RunFacts, RunsQuery
 from mogplex_mcp.runs.views import find_delivery
 from mogplex_mcp.server.results import fit_to_budget
 from mogplex_mcp.server.state import AppState

@@ -25,9 +25,10 @@ from mogplex_mcp.api.models import (
     StartRunRequest,
     idempotency_key_problem,
 )
-from mogplex_mcp.runs.journal import JournalUnavailableError, KeyClaim, request_fingerprint, token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts
+from mogplex_mcp.runs.fingerprints import request_fingerprint, token_fingerprint
+from mogplex_mcp.runs.local.journal import JournalUnavailableError
 from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.store import KeyClaim, RunFacts
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.errors import journal_unavailable_error, validation_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge, snapshot_of

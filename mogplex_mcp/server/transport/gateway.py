@@ -29,7 +29,7 @@ from starlette.authentication import AuthCredentials
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.server.transport.bodies import BodyBudget, BodyRefused, client_address
 from mogplex_mcp.server.transport.sessions import OpenSession, SessionLimitError, SessionRegistry
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 
 # An opening request plus `notifications/initialized`: a session that has seen no more was never used.
 HANDSHAKE_REQUESTS = 2

@@ -22,10 +22,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mogplex_mcp.emulator import OTHER_USER_TOKEN, READ_ONLY_TOKEN
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from tests.e2e.support import USER_B_TOKEN
-from tests.gateway.support import MCP_HEADERS, PUBLIC, Served, bearer, open_session, served
-from tests.server.test_resources import until
+from tests.server.resources.test_run_resources import until
+from tests.server.transport.support import MCP_HEADERS, PUBLIC, Served, bearer, open_session, served
 
 pytestmark = pytest.mark.anyio
 REPOS = "/api/v1/mogplex/repos"

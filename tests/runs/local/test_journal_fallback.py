@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mogplex_mcp.runs.journal import (
-    JOURNAL_FILE_NAME,
-    StartJournal,
-    clean_title,
-    request_fingerprint,
-    token_fingerprint,
-)
+from mogplex_mcp.runs.fingerprints import clean_title, request_fingerprint, token_fingerprint
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME, StartJournal
 from tests.server.journal_faults import locked
 
 TOKEN = "mog_FallbackSuiteToken4Qx9"

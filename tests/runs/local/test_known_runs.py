@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from mogplex_mcp.runs.journal import StartJournal, token_fingerprint
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.fingerprints import token_fingerprint
+from mogplex_mcp.runs.local.journal import StartJournal
+from mogplex_mcp.runs.store import RunFacts, RunsQuery
 
 FP = token_fingerprint("mog_known_runs_test_token")
 OTHER = token_fingerprint("mog_another_users_token_x")

@@ -18,8 +18,8 @@ from anyio.abc import SocketStream
 
 from mogplex_mcp.emulator import DEMO_TOKEN
 from mogplex_mcp.server.transport.bodies import BodyBudget
-from tests.gateway.support import PUBLIC, Served, client, served
-from tests.server.test_resources import until
+from tests.server.resources.test_run_resources import until
+from tests.server.transport.support import PUBLIC, Served, client, served
 
 pytestmark = pytest.mark.anyio
 KIB = 1024

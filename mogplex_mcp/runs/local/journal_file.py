@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from mogplex_mcp.runs.known_runs import add_missing_columns
+from mogplex_mcp.runs.local.known_runs import add_missing_columns
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 

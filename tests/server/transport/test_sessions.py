@@ -12,8 +12,8 @@ import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN, OTHER_USER_TOKEN
 from tests.e2e.support import MODES, Mode, initialize_error, ok
-from tests.gateway.support import INITIALIZE, MCP_HEADERS, PUBLIC, call, client, open_session, served
-from tests.server.test_resources import until
+from tests.server.resources.test_run_resources import until
+from tests.server.transport.support import INITIALIZE, MCP_HEADERS, PUBLIC, call, client, open_session, served
 
 pytestmark = pytest.mark.anyio
 FLOOD = 300

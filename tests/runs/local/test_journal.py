@@ -17,14 +17,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from mogplex_mcp.runs.journal import (
-    JOURNAL_FILE_NAME,
-    JournalUnavailableError,
-    KeyClaim,
-    StartJournal,
-    request_fingerprint,
-    token_fingerprint,
-)
+from mogplex_mcp.runs.fingerprints import request_fingerprint, token_fingerprint
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME, JournalUnavailableError, StartJournal
+from mogplex_mcp.runs.store import KeyClaim
 
 BASE_URL = "https://mogplex.example"
 BODY: dict[str, Any] = {"repoId": "repo_1", "prompt": "Fix the flaky test", "harness": "codex"}

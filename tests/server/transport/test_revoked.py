@@ -14,7 +14,7 @@ import pytest
 
 from mogplex_mcp.emulator.traffic import token_tag
 from tests.e2e.support import REPO_ID, USER_B_TOKEN, error, ok
-from tests.gateway.support import PUBLIC, Served, client, served
+from tests.server.transport.support import PUBLIC, Served, client, served
 
 pytestmark = pytest.mark.anyio
 RECHECK = 1.0

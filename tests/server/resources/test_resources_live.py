@@ -13,9 +13,9 @@ from mcp.shared.subscriptions import ResourceUpdated
 
 from mogplex_mcp.api.client import API_PREFIX
 from mogplex_mcp.emulator import EmulatorConfig, ManualClock
-from mogplex_mcp.runs.journal import token_fingerprint
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from tests.server.harness import MODES, Mode
-from tests.server.test_resources import WAIT_LIMIT, emulator, live, until
+from tests.server.resources.test_run_resources import WAIT_LIMIT, emulator, live, until
 
 pytestmark = pytest.mark.anyio
 

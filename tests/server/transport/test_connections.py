@@ -10,8 +10,8 @@ import httpx2
 import pytest
 from anyio.abc import SocketStream
 
-from tests.gateway.support import PUBLIC, served
-from tests.server.test_resources import until
+from tests.server.resources.test_run_resources import until
+from tests.server.transport.support import PUBLIC, served
 
 pytestmark = pytest.mark.anyio
 CAP = 50

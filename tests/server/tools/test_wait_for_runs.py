@@ -12,7 +12,7 @@ import pytest
 from mogplex_mcp.emulator import EmulatorConfig, running_emulator
 from mogplex_mcp.runs.follower import FollowSettings
 from tests.server.harness import MODES, Mode, Session, session
-from tests.server.test_resources import until
+from tests.server.resources.test_run_resources import until
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from mogplex_mcp.emulator import OTHER_USER_TOKEN, EmulatorConfig, running_emulator
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.follower import FollowSettings
-from mogplex_mcp.runs.journal import token_fingerprint
 from tests.server.harness import FAST_FOLLOW, MODES, Mode, Session, session
 
 pytestmark = pytest.mark.anyio

@@ -27,21 +27,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from mogplex_mcp.runs.claims import ClaimId, ClaimTable, MemoryClaim
 from mogplex_mcp.runs.fingerprints import TITLE_MAX_CHARS as TITLE_MAX_CHARS
 from mogplex_mcp.runs.fingerprints import clean_title as clean_title
 from mogplex_mcp.runs.fingerprints import request_fingerprint as request_fingerprint
 from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
-from mogplex_mcp.runs.journal_file import (
+from mogplex_mcp.runs.local.journal_file import (
     RETRY_WRITES_AFTER_SECONDS,
     EmptyJournal,
     JournalFile,
     JournalStorageError,
 )
-from mogplex_mcp.runs.known_runs import KnownRun as KnownRun
-from mogplex_mcp.runs.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
+from mogplex_mcp.runs.local.known_runs import KnownRun as KnownRun
+from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
+from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("mogplex_mcp.runs.journal")
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
 DEFAULT_WINDOW_SECONDS = 600.0

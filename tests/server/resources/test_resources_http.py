@@ -17,7 +17,7 @@ from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
 from tests.server.harness import FAST_FOLLOW, settings_for
-from tests.server.test_resources import WAIT_LIMIT, Inbox, emulator, live, until
+from tests.server.resources.test_run_resources import WAIT_LIMIT, Inbox, emulator, live, until
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,7 @@
 """Tool schemas are snapshot-tested: any change to what models see is a reviewed diff.
 
-Run `UPDATE_SNAPSHOTS=1 uv run pytest tests/server/test_schemas.py` to rewrite the snapshot after an
-intended change, and review the diff of `tests/server/snapshots/tools.json`.
+Run `UPDATE_SNAPSHOTS=1 uv run pytest tests/server/tools/test_schemas.py` to rewrite the snapshot after an
+intended change, and review the diff of `tests/server/tools/snapshots/tools.json`.
 """
 
 from __future__ import annotations

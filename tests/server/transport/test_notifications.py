@@ -15,8 +15,8 @@ from mcp_types import INVALID_PARAMS
 
 from mogplex_mcp.emulator import DEMO_TOKEN, OTHER_USER_TOKEN
 from tests.e2e.support import REPO_ID, ok
-from tests.gateway.support import PUBLIC, client, served, subscribe_legacy
-from tests.server.test_resources import WAIT_LIMIT, Inbox
+from tests.server.resources.test_run_resources import WAIT_LIMIT, Inbox
+from tests.server.transport.support import PUBLIC, client, served, subscribe_legacy
 
 pytestmark = pytest.mark.anyio
 

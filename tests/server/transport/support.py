@@ -23,7 +23,7 @@ from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, runni
 from mogplex_mcp.server.transport.sessions import SessionRegistry
 from tests.e2e.support import Mode, emulator_config
 from tests.server.harness import FAST_FOLLOW, settings_for
-from tests.server.test_resources import Inbox
+from tests.server.resources.test_run_resources import Inbox
 
 # Configured as a public bind (so no MOGPLEX_TOKEN fallback, bearer required), served on 127.0.0.1.
 PUBLIC = HttpOptions(host="0.0.0.0", allowed_hosts=("127.0.0.1",))  # noqa: S104 - configured, never bound

@@ -13,7 +13,8 @@ import pytest
 from mogplex_mcp.emulator import DEMO_TOKEN, OTHER_USER_TOKEN
 from mogplex_mcp.server.transport.http import HttpOptions
 from tests.e2e.support import REPO_ID, ok
-from tests.gateway.support import (
+from tests.server.resources.test_run_resources import Inbox
+from tests.server.transport.support import (
     LOCAL,
     PUBLIC,
     bearer,
@@ -24,7 +25,6 @@ from tests.gateway.support import (
     served,
     subscribe_legacy,
 )
-from tests.server.test_resources import Inbox
 
 pytestmark = pytest.mark.anyio
 
