@@ -174,6 +174,19 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         metavar="BYTES",
         help="request-body bytes in flight in all; 503 beyond (default: %(default)s)",
     )
+    for what, default, beyond in (
+        ("sessions-per-client", 8, "evicts its oldest idle one, else 429"),
+        ("sessions", 64, "evicts an idle one, else 503"),
+        ("requests-per-client", 8, "429"),
+        ("requests", 64, "503"),
+    ):
+        group.add_argument(
+            f"--max-unverified-{what}",
+            type=_positive(int),
+            default=default,
+            metavar="N",
+            help=f"{what.replace('-', ' ')} of tokens Mogplex has not accepted yet; {beyond} (default: %(default)s)",
+        )
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -275,6 +288,10 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_body_bytes_per_client=args.max_body_bytes_per_client,
         max_body_bytes_in_flight=args.max_body_bytes_in_flight,
+        max_unverified_sessions_per_client=args.max_unverified_sessions_per_client,
+        max_unverified_sessions=args.max_unverified_sessions,
+        max_unverified_requests_per_client=args.max_unverified_requests_per_client,
+        max_unverified_requests=args.max_unverified_requests,
     )
     if settings.token and not local_only(options):
         logger.warning(

@@ -10,8 +10,10 @@ with 503 but keeps accepting connections: 1,100 such connections once held all 1
   headers; otherwise the connection is closed (a request stuck half-sent would otherwise hold its connection,
   and count as busy, forever);
 - past `max_connections`, a new connection displaces the oldest one that is not serving a request (waiting
-  for headers, or idle between keep-alive requests); only when every connection is busy is the newcomer
-  closed. So a flood of half-open connections can never keep a real request (or `/healthz`) out.
+  for headers, or idle between keep-alive requests). When every connection is busy, up to `PROBE_HEADROOM`
+  more are admitted on probation: they may ask only for the probe paths (`/healthz`, `/readyz`), anything else
+  is answered `503` and the connection closed. So neither half-open connections nor busy ones (long streams)
+  can keep a load balancer's probe out, and probes never take a connection from MCP traffic.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ FD_RESERVE = 256
 # h11's own default, pinned: a request line plus headers larger than this is refused with 400.
 MAX_HEADER_BYTES = 16 * 1024
 KEEP_ALIVE_SECONDS = 5
+# Connections admitted beyond the cap, for health and readiness probes only (see the module docstring).
+PROBE_HEADROOM = 16
+PROBE_PATHS = ("/healthz", "/readyz")
 
 
 class GatewayConfig(uvicorn.Config):
@@ -43,8 +48,8 @@ class GatewayConfig(uvicorn.Config):
         super().__init__(
             app,
             http=GuardedH11Protocol,
-            # A backstop only: the protocol keeps connections at or below the cap, so this never fires for them.
-            limit_concurrency=max_connections + 1,
+            # A backstop only: the protocol keeps connections at or below the cap (plus the probes' headroom).
+            limit_concurrency=max_connections + PROBE_HEADROOM + 1,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             **kwargs,
@@ -71,6 +76,7 @@ class GuardedH11Protocol(H11Protocol):
         self._body_timeout = guarded.body_timeout if guarded else None
         self._deadline: asyncio.TimerHandle | None = None
         self.opened_at = 0.0
+        self.probation = False
 
     @property
     def waiting_for_request(self) -> bool:
@@ -111,11 +117,16 @@ class GuardedH11Protocol(H11Protocol):
             if isinstance(other, GuardedH11Protocol) and other is not self and other.waiting_for_request
         ]
         oldest = min(idle, key=lambda other: other.opened_at, default=None)
-        if oldest is None:
-            logger.warning("refusing a connection: all %d connections are serving requests", self._max_connections)
-            self.drop()
-        else:
+        if oldest is not None:
             oldest.drop()
+            return
+        on_probation = sum(1 for other in self.connections if getattr(other, "probation", False))
+        if on_probation < PROBE_HEADROOM:
+            self.probation = True  # admitted for a probe only (the module docstring)
+            self.app = _probes_only(self.app)
+            return
+        logger.warning("refusing a connection: all %d connections are serving requests", self._max_connections)
+        self.drop()
 
     def drop(self) -> None:
         """Close now, and stop counting it at once (the transport reports the loss only on the next tick)."""
@@ -137,6 +148,26 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = None
         if self.waiting_for_request or self.reading_body:
             self.drop()
+
+
+def _probes_only(app: Any) -> Any:
+    """The app for a connection on probation: the probe paths as usual, `503` and close for anything else."""
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path", "").rstrip("/") in PROBE_PATHS:
+            await app(scope, receive, send)
+            return
+        body = b'{"error": "the server is at its connection cap: retry shortly"}'
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            (b"retry-after", b"1"),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
 
 
 def raise_open_file_limit() -> int:

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.server.transport.bodies import BodyBudget, BodyRefused, client_address
 from mogplex_mcp.server.transport.sessions import OpenSession, SessionLimitError, SessionRegistry
+from mogplex_mcp.server.transport.strangers import StrangerRefused, StrangerRequests
 
 logger = logging.getLogger("mogplex_mcp.http")
 
@@ -98,12 +99,18 @@ class Gateway:
     """ASGI middleware in front of the MCP endpoint (see the module docstring)."""
 
     def __init__(
-        self, app: ASGIApp, policy: GatewayPolicy, sessions: SessionRegistry, bodies: BodyBudget | None = None
+        self,
+        app: ASGIApp,
+        policy: GatewayPolicy,
+        sessions: SessionRegistry,
+        bodies: BodyBudget | None = None,
+        strangers: StrangerRequests | None = None,
     ) -> None:
         self.app = app
         self.policy = policy
         self.sessions = sessions
         self.bodies = bodies or BodyBudget()
+        self.strangers = strangers or StrangerRequests()
         mask_session_ids_in_sdk_logs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,6 +127,22 @@ class Gateway:
         user = caller.user()
         if user is not None:
             scope["user"], scope["auth"] = user, AuthCredentials([])
+        if not self.sessions.stranger(caller.fingerprint):
+            await self._admitted(caller, headers, scope, receive, send)
+            return
+        client = client_address(scope)
+        try:
+            self.strangers.enter(client)
+        except StrangerRefused as refused:
+            logger.info("refused a request of an unverified token: %s", refused.message)
+            await _json_error(refused.status, refused.message, headers={"Retry-After": "1"})(scope, receive, send)
+            return
+        try:
+            await self._admitted(caller, headers, scope, receive, send)
+        finally:
+            self.strangers.leave(client)
+
+    async def _admitted(self, caller: Caller, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await self._route(caller, headers, scope, receive, send)
             return
@@ -163,7 +186,9 @@ class Gateway:
 
     async def _open(self, caller: Caller, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            victims = self.sessions.reserve(caller.fingerprint)
+            client = client_address(scope)
+            stranger = self.sessions.stranger(caller.fingerprint)
+            victims = self.sessions.reserve(caller.fingerprint, client)
         except SessionLimitError as exc:
             logger.info("refused a new MCP session: %s", exc.message)  # per request: INFO, not a flood of warnings
             await _json_error(exc.status, exc.message)(scope, receive, send)
@@ -176,8 +201,9 @@ class Gateway:
             if message["type"] == "http.response.start" and message["status"] < 400:
                 session_id = Headers(raw=message.get("headers", [])).get(_SESSION_ID_HEADER)
                 if session_id and not opened:
-                    session = self.sessions.opened(session_id, caller.fingerprint, headers.get("host", "").encode())
-                    self.sessions.release(caller.fingerprint)  # from now on the session counts itself
+                    host = headers.get("host", "").encode()
+                    session = self.sessions.opened(session_id, caller.fingerprint, host, client)
+                    self.sessions.release(caller.fingerprint, client, stranger=stranger)  # the session counts itself
                     self.sessions.begin(session)
                     opened.append(session)
             await send(message)
@@ -188,7 +214,7 @@ class Gateway:
             if opened:
                 self.sessions.end(opened[0])
             else:
-                self.sessions.release(caller.fingerprint)
+                self.sessions.release(caller.fingerprint, client, stranger=stranger)
 
     async def _use(self, caller: Caller, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         session = self.sessions.get(session_id)

@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.server.app import create_server
+from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.bodies import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
@@ -41,6 +42,7 @@ from mogplex_mcp.server.transport.bodies import (
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
+from mogplex_mcp.server.transport.strangers import StrangerLimits, StrangerRequests
 
 logger = logging.getLogger("mogplex_mcp.http")
 
@@ -73,6 +75,11 @@ class HttpOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_body_bytes_per_client: int = DEFAULT_MAX_BODY_BYTES_PER_CLIENT
     max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
+    # Callers whose token upstream has not accepted (yet): sessions and requests in flight, per address and in all.
+    max_unverified_sessions_per_client: int = 8
+    max_unverified_sessions: int = 64
+    max_unverified_requests_per_client: int = 8
+    max_unverified_requests: int = 64
 
     @property
     def loopback(self) -> bool:
@@ -137,9 +144,19 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         per_token=options.max_sessions_per_token,
         total=options.max_sessions,
         idle_seconds=options.session_idle_minutes * 60,
+        unverified_per_client=options.max_unverified_sessions_per_client,
+        unverified_total=options.max_unverified_sessions,
     )
     served = http_settings(settings, options)
-    server = create_server(served, **server_kwargs)
+    sessions = SessionRegistry(limits)
+    told = server_kwargs.pop("on_state", None)
+
+    def on_state(state: AppState) -> None:
+        sessions.verified = state.pool.gate.verified_fingerprint  # who upstream accepted: the gateway's strangers
+        if told is not None:
+            told(state)
+
+    server = create_server(served, on_state=on_state, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse(
@@ -163,13 +180,16 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         fallback_token=served.token if served.http_token_fallback else None,
         stateful=not options.stateless,
     )
-    sessions = SessionRegistry(limits)
     bodies = BodyBudget(
         BodyLimits(options.max_body_bytes, options.max_body_bytes_per_client, options.max_body_bytes_in_flight)
     )
-    app.add_middleware(Gateway, policy=policy, sessions=sessions, bodies=bodies)
+    strangers = StrangerRequests(
+        StrangerLimits(options.max_unverified_requests_per_client, options.max_unverified_requests)
+    )
+    app.add_middleware(Gateway, policy=policy, sessions=sessions, bodies=bodies, strangers=strangers)
     app.state.sessions = sessions
     app.state.bodies = bodies
+    app.state.strangers = strangers
     app.state.session_manager = server.session_manager
     return app
 

@@ -8,6 +8,7 @@ Scaled down: 2 upstream requests per token (so 2 for all unverified bearers toge
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -64,7 +65,9 @@ async def flood(s: Served, http: httpx2.AsyncClient, n: int, answers: list[int])
 
 
 async def test_a_flood_of_made_up_bearers_costs_a_newcomer_at_most_a_turn(tmp_path: Path) -> None:
-    async with served(tmp_path, PUBLIC, **SCALED) as s:
+    # The gateway's own budget for unverified callers is opened wide here, so the flood reaches the upstream gate.
+    wide = dataclasses.replace(PUBLIC, max_unverified_sessions_per_client=100, max_unverified_requests_per_client=100)
+    async with served(tmp_path, wide, **SCALED) as s:
         s.emu.emulator.inject_fault("delay", count=10_000, method="GET", path=REPOS, delay=LATENCY)
         control = await timed_list_repos(s.url, READ_ONLY_TOKEN, "127.0.0.2")  # a newcomer, no flood
         gate = s.states[-1].pool.gate
@@ -76,6 +79,7 @@ async def test_a_flood_of_made_up_bearers_costs_a_newcomer_at_most_a_turn(tmp_pa
             for n in range(FLOOD):
                 tg.start_soon(flood, s, http, n, answers)
             await until(lambda: gate.requests_in_flight >= SCALED["upstream_per_token"])
+            assert s.app.state.strangers.in_flight > FLOOD // 2, "the flood is in flight while the newcomer calls"
             during = await timed_list_repos(s.url, OTHER_USER_TOKEN, "127.0.0.3")  # another newcomer, mid-flood
         assert len(answers) == FLOOD
         made_up = sum(1 for r in s.emu.emulator.log.snapshot() if r.path == REPOS) - 2
