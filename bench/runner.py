@@ -19,7 +19,18 @@ from pathlib import Path
 
 import anyio
 
-from bench import cold_start, definitions, fanout, gateway, memory, per_call, scale, throughput, viewer_size
+from bench import (
+    cold_start,
+    definitions,
+    fanout,
+    gateway,
+    hardening,
+    memory,
+    per_call,
+    scale,
+    throughput,
+    viewer_size,
+)
 from bench.report import Section, document, table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -42,10 +53,12 @@ class Size:
     scale_starts: int = 1002
     scale_throughput_seconds: float = 4.0  # per window
     scale_throughput_rounds: int = 4  # windows per side (1 and 2 replicas)
+    hardening_flood: int = 300
+    hardening_bodies: int = 150
 
 
 FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0, 10_000, 1000)
-QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1)
+QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1, 60, 50)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
@@ -64,6 +77,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "scale": lambda: scale.run(size.scale_starts, size.scale_throughput_seconds, size.scale_throughput_rounds),
         "gateway": lambda: gateway.run(size.flood_requests, size.gateway_sessions),
         "definitions": definitions.run,
+        "hardening": lambda: hardening.run(size.hardening_flood, size.hardening_bodies),
     }
 
 
@@ -74,7 +88,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--only",
         metavar="NAMES",
         help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, "
-        "scale, definitions",
+        "scale, definitions, hardening",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(
