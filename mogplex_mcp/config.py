@@ -134,6 +134,9 @@ class Settings:
     list_refresh_max: int = 5
     # Each token's follower budget: upstream requests per sliding minute (shared by replicas with Redis).
     follow_requests_per_minute: int = 40
+    # Bytes of events followers keep (estimated: characters of text), per run and all together (issue 23, #4).
+    run_event_bytes: int = 8 * 1024 * 1024
+    event_cache_bytes: int = 64 * 1024 * 1024
     # Shared state for several replicas (start claims, request budgets); None: the embedded SQLite/in-memory one.
     redis_url: str | None = field(default=None, repr=False)
 
@@ -221,6 +224,8 @@ COUNT_SETTINGS: dict[str, str] = {
     "max_response_bytes": "MOGPLEX_MAX_RESPONSE_BYTES",
     "max_stream_event_bytes": "MOGPLEX_MAX_STREAM_EVENT_BYTES",
     "follow_requests_per_minute": "MOGPLEX_FOLLOW_REQUESTS_PER_MINUTE",
+    "run_event_bytes": "MOGPLEX_RUN_EVENT_BYTES",
+    "event_cache_bytes": "MOGPLEX_EVENT_CACHE_BYTES",
 }
 
 

@@ -117,7 +117,11 @@ def create_server(
             wait_seconds=settings.journal_wait_seconds,
         )
         pool = HttpPool(settings, transport)
-        following = follow or FollowSettings(requests_per_minute=settings.follow_requests_per_minute)
+        following = follow or FollowSettings(
+            requests_per_minute=settings.follow_requests_per_minute,
+            max_bytes_per_run=settings.run_event_bytes,
+            max_cache_bytes=settings.event_cache_bytes,
+        )
         per_minute = following.requests_per_minute
         try:
             async with (
