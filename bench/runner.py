@@ -25,6 +25,7 @@ from bench import (
     fanout,
     gateway,
     hardening,
+    journal_stress,
     memory,
     per_call,
     scale,
@@ -53,12 +54,14 @@ class Size:
     scale_starts: int = 1002
     scale_throughput_seconds: float = 4.0  # per window
     scale_throughput_rounds: int = 4  # windows per side (1 and 2 replicas)
+    journal_slots: int = 12  # server processes alive at once on one journal
+    journal_seconds: float = 90.0
     hardening_flood: int = 300
     hardening_bodies: int = 150
 
 
 FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0, 10_000, 1000)
-QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1, 60, 50)
+QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1, 4, 15.0, 60, 50)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
@@ -77,6 +80,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "scale": lambda: scale.run(size.scale_starts, size.scale_throughput_seconds, size.scale_throughput_rounds),
         "gateway": lambda: gateway.run(size.flood_requests, size.gateway_sessions),
         "definitions": definitions.run,
+        "journal_stress": lambda: journal_stress.run(size.journal_slots, size.journal_seconds),
         "hardening": lambda: hardening.run(size.hardening_flood, size.hardening_bodies),
     }
 
@@ -88,7 +92,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--only",
         metavar="NAMES",
         help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, "
-        "scale, definitions, hardening",
+        "scale, definitions, journal_stress, hardening",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

@@ -45,6 +45,7 @@ from mogplex_mcp.config import (
     mask_secrets,
 )
 from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
+from mogplex_mcp.runs.local.journal_heal import is_damage, side_lock
 
 Level = Literal["ok", "warn", "problem"]
 TOKEN_SHAPE = re.compile(r"^mog_[A-Za-z0-9]+$")
@@ -164,20 +165,29 @@ def state_dir_check(settings: Settings) -> Check:
 
 
 def journal_check(settings: Settings) -> Check | None:
-    """Whether the start journal, if there is one, can be read: a damaged one makes start_run refuse."""
+    """SQLite's full integrity check of the start journal, if there is one (not just its first page)."""
     path = settings.state_dir / JOURNAL_FILE_NAME
     if not path.exists():
         return None
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)) as db:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        # Shared side lock while connecting: a server replacing a damaged file never moves it under this check.
+        with side_lock(path, exclusive=False, wait=1.0):
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        with closing(db):
+            found = [str(row[0]) for row in db.execute("PRAGMA integrity_check(5)")]
     except sqlite3.DatabaseError as exc:
-        return Check(
-            "problem",
-            f"start journal {path} cannot be read ({exc}): start_run without idempotencyKey is refused",
-            "move the file aside (it holds only recent start claims and the runs list); a new one is created",
-        )
-    return Check("ok", f"start journal {path} is readable")
+        if not is_damage(exc):
+            return Check("warn", f"start journal {path} could not be checked ({exc})", "run doctor again in a moment")
+        found = [str(exc)]
+    if found == ["ok"]:
+        return Check("ok", f"start journal {path} passed SQLite's integrity check")
+    detail = "; ".join(line for text in found for line in text.splitlines() if not line.startswith("***"))
+    return Check(
+        "problem",
+        f"start journal {path} is damaged ({detail[:200]}): starts it held may not be recognised as retries",
+        "quit every host running mogplex-mcp: the next server to start moves it aside (kept, with the time in its "
+        "name) and starts a new file; or move the file aside yourself",
+    )
 
 
 def redis_check(settings: Settings, network: bool) -> Check:

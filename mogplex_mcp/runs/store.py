@@ -17,7 +17,7 @@ from typing import Protocol
 
 from mogplex_mcp.api.models import RunDetail, RunEvent
 from mogplex_mcp.runs.fingerprints import token_fingerprint
-from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun
+from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun, RunsUnreadable
 from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Pacer",
     "RunFacts",
     "RunsQuery",
+    "RunsUnreadable",
     "StartClaims",
     "StoreUnavailableError",
     "VerifiedTokens",
@@ -81,7 +82,9 @@ class KnownRuns(Protocol):
         ...
 
     async def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        """One page of this token's runs, newest first, after `query.before` (first_seen, position)."""
+        """One page of this token's runs, newest first, after `query.before` (first_seen, position).
+
+        RunsUnreadable when the list cannot be read: callers say so, never "no runs"."""
         ...
 
     async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
@@ -89,7 +92,7 @@ class KnownRuns(Protocol):
         ...
 
     async def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        """Runs seen with this token, most recently first seen first, at most `limit`."""
+        """Runs seen with this token, most recently first seen first, at most `limit` (RunsUnreadable as above)."""
         ...
 
     async def is_known(self, fingerprint: str, run_id: str) -> bool:

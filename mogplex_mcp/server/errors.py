@@ -147,11 +147,25 @@ def validation_error(tool: str, exc: ValidationError) -> ToolError:
 
 
 def journal_unavailable_error(reason: str) -> ToolError:
-    """start_run refused because no Idempotency-Key could be vouched for: retryable, and nothing was sent."""
+    """start_run refused because no Idempotency-Key could be vouched for; nothing was sent.
+
+    Retrying is offered only when it can help by itself (a lock held a moment too long); a damaged or
+    unreadable file stays so until it is replaced or fixed, which the reason says.
+    """
+    passing = reason.startswith(("the file is locked", "the journal is busy"))
+    retry = "Retry in a moment, or pass" if passing else "Pass"
     return ToolError(
         f"Could not start the run: the start journal is unavailable: {clean_text(reason)}. Nothing was sent, so "
-        "no run was started. Retry in a moment, or pass idempotencyKey to make the start safe to retry. "
-        "(`mogplex-mcp doctor` checks the journal.)"
+        f"no run was started. {retry} idempotencyKey (any unique string, the same on every retry of this start) "
+        "to start it safely now. (`mogplex-mcp doctor` checks the journal.)"
+    )
+
+
+def runs_unreadable_message(reason: str) -> str:
+    """The runs list could not be read: said as such, never as an empty list."""
+    return (
+        f"The runs list could not be read: the start journal is unavailable: {clean_text(reason)}. This is not an "
+        "empty list. get_run still reads any run by its id; `mogplex-mcp doctor` checks the journal."
     )
 
 

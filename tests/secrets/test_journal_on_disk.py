@@ -25,9 +25,10 @@ UPSTREAM = EmulatorConfig(speed=50.0, tokens={**default_tokens(), PAT: frozenset
 
 
 def journal_bytes(state_dir: Path) -> bytes:
-    """The journal file and its -wal and -shm companions, raw."""
+    """The journal file, its -wal and -shm companions and its side lock file (for healing), raw."""
     files = sorted(state_dir.glob(JOURNAL_FILE_NAME + "*"))
-    assert any(p.name.endswith("-wal") for p in files) or not files[1:], files
+    sqlite_files = [p for p in files if not p.name.endswith(".lock")]
+    assert any(p.name.endswith("-wal") for p in sqlite_files) or not sqlite_files[1:], files
     return b"".join(p.read_bytes() for p in files)
 
 

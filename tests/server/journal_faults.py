@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,3 +159,56 @@ def assert_one_run_per_logical_start(result: StormResult, emulator: Emulator, lo
     final = {next(iter(seen)) for seen in result.runs.values()}
     assert len(final) == logical, "two logical starts were answered with the same run"
     assert sorted(emulator.run_ids()) == sorted(final), "upstream holds runs no caller was told about"
+
+
+PAGE_SIZE = 4096  # SQLite's default, which the journal keeps
+
+
+def smash_index(journal: Path, index: str = "known_runs_newest") -> None:
+    """Overwrite one index's root page with garbage: the tables still read, integrity_check fails.
+
+    Call with no connection of this process open on the file (closing this descriptor would drop its locks).
+    """
+    with closing(sqlite3.connect(journal)) as db:
+        (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)).fetchone()
+    with journal.open("r+b") as raw:
+        raw.seek((root - 1) * PAGE_SIZE)
+        raw.write(b"\x0d\xff" * (PAGE_SIZE // 2))
+
+
+def integrity(journal: Path) -> list[str]:
+    """What `PRAGMA integrity_check` says of the file (["ok"] when whole)."""
+    with closing(sqlite3.connect(journal)) as db:
+        try:
+            return [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+
+
+def damaged_copies(journal: Path) -> list[Path]:
+    """Damaged files moved aside (their -wal/-shm companions not counted)."""
+    found = journal.parent.glob(f"{journal.name}.damaged-*")
+    return sorted(p for p in found if not p.name.endswith(("-wal", "-shm")))
+
+
+_HOLDER = (
+    "import sqlite3, sys\n"
+    "db = sqlite3.connect(sys.argv[1])\n"
+    "db.execute('SELECT count(*) FROM sqlite_master').fetchone()\n"
+    "print('ready', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+@contextmanager
+def holding_open(journal: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process with an ordinary SQLite connection open on the file (and SQLite's read lock)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(journal)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        yield process
+    finally:
+        process.kill()
+        process.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
 
 from mogplex_mcp.emulator import running_emulator
 from mogplex_mcp.server.state import AppState
@@ -21,10 +23,14 @@ from tests.server.journal_faults import (
     RUNS,
     STORM_UPSTREAM,
     assert_one_run_per_logical_start,
+    damaged_copies,
     full_disk_server,
+    holding_open,
+    integrity,
     journal_path,
     locked,
     read_only,
+    smash_index,
     storm,
 )
 
@@ -86,7 +92,7 @@ async def test_a_full_disk_never_makes_a_second_run(tmp_path: Path) -> None:
         assert result.calls >= 1000 and result.refused == 0
         assert_one_run_per_logical_start(result, emu.emulator, LOGICAL)
     logged = errlog.read_text()
-    assert f"({failure}); starts are de-duplicated in this process" in logged  # the disk really filled up
+    assert f"({failure}); start claims are held in this process" in logged  # the disk really filled up
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -126,18 +132,56 @@ async def test_a_key_claimed_in_memory_is_reused_after_the_journal_recovers(tmp_
     assert len(emu.run_ids()) == 2
 
 
+async def test_a_damaged_journal_heals_and_a_real_server_lists_and_starts(tmp_path: Path) -> None:
+    async with running_emulator(STORM_UPSTREAM) as emu:
+        async with session(tmp_path, "legacy", emulator=emu, **FAST_JOURNAL) as s:
+            earlier = [(await _warm_up(s, f"Before the damage {i}"))["run"]["runId"] for i in range(3)]
+        journal = journal_path(s.settings.state_dir)
+        smash_index(journal)  # integrity_check fails; the table itself still reads
+        errlog = tmp_path / "stderr.txt"
+        env = {**server_env(emu.base_url, s.settings.state_dir, emu.token), "PATH": os.environ.get("PATH", "")}
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "mogplex_mcp", "serve"], env=env, cwd=str(Path.cwd())
+        )
+        with errlog.open("w") as sink:
+            async with Client(stdio_client(params, errlog=sink), mode="legacy") as client:
+                listed = await client.call_tool("list_runs", {})
+                started = await client.call_tool("start_run", {"repoId": REPO_ID, "prompt": "After the damage"})
+                again = await client.call_tool("start_run", {"repoId": REPO_ID, "prompt": "After the damage"})
+        assert not listed.is_error and listed.structured_content is not None
+        assert {run["runId"] for run in listed.structured_content["runs"]} == set(earlier)  # kept from the old file
+        assert not started.is_error and not again.is_error
+        assert again.structured_content is not None and again.structured_content["replayed"] is True
+        assert len(emu.emulator.run_ids()) == 4
+    (aside,) = damaged_copies(journal)
+    logged = errlog.read_text()
+    assert f"start journal {journal} was damaged" in logged and f"moved it to {aside}" in logged
+    assert integrity(journal) == ["ok"]
+
+
 @pytest.mark.parametrize("mode", MODES)
-async def test_an_unreadable_journal_refuses_the_start_and_sends_nothing(tmp_path: Path, mode: Mode) -> None:
-    state_dir = tmp_path / "state"
-    state_dir.mkdir(mode=0o700)
-    journal_path(state_dir).write_bytes(b"this is not an sqlite database " * 64)  # damaged: earlier claims unknown
-    async with session(tmp_path, mode, config=STORM_UPSTREAM, **FAST_JOURNAL) as s:
-        message = await s.error("start_run", repoId=REPO_ID, prompt="Refuse me")
-        assert JOURNAL_UNAVAILABLE in message and "idempotencyKey" in message and "Retry" in message
-        assert s.emulator.emulator.request_count("POST", RUNS) == 0
-        explicit = await s.ok("start_run", repoId=REPO_ID, prompt="Refuse me", idempotencyKey="chosen-by-caller-1")
-        assert explicit["idempotencyKey"] == "chosen-by-caller-1"
-        assert len(s.emulator.emulator.run_ids()) == 1
+async def test_a_damaged_journal_another_process_holds_is_never_read_as_empty(tmp_path: Path, mode: Mode) -> None:
+    async with running_emulator(STORM_UPSTREAM) as emu:
+        async with session(tmp_path, mode, emulator=emu, **FAST_JOURNAL) as s:
+            await _warm_up(s)
+        journal = journal_path(s.settings.state_dir)
+        smash_index(journal)
+        with holding_open(journal):  # another server still has it open: it cannot be moved from under it
+            async with session(tmp_path, mode, emulator=emu, **FAST_JOURNAL) as s:
+                message = await s.error("start_run", repoId=REPO_ID, prompt="Refuse me")
+                listed = await s.error("list_runs")
+                with pytest.raises(MCPError) as resources:
+                    await s.client.list_resources()
+                posts = emu.emulator.request_count("POST", RUNS)
+                explicit = await s.ok("start_run", repoId=REPO_ID, prompt="Keyed", idempotencyKey="chosen-by-caller-1")
+    assert JOURNAL_UNAVAILABLE in message and "damaged" in message and "idempotencyKey" in message
+    assert "still have it open" in message and "Retry" not in message  # retrying alone would not help
+    assert posts == 1  # only the warm-up: the refused start sent nothing
+    assert explicit["idempotencyKey"] == "chosen-by-caller-1"
+    for text in (listed, str(resources.value)):
+        assert "runs list could not be read" in text and "not an empty list" in text and "damaged" in text
+        assert "No runs seen" not in text
+    assert damaged_copies(journal) == []
 
 
 async def test_reads_never_wait_behind_a_locked_journal(tmp_path: Path) -> None:

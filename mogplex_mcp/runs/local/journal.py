@@ -34,6 +34,7 @@ from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
 from mogplex_mcp.runs.local.journal_file import (
     RETRY_WRITES_AFTER_SECONDS,
     EmptyJournal,
+    JournalDamaged,
     JournalFile,
     JournalStorageError,
 )
@@ -69,6 +70,14 @@ class KeyClaim:
 
 class JournalUnavailableError(Exception):
     """No key can be vouched for: the file cannot be read and this process holds no claim for the request."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RunsUnreadable(Exception):
+    """The runs list cannot be read from the file just now: not the same as an empty list."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -155,8 +164,13 @@ class StartJournal:
             try:
                 return self._claim_in_file(claim_id, now, new_key)
             except JournalStorageError as failure:
-                self._note_failure("claim an idempotency key", failure)
-                return self._claim_in_memory(claim_id, now, new_key, failure.reason)
+                try:
+                    claim = self._claim_in_memory(claim_id, now, new_key, failure.reason)
+                except JournalUnavailableError:
+                    self._note_failure("claim an idempotency key", failure, _REFUSING)
+                    raise
+                self._note_failure("claim an idempotency key", failure, _IN_MEMORY)
+                return claim
 
     def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
         """Attach the run a claimed start produced, so a replayed claim can name it."""
@@ -220,7 +234,10 @@ class StartJournal:
         return new
 
     def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        """Runs seen with this token, most recently first seen first, at most `limit`."""
+        """Runs seen with this token, most recently first seen first, at most `limit`.
+
+        Raises RunsUnreadable when the file cannot be read (an unreadable list is not an empty one).
+        """
         if limit <= 0:
             return []
 
@@ -232,14 +249,14 @@ class StartJournal:
             ).fetchall()
             return [KnownRun(r[0], r[1] or r[0], r[2], r[3], r[4], r[5]) for r in rows]
 
-        return self._read_or("list known runs", select, [])
+        return self._read_list("list known runs", select)
 
     def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        """One page of the runs seen with this token, newest first (see RunsQuery)."""
+        """One page of the runs seen with this token, newest first (see RunsQuery); RunsUnreadable as above."""
         if query.limit <= 0:
             return []
         self._migrate_once()
-        return self._read_or("list known runs", lambda db: select_page(db, fingerprint, query), [])
+        return self._read_list("list known runs", lambda db: select_page(db, fingerprint, query))
 
     def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
         """What this server knows of one run seen with this token, or None."""
@@ -332,7 +349,7 @@ class StartJournal:
         try:
             self._file.write(work, wait)
         except JournalStorageError as failure:
-            self._note_failure(what, failure)
+            self._note_failure(what, failure, _IN_MEMORY)
 
     def _read_or(self, what: str, work: Callable[[sqlite3.Connection], _T], fallback: _T) -> _T:
         try:
@@ -340,8 +357,17 @@ class StartJournal:
         except EmptyJournal:
             return fallback
         except JournalStorageError as failure:
-            self._note_failure(what, failure)
+            self._note_failure(what, failure, "a run's remembered details are left out until it can be read")
             return fallback
+
+    def _read_list(self, what: str, work: Callable[[sqlite3.Connection], list[KnownRun]]) -> list[KnownRun]:
+        try:
+            return self._file.read(work, self._read_wait)
+        except EmptyJournal:
+            return []
+        except JournalStorageError as failure:
+            self._note_failure(what, failure, "the runs list is reported as unreadable until it can be read")
+            raise RunsUnreadable(failure.reason) from None
 
     def _migrate_once(self) -> None:
         """A file from an older version gains the fact columns with its first write; reads need them first."""
@@ -361,17 +387,12 @@ class StartJournal:
             (fingerprint, fingerprint, self._max_runs),
         )
 
-    def _note_failure(self, what: str, failure: JournalStorageError) -> None:
-        """Warn once when the file starts failing; then quietly, until it works again."""
-        level = logging.DEBUG if self._failing else logging.WARNING
+    def _note_failure(self, what: str, failure: JournalStorageError, meanwhile: str) -> None:
+        """Warn once when the file starts failing, saying what happens meanwhile; then quietly, until it works."""
+        # A damaged file has said so itself, with what happens meanwhile: one warning, not two.
+        level = logging.DEBUG if self._failing or isinstance(failure, JournalDamaged) else logging.WARNING
         self._failing = True
-        logger.log(
-            level,
-            "start journal %s: could not %s (%s); starts are de-duplicated in this process while it fails",
-            self.path,
-            what,
-            failure.reason,
-        )
+        logger.log(level, "start journal %s: could not %s (%s); %s", self.path, what, failure.reason, meanwhile)
 
     def _note_recovery(self) -> None:
         if self._failing:
@@ -380,6 +401,12 @@ class StartJournal:
 
 
 _T = TypeVar("_T")
+
+_IN_MEMORY = "start claims are held in this process until it works again (other processes cannot see them)"
+_REFUSING = (
+    "it cannot be read either, so a start without idempotencyKey is refused (nothing is sent) unless this "
+    "process already holds its claim"
+)
 
 
 def _write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryClaim]]) -> None:

@@ -9,7 +9,6 @@ writes fail at once for `retry_writes_after` seconds instead of each waiting out
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -17,11 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from mogplex_mcp.runs.local.journal_heal import (
+    CannotExist,
+    damage_of,
+    is_damage,
+    prepare_file,
+    replace_damaged,
+    side_lock,
+)
 from mogplex_mcp.runs.local.known_runs import add_missing_columns
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 
 RETRY_WRITES_AFTER_SECONDS = 2.0
+# Longest wait for the side lock (opening a connection, replacing a damaged file) and this process's locks.
+_HEAL_WAIT_SECONDS = 1.0
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS start_claims (
@@ -56,8 +65,8 @@ class JournalStorageError(Exception):
         self.reason = reason
 
 
-class _CannotExist(Exception):
-    """The path cannot hold a file (its parent is a file, or it is absent and cannot be created)."""
+class JournalDamaged(JournalStorageError):
+    """The file's bytes are wrong (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed quick_check)."""
 
 
 def describe(exc: BaseException) -> str:
@@ -82,28 +91,6 @@ def describe(exc: BaseException) -> str:
 def is_storage_failure(exc: sqlite3.DatabaseError) -> bool:
     """Disk full, locked too long, corrupted: the file failed us. Misuse of the API is not this."""
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
-
-
-def _create_private_file(path: Path) -> bool:
-    """Make the parent directory (0700) and the file (0600); False when the file exists but is not writable."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise _CannotExist(describe(exc)) from exc
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        try:
-            os.stat(path)
-        except FileNotFoundError:
-            raise _CannotExist(describe(exc)) from exc
-        return False  # it exists: read what it holds, even if it cannot be written
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    return True
 
 
 def _open(path: Path | None) -> sqlite3.Connection:
@@ -134,9 +121,15 @@ class JournalFile:
         self._last_failure = ""
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._checked = False  # quick_check passed on this file since it was opened (or replaced)
+        self.damage: str | None = None  # the file is damaged and not replaced yet: why
+        self._heal_at = 0.0
+        self._heal_note = ""
         try:
             self._connect()
-        except _CannotExist as exc:
+        except JournalDamaged:
+            self._heal()
+        except CannotExist as exc:
             logger.warning(
                 "start journal %s cannot be created (%s); using memory instead — the runs list and "
                 "duplicate-start protection will not survive a restart",
@@ -159,8 +152,18 @@ class JournalFile:
         """Run `work` in one BEGIN IMMEDIATE transaction, waiting at most `wait` seconds for locks.
 
         `blocking=False`: give up at once if this process is already writing. `force`: try even while
-        writes are held off after a failure.
+        writes are held off after a failure. A damaged file is replaced (when it can be) and `work` retried.
         """
+        try:
+            return self._write_once(work, wait, blocking=blocking, force=force)
+        except JournalDamaged:
+            if not self._heal():
+                raise
+            return self._write_once(work, wait, blocking=blocking, force=force)
+
+    def _write_once(self, work: Callable[[sqlite3.Connection], _T], wait: float, *, blocking: bool, force: bool) -> _T:
+        if self.damage is not None and not self._heal():
+            raise JournalDamaged(self.damage_reason)
         if not force and time.monotonic() < self._writes_resume_at:
             raise JournalStorageError(self._last_failure)
         started = time.monotonic()
@@ -176,9 +179,7 @@ class JournalFile:
             db.execute("BEGIN IMMEDIATE")
             try:
                 if not self._schema_ready:
-                    for statement in _SCHEMA:
-                        db.execute(statement)
-                    add_missing_columns(db)  # known_runs' newer columns, on a file an older version wrote
+                    _create_schema(db)
                 result = work(db)
                 db.execute("COMMIT")
             except BaseException:
@@ -191,6 +192,8 @@ class JournalFile:
         except sqlite3.DatabaseError as exc:
             if not is_storage_failure(exc):
                 raise
+            if is_damage(exc):
+                raise self._found_damage(str(exc)) from None
             raise self._write_failed(describe(exc), held_off=blocking) from None
         finally:
             self._write_lock.release()
@@ -212,7 +215,19 @@ class JournalFile:
         """Run `work` on the reading connection, waiting at most `wait` seconds; no table yet reads as empty."""
         if self.path is None:  # one in-memory database: reads share the writer's connection and lock
             return self._read_on(self._write_lock, self._writer_connection, work, wait)
-        return self._read_on(self._read_lock, self._reader_connection, work, wait)
+        if self.damage is not None and not self._heal():
+            raise JournalDamaged(self.damage_reason)
+        try:
+            return self._read_on(self._read_lock, self._reader_connection, work, wait)
+        except JournalDamaged:
+            if not self._heal():
+                raise
+            return self._read_on(self._read_lock, self._reader_connection, work, wait)
+
+    @property
+    def damage_reason(self) -> str:
+        """The damage in a user's words, and what happens next."""
+        return f"the file is damaged ({self.damage}); {self._heal_note}"
 
     def close(self) -> None:
         for lock, name in ((self._write_lock, "_writer"), (self._read_lock, "_reader")):
@@ -240,6 +255,8 @@ class JournalFile:
                 raise
             if str(exc).startswith("no such table"):  # a new file whose schema a locked writer held off
                 raise EmptyJournal from None
+            if is_damage(exc):
+                raise self._found_damage(str(exc)) from None
             raise JournalStorageError(describe(exc)) from None
         finally:
             lock.release()
@@ -249,9 +266,24 @@ class JournalFile:
         self._reader = self._open_checked() if self.path is not None else None
 
     def _open_checked(self) -> sqlite3.Connection:
-        if self.path is not None:
-            _create_private_file(self.path)
-        return _open(self.path)
+        if self.path is None:
+            return _open(None)
+        prepare_file(self.path)
+        # Held shared until the connection's first read holds SQLite's lock: a healer never moves a file
+        # while a process is between opening it and locking it.
+        with side_lock(self.path, exclusive=False, wait=_HEAL_WAIT_SECONDS):
+            db = _open(self.path)
+            if not self._checked:
+                try:
+                    damage = damage_of(db)
+                except sqlite3.DatabaseError:
+                    damage = None  # locked or busy: the check runs with the next connection
+                else:
+                    self._checked = damage is None
+                if damage is not None:
+                    db.close()
+                    raise self._found_damage(damage)
+        return db
 
     def _writer_connection(self) -> sqlite3.Connection:
         if self._writer is None:
@@ -266,12 +298,89 @@ class JournalFile:
     def _reopen(self) -> sqlite3.Connection:
         try:
             return self._open_checked()
-        except (_CannotExist, OSError) as exc:
+        except (CannotExist, OSError) as exc:
             raise JournalStorageError(describe(exc)) from None
 
     def _note_failure(self, reason: str) -> None:
         self._last_failure = reason
         self._writes_resume_at = time.monotonic() + self._retry_after
+
+    def _found_damage(self, damage: str) -> JournalDamaged:
+        """Remember the damage; the connections go (caller holds at most one lock: close the other later)."""
+        if self.damage is None:
+            logger.info("start journal %s is damaged (%s); replacing it", self.path, damage)
+        self.damage = damage
+        self._checked = False
+        self._heal_note = "it is being replaced"
+        return JournalDamaged(f"the file is damaged ({damage})")
+
+    def _heal(self) -> bool:
+        """Replace the damaged file when no other process has it open; True when the path reads whole now.
+
+        Tried at most once per `retry_writes_after` seconds; waits a bounded time for this process's locks.
+        """
+        if self.path is None or self.damage is None:
+            return self.damage is None
+        if time.monotonic() < self._heal_at:
+            return False
+        self._heal_at = time.monotonic() + self._retry_after
+        if not self._write_lock.acquire(timeout=_HEAL_WAIT_SECONDS):
+            return False
+        try:
+            if not self._read_lock.acquire(timeout=_HEAL_WAIT_SECONDS):
+                return False
+            try:
+                return self._heal_locked(self.path)
+            finally:
+                self._read_lock.release()
+        finally:
+            self._write_lock.release()
+
+    def _heal_locked(self, path: Path) -> bool:
+        for name in ("_writer", "_reader"):  # no connection of ours may stay open while the file is looked at
+            db = getattr(self, name)
+            if db is not None:
+                db.close()
+                setattr(self, name, None)
+        damage = self.damage
+        outcome = replace_damaged(path, lambda: self._fresh(path), _create_schema, _TABLES, _HEAL_WAIT_SECONDS)
+        if not outcome.healthy:
+            if self._heal_note != outcome.why:
+                logger.warning(
+                    "start journal %s is damaged (%s) and cannot be replaced yet: %s. Until then a start "
+                    "without idempotencyKey is refused (nothing is sent) unless this process already holds its "
+                    "claim, and the runs list is reported as unreadable",
+                    path,
+                    damage,
+                    outcome.why,
+                )
+            self._heal_note = outcome.why
+            return False
+        if outcome.aside is not None:
+            logger.warning(
+                "start journal %s was damaged (%s): moved it to %s (kept for you; delete it when done) and "
+                "started a new file with the %d row(s) it still held; recent start claims and listed runs it "
+                "no longer held are gone",
+                path,
+                damage,
+                outcome.aside,
+                outcome.restored,
+            )
+        self.damage = None
+        self._schema_ready = False
+        self._writes_resume_at = 0.0
+        return True
+
+    @staticmethod
+    def _fresh(path: Path) -> sqlite3.Connection:
+        prepare_file(path)
+        return _open(path)
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        db.execute(statement)
+    add_missing_columns(db)  # known_runs' newer columns, on a file an older version wrote
 
 
 class EmptyJournal(Exception):

@@ -37,9 +37,10 @@ from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutE
 from mogplex_mcp.api.models import is_uuid
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.sanitize import clean_text, shorten
+from mogplex_mcp.runs.store import RunsUnreadable
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import coalescing_note, transcript_tail
-from mogplex_mcp.server.errors import missing_token_error, tool_error
+from mogplex_mcp.server.errors import missing_token_error, runs_unreadable_message, tool_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge
 from mogplex_mcp.server.resources.subscriptions import (
     EVENTS_URI,
@@ -148,7 +149,10 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
         state = ctx.lifespan_context
         token = token_from_request(request_headers(ctx), state.settings) if isinstance(state, AppState) else None
         if isinstance(state, AppState) and token and await _confirmed(state, token):
-            known = await state.known_runs.known_runs(token_fingerprint(token), LIST_LIMIT)
+            try:
+                known = await state.known_runs.known_runs(token_fingerprint(token), LIST_LIMIT)
+            except RunsUnreadable as exc:  # an empty list would say "no runs": say what is true instead
+                raise MCPError(INTERNAL_ERROR, runs_unreadable_message(exc.reason)) from None
             resources += [_listed(run.run_id, run.title, run.status, run.first_seen) for run in known]
         return ListResourcesResult(resources=resources)
 

@@ -13,8 +13,8 @@ from mogplex_mcp.api.errors import InvalidRequestError
 from mogplex_mcp.api.models import PROMPT_MAX_CHARS, Harness, RunDetail, StartHarness, StartRunRequest, checked_uuid
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.settled import needs_input
-from mogplex_mcp.runs.store import RunFacts, RunsQuery
-from mogplex_mcp.server.errors import tool_error, validation_error
+from mogplex_mcp.runs.store import RunFacts, RunsQuery, RunsUnreadable
+from mogplex_mcp.server.errors import runs_unreadable_message, tool_error, validation_error
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs
 from mogplex_mcp.server.tools.orchestration_results import (
@@ -53,7 +53,11 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
         async with upstream("list your runs", token, state.budget) as deadline:
             await state.confirm_token(token, deadline)  # the list is cached: only for a token accepted lately
-        return _listed_result(await list_page(state, token, query), status)
+        try:
+            page = await list_page(state, token, query)
+        except RunsUnreadable as exc:  # not "no runs seen": the list exists, it cannot be read just now
+            raise ToolError(runs_unreadable_message(exc.reason)) from None
+        return _listed_result(page, status)
 
     @tool(server, "wait_for_runs", "Wait for several runs", READ_ONLY)
     async def wait_for_runs(

@@ -18,7 +18,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mogplex_mcp.runs.fingerprints import request_fingerprint, token_fingerprint
-from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME, JournalUnavailableError, StartJournal
+from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME, StartJournal
 from mogplex_mcp.runs.store import KeyClaim
 
 BASE_URL = "https://mogplex.example"
@@ -310,18 +310,18 @@ def test_a_path_that_cannot_hold_a_file_falls_back_to_memory(tmp_path: Path, cap
     assert caplog.records[0].exc_info is None
 
 
-def test_a_damaged_file_refuses_fresh_keys_instead_of_forgetting_earlier_claims(tmp_path: Path) -> None:
-    # An earlier process may hold a claim in a file this one cannot read: a fresh key could start a second run.
+def test_a_damaged_file_is_replaced_and_keys_are_claimed_in_the_new_one(tmp_path: Path) -> None:
+    # Nothing in it can be read, and no other process has it open: it is moved aside (see test_journal_heal.py).
     path = tmp_path / JOURNAL_FILE_NAME
     path.write_bytes(b"this is not an sqlite database " * 64)
 
     with StartJournal(path) as journal:
-        with pytest.raises(JournalUnavailableError, match="damaged"):
-            journal.claim_key(TOKEN_FP, REQUEST)
-        assert journal.remember_run(TOKEN_FP, "run-1") is None
-        assert journal.known_runs(TOKEN_FP) == []
-        assert journal.persistent
-        assert journal.claims_in_memory == 0
+        claim = journal.claim_key(TOKEN_FP, REQUEST)
+        assert journal.remember_run(TOKEN_FP, "run-1") is True
+        assert [run.run_id for run in journal.known_runs(TOKEN_FP)] == ["run-1"]
+        assert journal.persistent and journal.claims_in_memory == 0
+    assert claim.durable
+    assert len(list(tmp_path.glob(f"{JOURNAL_FILE_NAME}.damaged-*"))) == 1
 
 
 def test_in_memory_journal_works_without_a_path() -> None:
