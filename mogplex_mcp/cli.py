@@ -175,10 +175,10 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         help="request-body bytes in flight in all; 503 beyond (default: %(default)s)",
     )
     for what, default, beyond in (
-        ("sessions-per-client", 8, "evicts its oldest idle one, else 429"),
-        ("sessions", 64, "evicts an idle one, else 503"),
-        ("requests-per-client", 8, "429"),
-        ("requests", 64, "503"),
+        ("sessions-per-client", 16, "evicts its oldest idle one, else 429"),
+        ("sessions", 128, "evicts an idle one, else 503"),
+        ("requests-per-client", 32, "429"),
+        ("requests", 128, "503"),
     ):
         group.add_argument(
             f"--max-unverified-{what}",

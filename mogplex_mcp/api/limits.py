@@ -20,7 +20,7 @@ import hashlib
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -35,6 +35,9 @@ MAX_TRACKED_TOKENS = 10_000
 # Who is asking, for the fair queue of unverified tokens: the client address of the MCP request being served
 # (set by the server for each tool call and resource read); None in background work (followers).
 CALLER: ContextVar[str | None] = ContextVar("mogplex_caller", default=None)
+# A token not known here is looked up in the shared store at most this often, and for at most this long.
+LOOKUP_AGAIN_SECONDS = 30.0
+LOOKUP_SECONDS = 0.25
 # Calls of one not-yet-accepted bearer that may wait behind its first, per `unverified_waiting`.
 BEARER_WAITING_FACTOR = 4
 # A verified token's acceptance is written through (`on_accepted`) at most this often.
@@ -195,6 +198,9 @@ class UpstreamGate:
         self.streams_open = 0
         # Write-through of acceptances (fingerprint, when) and revocations (fingerprint, None), e.g. to a store.
         self.on_accepted: Callable[[str, float | None], None] | None = None
+        # Where to ask about a token this process has not seen accepted (another replica may have): a store.
+        self.lookup: Callable[[str], Awaitable[float | None]] | None = None
+        self._looked_up: OrderedDict[str, float] = OrderedDict()  # fingerprint -> when asked (and not found)
         self.wall_clock: Callable[[], float] = time.time
 
     # --- rejected tokens -----------------------------------------------------------------------
@@ -254,6 +260,32 @@ class UpstreamGate:
     def verified(self, token: str) -> bool:
         return self.verified_fingerprint(token_fingerprint(token))
 
+    async def known_verified(self, fingerprint: str) -> bool:
+        """`verified_fingerprint`, else (once per LOOKUP_AGAIN_SECONDS) what `lookup` says: another replica may
+        have seen upstream accept the token. A lookup that fails or is slow counts as "not known"."""
+        if self.verified_fingerprint(fingerprint):
+            return True
+        if self.lookup is None or fingerprint in self._rejected:
+            return False
+        asked = self._looked_up.get(fingerprint)
+        now = self._clock()
+        if asked is not None and now - asked < LOOKUP_AGAIN_SECONDS:
+            return False
+        self._looked_up[fingerprint] = now
+        self._looked_up.move_to_end(fingerprint)
+        while len(self._looked_up) > MAX_TRACKED_TOKENS:
+            self._looked_up.popitem(last=False)
+        when: float | None = None
+        with anyio.move_on_after(LOOKUP_SECONDS):
+            try:
+                when = await self.lookup(fingerprint)
+            except Exception:
+                when = None
+        if when is None:
+            return False
+        self.load({fingerprint: when})
+        return self.verified_fingerprint(fingerprint)
+
     def verified_fingerprint(self, fingerprint: str) -> bool:
         """Upstream accepted this token within `verified_seconds`."""
         return self.accepted_within(fingerprint, self.limits.verified_seconds)
@@ -270,7 +302,7 @@ class UpstreamGate:
         """Hold one of the token's request slots (and, for a token never accepted, one of theirs)."""
         fingerprint = token_fingerprint(token)
         async with self._requests.of(fingerprint):
-            if self.verified_fingerprint(fingerprint):
+            if await self.known_verified(fingerprint):
                 async with self._counted_request():
                     yield
                 return

@@ -75,6 +75,7 @@ class FollowerHub:
         make_pacer: Callable[[str], RequestPacer] | None = None,
         coordinator: FollowCoordinator | None = None,
         verified: Callable[[str], bool] | None = None,
+        known_verified: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._tg = task_group
         self._coordinator = coordinator  # one follower per run across replicas (runs/shared_follow.py)
@@ -92,6 +93,9 @@ class FollowerHub:
         # so a made-up bearer never makes per-identity state here (issue 23, #3). Bounded in count and age.
         self._pacers = PacerTable(make_pacer or local.for_token)
         self._verified = verified
+        self._known_verified = known_verified
+        # Fingerprints whose first request is on its way (its other followers wait for its verdict).
+        self._verifying: dict[str, anyio.Event] = {}
         self._strangers = RequestPacer(self.settings.requests_per_minute, clock=clock, sleep=sleep)
         self._listeners: list[Listener] = []
         self._no_stream: set[str] = set()
@@ -107,6 +111,30 @@ class FollowerHub:
         if self._verified is not None and not self._verified(fingerprint):
             return self._strangers
         return self._pacers.get(fingerprint)
+
+    @asynccontextmanager
+    async def _paced(self, fingerprint: str) -> AsyncIterator[RequestPacer]:
+        """A slot of the token's pacer for one request (see `pacer`). A token not yet accepted has one request
+        on its way at a time: its other followers wait for that verdict, then take the token's own pacer."""
+        while not await self._accepted(fingerprint) and fingerprint in self._verifying:
+            await self._verifying[fingerprint].wait()
+        pacer = self.pacer(fingerprint)
+        if pacer is not self._strangers:
+            await pacer.acquire()
+            yield pacer
+            return
+        verdict = self._verifying[fingerprint] = anyio.Event()
+        try:
+            await pacer.acquire()
+            yield pacer
+        finally:
+            del self._verifying[fingerprint]
+            verdict.set()
+
+    async def _accepted(self, fingerprint: str) -> bool:
+        if self._known_verified is not None:
+            return await self._known_verified(fingerprint)
+        return self._verified is None or self._verified(fingerprint)
 
     @property
     def pacer_count(self) -> int:
@@ -230,13 +258,12 @@ class FollowerHub:
 
     async def _poll_once(self, follower: RunFollower, client: MogplexClient) -> bool:
         """One request; True when something changed. Errors are recorded on the follower."""
-        pacer = self.pacer(follower.fingerprint)
-        await pacer.acquire()
-        try:
-            page = await client.list_events(follower.run_id, limit=EVENTS_LIMIT_MAX)
-        except MogplexError as exc:
-            self._record_failure(follower, exc, pacer)
-            return False
+        async with self._paced(follower.fingerprint) as pacer:
+            try:
+                page = await client.list_events(follower.run_id, limit=EVENTS_LIMIT_MAX)
+            except MogplexError as exc:
+                self._record_failure(follower, exc, pacer)
+                return False
         fresh, status_changed = follower.merge(page)
         follower.ready.set()
         await self._announce(follower, fresh, status_changed)

@@ -3,7 +3,8 @@
 At start the gate learns the acceptances recorded before (this state dir's, or every replica's in Redis);
 while serving, each acceptance (at most once a minute per token) and each revocation (a 401 for a token that
 was verified) is written through in the background. With a shared store the gate also reads the other
-replicas' acceptances every `REFRESH_SECONDS`. Store failures are logged and skipped: the queue of
+replicas' acceptances every `REFRESH_SECONDS`, and asks it about a token not known here (api/limits.py
+`known_verified`, at most every 30 s per token). Store failures are logged and skipped: the queue of
 not-yet-accepted tokens is then merely what it would be without the store.
 """
 
@@ -39,7 +40,8 @@ async def remember_verified(gate: UpstreamGate, store: VerifiedTokens, tg: TaskG
         tg.start_soon(_write, store, fingerprint, accepted_at, pending)
 
     gate.on_accepted = write
-    if shared:
+    if shared:  # another replica may accept a token first: ask the store about one not known here
+        gate.lookup = store.accepted_at
         tg.start_soon(_refresh, gate, store)
 
 

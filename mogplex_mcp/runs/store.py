@@ -132,6 +132,10 @@ class VerifiedTokens(Protocol):
         """Fingerprints accepted at or after `since` (within `keep_seconds`), the newest `limit`, with when."""
         ...
 
+    async def accepted_at(self, fingerprint: str) -> float | None:
+        """When upstream last accepted this token (within `keep_seconds`); None when not known."""
+        ...
+
 
 class FollowLease(Protocol):
     """A per-run lease: at most one holder (replica) follows a run at a time; it expires unless renewed."""

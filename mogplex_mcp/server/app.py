@@ -138,6 +138,7 @@ def create_server(
                     make_pacer=backends.make_pacer,
                     coordinator=backends.coordinator,
                     verified=pool.gate.verified_fingerprint,
+                    known_verified=pool.gate.known_verified,
                 )
                 state = AppState(
                     settings=settings,

@@ -445,6 +445,7 @@ async def test_a_verified_token_is_known_to_the_next_process_and_a_refusal_forge
     await first.record(FP_A, accepted_at)
     await first.record(FP_B, accepted_at)
     assert await restarted.recent(0.0) == {FP_A: accepted_at, FP_B: accepted_at}
+    assert await restarted.accepted_at(FP_A) == accepted_at and await restarted.accepted_at("f" * 32) is None
     await restarted.record(FP_B, None)  # upstream said 401 for it
     assert set(await first.recent(0.0)) == {FP_A}
     assert await first.recent(accepted_at + 1) == {}, "only acceptances since the time asked for"

@@ -51,6 +51,12 @@ class LocalVerifiedTokens:
         """Fingerprints accepted at or after `since` (and within `keep_seconds`), the newest `limit`."""
         return await anyio.to_thread.run_sync(self._recent, since, limit)
 
+    async def accepted_at(self, fingerprint: str) -> float | None:
+        return (await self.recent_of([fingerprint])).get(fingerprint)
+
+    async def recent_of(self, fingerprints: list[str]) -> dict[str, float]:
+        return await anyio.to_thread.run_sync(self._of, fingerprints)
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
@@ -85,6 +91,20 @@ class LocalVerifiedTokens:
                 )
         except (sqlite3.Error, OSError) as exc:
             logger.warning("could not record a verified token in %s: %s", self.path.name, exc)
+
+    def _of(self, fingerprints: list[str]) -> dict[str, float]:
+        oldest = self._clock() - self.keep_seconds
+        marks = ",".join("?" * len(fingerprints))
+        try:
+            with self._lock:
+                query = (
+                    f"SELECT fingerprint, accepted_at FROM verified WHERE fingerprint IN ({marks}) AND accepted_at >= ?"  # noqa: S608, E501 - placeholders only
+                )
+                rows = self._connect().execute(query, (*fingerprints, oldest))
+                return {str(fingerprint): float(at) for fingerprint, at in rows}
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("could not read verified tokens from %s: %s", self.path.name, exc)
+            return {}
 
     def _recent(self, since: float, limit: int) -> dict[str, float]:
         oldest = max(since, self._clock() - self.keep_seconds)

@@ -51,3 +51,10 @@ class RedisVerifiedTokens:
                 self._key, "+inf", oldest, start=0, num=limit, withscores=True
             )
         return {str(row[0]): float(row[1]) for row in rows}
+
+    async def accepted_at(self, fingerprint: str) -> float | None:
+        async with redis_errors(self._store, "read a verified token"):
+            score = await self._store.client.zscore(self._key, fingerprint)
+        if score is None or float(score) < self._clock() - self.keep_seconds:
+            return None
+        return float(score)

@@ -76,10 +76,10 @@ class HttpOptions:
     max_body_bytes_per_client: int = DEFAULT_MAX_BODY_BYTES_PER_CLIENT
     max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
     # Callers whose token upstream has not accepted (yet): sessions and requests in flight, per address and in all.
-    max_unverified_sessions_per_client: int = 8
-    max_unverified_sessions: int = 64
-    max_unverified_requests_per_client: int = 8
-    max_unverified_requests: int = 64
+    max_unverified_sessions_per_client: int = 16
+    max_unverified_sessions: int = 128
+    max_unverified_requests_per_client: int = 32
+    max_unverified_requests: int = 128
 
     @property
     def loopback(self) -> bool:

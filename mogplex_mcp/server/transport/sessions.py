@@ -29,8 +29,8 @@ class SessionLimits:
     total: int = 1000
     idle_seconds: float = 600.0
     # Sessions of tokens upstream has not accepted (yet): per client address, and in all (issue 23).
-    unverified_per_client: int = 8
-    unverified_total: int = 64
+    unverified_per_client: int = 16
+    unverified_total: int = 128
 
     def __post_init__(self) -> None:
         if min(self.per_token, self.total, self.unverified_per_client, self.unverified_total) < 1:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-DEFAULT_PER_CLIENT = 8
-DEFAULT_TOTAL = 64
+# A real user new to this server may fire a burst of parallel calls before its token is accepted: 32 fit.
+DEFAULT_PER_CLIENT = 32
+DEFAULT_TOTAL = 128
 
 
 @dataclass(frozen=True)
