@@ -98,7 +98,7 @@ class LocalVerifiedTokens:
         try:
             with self._lock:
                 query = (
-                    f"SELECT fingerprint, accepted_at FROM verified WHERE fingerprint IN ({marks}) AND accepted_at >= ?"  # noqa: S608, E501 - placeholders only
+                    f"SELECT fingerprint, accepted_at FROM verified WHERE fingerprint IN ({marks}) AND accepted_at >= ?"  # noqa: S608 - placeholders only
                 )
                 rows = self._connect().execute(query, (*fingerprints, oldest))
                 return {str(fingerprint): float(at) for fingerprint, at in rows}
