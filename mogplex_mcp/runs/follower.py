@@ -116,17 +116,19 @@ class FollowerHub:
     async def _paced(self, fingerprint: str) -> AsyncIterator[RequestPacer]:
         """A slot of the token's pacer for one request (see `pacer`). A token not yet accepted has one request
         on its way at a time: its other followers wait for that verdict, then take the token's own pacer."""
-        while not await self._accepted(fingerprint) and fingerprint in self._verifying:
+        while not (accepted := await self._accepted(fingerprint)) and fingerprint in self._verifying:
             await self._verifying[fingerprint].wait()
-        pacer = self.pacer(fingerprint)
-        if pacer is not self._strangers:
+        if accepted:
+            pacer = self._pacers.get(fingerprint)
             await pacer.acquire()
             yield pacer
             return
+        # Not accepted (yet): this one request is limited by the upstream gate's fair queue for such tokens, not
+        # by a pacer (a stranger's flood must not use up a budget a real newcomer's first poll then waits for),
+        # and nothing is kept for the token: the pacer is a throwaway, for _record_failure's sake.
         verdict = self._verifying[fingerprint] = anyio.Event()
         try:
-            await pacer.acquire()
-            yield pacer
+            yield RequestPacer(self.settings.requests_per_minute, clock=self._clock, sleep=self._sleep)
         finally:
             del self._verifying[fingerprint]
             verdict.set()
