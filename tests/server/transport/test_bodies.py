@@ -96,3 +96,20 @@ async def test_slow_bodies_are_capped_per_address_and_in_all_and_real_callers_go
             repos = await real.call_tool("list_repos", {})
             assert not repos.is_error
     await until(lambda: budget(s).in_flight == 0)  # every refused or dropped body gave its bytes back
+
+
+async def test_a_body_built_to_be_costly_to_parse_is_refused_and_the_server_goes_on(tmp_path: Path) -> None:
+    """Within the size cap, the worst JSON to parse (nesting 500,000 deep; 100,000 tiny keys) is answered with an
+    error at once, and real calls go on."""
+    nested = b"[" * 500_000 + b"]" * 500_000
+    wide = ("{" + ",".join(f'"k{n}":0' for n in range(60_000)) + "}").encode()
+    options = dataclasses.replace(
+        CAPPED, max_body_bytes=1024 * KIB, max_body_bytes_per_client=4096 * KIB, max_body_bytes_in_flight=4096 * KIB
+    )
+    async with served(tmp_path, options) as s:
+        for body in (nested, wide):
+            async with connection(s) as stream:
+                await stream.send(post_head(len(body)) + body)
+                assert 400 <= await status_of(stream) < 500
+        async with client(s.url, "legacy", DEMO_TOKEN) as real:
+            assert not (await real.call_tool("list_repos", {})).is_error
