@@ -32,6 +32,7 @@ from anyio.abc import Process
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from bench.report import Section
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorConfig, EmulatorHandle, EmulatorThread
@@ -43,6 +44,7 @@ REPO_ID = "8f3a2b1c-1234-4abc-9def-1234567890ab"  # acme/api, seeded by the emul
 BRANCH_PREFIX = "stress/start-"
 STOPS = ("disconnect", "sigterm", "sigkill")
 STARTUP_LIMIT_S = 60.0
+_MARKER = "MOGPLEX_STRESS_LIFE"  # in each server's environment: which slot's life it is
 
 
 @dataclass
@@ -52,7 +54,9 @@ class Tally:
     starts: int = 0
     identical_starts: int = 0  # a start whose request an earlier start already sent
     replies: dict[int, set[str]] = field(default_factory=dict)  # start id -> run ids the tools answered with
-    start_errors: list[str] = field(default_factory=list)
+    start_errors: list[str] = field(default_factory=list)  # what start_run answered when it failed
+    cut_by_stop: int = 0  # clients whose server was stopped under a call (the call failed with the server)
+    stop_errors: list[str] = field(default_factory=list)  # other failures of a server's life (startup, teardown)
     reads: int = 0
     read_errors: int = 0
     servers: Counter[str] = field(default_factory=Counter)  # "stdio sigkill" -> how many were stopped so
@@ -139,14 +143,17 @@ async def stdio_server(env: dict[str, str], log: Path) -> AsyncIterator[Server]:
     params = StdioServerParameters(command=SERVE[0], args=SERVE[1:], env=env, cwd=str(PROJECT_ROOT))
     with log.open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=30) as client:
-            yield Server(client, _newest_server_pid())
+            yield Server(client, _server_pid(env[_MARKER]))
 
 
-def _newest_server_pid() -> int:
-    """The stdio server just spawned by this process (the SDK does not expose its pid)."""
-    mine = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == os.getpid()]
-    serving = [pid for pid in mine if b"mogplex_mcp" in _cmdline(pid)]
-    return max(serving, key=_started_at)
+def _server_pid(marker: str) -> int:
+    """The stdio server this slot spawned (the SDK does not expose its pid): the child whose environment
+    holds `marker` (several slots spawn servers at the same moment, so "the newest child" is not enough)."""
+    tag = f"{_MARKER}={marker}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _parent_of(int(entry)) == os.getpid() and tag in _environ(int(entry)).split(b"\0"):
+            return int(entry)
+    raise RuntimeError(f"no child process with {_MARKER}={marker}")
 
 
 def _parent_of(pid: int) -> int:
@@ -156,18 +163,11 @@ def _parent_of(pid: int) -> int:
         return -1
 
 
-def _cmdline(pid: int) -> bytes:
+def _environ(pid: int) -> bytes:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return b""
-
-
-def _started_at(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 @asynccontextmanager
@@ -208,6 +208,14 @@ async def _wait_listening(port: int, process: Process) -> None:
             return
 
 
+def _only_transport_errors(exc: BaseException) -> bool:
+    """A client whose server died under it fails with these (wrapped in groups by the SDK's task groups)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_transport_errors(inner) for inner in exc.exceptions)
+    transport = (anyio.ClosedResourceError, anyio.BrokenResourceError, MCPError, httpx2.HTTPError, OSError)
+    return isinstance(exc, transport)
+
+
 class Fleet:
     """The slots, the shared tally, and the upstream they all talk to."""
 
@@ -217,6 +225,7 @@ class Fleet:
         self.state_dir = root / "state"
         self.tally = Tally()
         self.rng = random.Random(seed)
+        self.lives = 0
 
     async def run(self, slots: int, seconds: float, life: tuple[float, float]) -> Verdict:
         began = time.monotonic()
@@ -236,16 +245,18 @@ class Fleet:
             try:
                 await self._one_life(kind, stop, slot, self.rng.uniform(*life))
             except Exception as exc:  # a server killed mid-call fails its client in many ways: the next one starts
-                self.tally.start_errors.append(f"slot {slot}: {type(exc).__name__}")
+                self.tally.cut_by_stop += 1
+                if not _only_transport_errors(exc):
+                    self.tally.stop_errors.append(f"{kind} {stop}: {exc!r}"[:300])
             self.tally.servers[f"{kind} {stop}"] += 1
 
     async def _one_life(self, kind: str, stop: str, slot: int, seconds: float) -> None:
         log = self.root / f"slot-{slot}.log"
         home = self.root / f"home-{slot}"
-        if kind == "stdio":
-            launch = stdio_server(server_env(self.emu.base_url, self.state_dir, home, DEMO_TOKEN), log)
-        else:
-            launch = http_server(server_env(self.emu.base_url, self.state_dir, home, None), log)
+        env = server_env(self.emu.base_url, self.state_dir, home, DEMO_TOKEN if kind == "stdio" else None)
+        self.lives += 1
+        env[_MARKER] = str(self.lives)
+        launch = stdio_server(env, log) if kind == "stdio" else http_server(env, log)
         async with launch as server, anyio.create_task_group() as tg:
             tg.start_soon(self._drive, server.client)
             await anyio.sleep(seconds)
@@ -295,6 +306,7 @@ class Fleet:
 
     async def _listed_by_a_fresh_server(self) -> set[str]:
         env = server_env(self.emu.base_url, self.state_dir, self.root / "home-final", DEMO_TOKEN)
+        env[_MARKER] = "final"
         listed: set[str] = set()
         async with stdio_server(env, self.root / "final.log") as server:
             cursor: str | None = None
@@ -348,7 +360,8 @@ async def run(slots: int, seconds: float) -> Section:
         "a server, drives it with one client in a closed loop (half `start_run`, two in three of them repeating "
         "one of the last few starts as a host retry does; the rest `get_run`, `wait_for_runs` 1 s, `list_runs`, "
         "`resources/list`), stops it after 3-10 s by client disconnect, SIGTERM or SIGKILL in rotation (often "
-        "with a call in flight) and starts the next. Runs per start are counted in the emulator by the start's "
+        "with a call in flight; an HTTP server whose client left is then ended by SIGTERM) and starts the next. "
+        "Runs per start are counted in the emulator by the start's "
         "`workingBranch`; at the end a fresh server lists every run and `PRAGMA integrity_check` reads the file. "
         "The short version runs in the suite (tests/e2e/test_journal_stress.py, 4 slots, 20 s).",
     )
@@ -374,8 +387,9 @@ async def run(slots: int, seconds: float) -> Section:
     calls = tally.starts + tally.reads
     section.add(
         "tool calls across the fleet",
-        f"{calls} in {verdict.seconds:.0f} s ({calls / verdict.seconds:.0f}/s); refused or failed: "
-        f"{len(tally.start_errors)} starts, {tally.read_errors} reads (servers killed mid-call included)",
+        f"{calls} in {verdict.seconds:.0f} s ({calls / verdict.seconds:.0f}/s); failed: {len(tally.start_errors)} "
+        f"starts, {tally.read_errors} reads; {tally.cut_by_stop} clients lost their server mid-call "
+        f"({len(tally.stop_errors)} of them in another way than a closed connection)",
     )
     section.notes.append(
         "On the code before issue 18's fix (`journal_file.py` opening and closing the database file while "

@@ -27,8 +27,10 @@ from bench import (
     hardening,
     journal_stress,
     memory,
+    oauth,
     per_call,
     scale,
+    telemetry,
     throughput,
     viewer_size,
 )
@@ -56,12 +58,13 @@ class Size:
     scale_throughput_rounds: int = 4  # windows per side (1 and 2 replicas)
     journal_slots: int = 12  # server processes alive at once on one journal
     journal_seconds: float = 90.0
+    sign_ins: int = 200
     hardening_flood: int = 300
     hardening_bodies: int = 150
 
 
 FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0, 10_000, 1000)
-QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1, 4, 15.0, 60, 50)
+QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1, 4, 15.0, 16, 60, 50)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
@@ -71,6 +74,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
     return {
         "cold_start": cold,
         "per_call": lambda: per_call.run(size.calls),
+        "telemetry": lambda: telemetry.run(size.calls),
         "fanout": lambda: fanout.run(
             seconds=size.fanout_seconds, naive_seconds=size.naive_seconds, with_stream=size.with_stream
         ),
@@ -81,6 +85,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "gateway": lambda: gateway.run(size.flood_requests, size.gateway_sessions),
         "definitions": definitions.run,
         "journal_stress": lambda: journal_stress.run(size.journal_slots, size.journal_seconds),
+        "oauth": lambda: oauth.run(size.calls, size.sign_ins),
         "hardening": lambda: hardening.run(size.hardening_flood, size.hardening_bodies),
     }
 
@@ -91,8 +96,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset of: cold_start, per_call, fanout, memory, throughput, viewer_size, gateway, "
-        "scale, definitions, journal_stress, hardening",
+        help="comma-separated subset of: cold_start, per_call, telemetry, fanout, memory, throughput, viewer_size, "
+        "gateway, scale, definitions, journal_stress, oauth, hardening",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

@@ -71,10 +71,12 @@ class HttpServer:
 
 
 @contextmanager
-def http_server(env: dict[str, str], *, bare: bool = False, args: tuple[str, ...] = ()) -> Iterator[HttpServer]:
-    """`serve --transport http [args]` (or the bare server) on a free loopback port, accepting connections when
-    yielded."""
-    port = free_port()
+def http_server(
+    env: dict[str, str], *, bare: bool = False, args: tuple[str, ...] = (), port: int | None = None
+) -> Iterator[HttpServer]:
+    """`serve --transport http [args]` (or the bare server) on `port` (default: a free loopback port), accepting
+    connections when yielded."""
+    port = port or free_port()
     command = [*BARE, "--http", str(port)] if bare else [*SERVE, "--transport", "http", "--port", str(port), *args]
     process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
     try:

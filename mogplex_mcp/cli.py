@@ -11,15 +11,18 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
 from mogplex_mcp import __version__
+from mogplex_mcp.cli_oauth import configure_oauth, oauth_options
 from mogplex_mcp.config import ConfigError, Settings
 
 COMMANDS = ("serve", "emulator", "demo", "doctor")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_LEVEL_ENV = "MOGPLEX_LOG_LEVEL"
+LOG_FORMAT_ENV = "MOGPLEX_LOG_FORMAT"
 logger = logging.getLogger("mogplex_mcp")
 
 
@@ -77,6 +80,12 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--log-level", choices=LOG_LEVELS, default=None, help="log level on stderr (env MOGPLEX_LOG_LEVEL; warning)"
     )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="stderr log lines as text or one JSON object each (env MOGPLEX_LOG_FORMAT; text)",
+    )
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: %(default)s")
     serve.add_argument(
         "--redis-url",
@@ -107,6 +116,27 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         help="browser Origin to accept, e.g. https://app.example.com (repeatable)",
     )
     configure_gateway_limits(serve.add_argument_group("shared-server limits (--transport http; docs/http.md)"))
+    configure_oauth(
+        serve.add_argument_group("OAuth sign-in for remote connectors (--transport http; docs/oauth.md)"), _positive
+    )
+    configure_metrics(serve.add_argument_group("metrics (--transport http; docs/operations.md)"))
+
+
+def configure_metrics(group: argparse._ArgumentGroup) -> None:
+    """Prometheus metrics on a port of their own: off unless asked, loopback unless told otherwise."""
+    group.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics, apart from the MCP port (default: off)",
+    )
+    group.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address the metrics port binds (default: %(default)s; MCP callers cannot reach it unless you open it)",
+    )
 
 
 def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
@@ -189,6 +219,12 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         )
 
 
+def _port(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:  # ASCII digits: "²".isdigit() is True
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text[:20]!r}")
+    return int(text)
+
+
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -202,21 +238,33 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
-def configure_logging(level: str | None) -> None:
-    """Logs go to stderr: stdout belongs to the MCP protocol on stdio."""
+def configure_logging(level: str | None, log_format: str | None = None) -> str:
+    """Logs go to stderr: stdout belongs to the MCP protocol on stdio. Returns the format used."""
+    from mogplex_mcp.telemetry.logs import LOG_FORMATS, formatter
+
     name = (level or os.environ.get(LOG_LEVEL_ENV) or "warning").upper()
     if name.lower() not in LOG_LEVELS:
         name = "WARNING"
-    logging.basicConfig(
-        level=name, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+    shape = (log_format or os.environ.get(LOG_FORMAT_ENV) or "text").strip().lower()
+    if shape not in LOG_FORMATS:
+        raise ConfigError(f"{LOG_FORMAT_ENV} must be one of {', '.join(LOG_FORMATS)}, got {shape[:20]!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(shape))
+    logging.basicConfig(level=name, handlers=[handler], force=True)
     if name != "DEBUG":  # one line per upstream request is noise unless debugging
         logging.getLogger("httpx2").setLevel(logging.WARNING)
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    return shape
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
+    args.log_format = configure_logging(args.log_level, args.log_format)
+    if args.metrics_port is not None and args.transport != "http":
+        raise ConfigError("--metrics-port needs --transport http (a stdio server has no port to serve them on)")
+    from mogplex_mcp.telemetry import tracing
+
+    if traces := tracing.configure():
+        logger.warning("%s", traces)
     settings = Settings.from_env(base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url)
     if settings.redis_url:
         from mogplex_mcp.runs.backends import shared_store_problem
@@ -292,6 +340,9 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_unverified_sessions=args.max_unverified_sessions,
         max_unverified_requests_per_client=args.max_unverified_requests_per_client,
         max_unverified_requests=args.max_unverified_requests,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        oauth=oauth_options(args),
     )
     if settings.token and not local_only(options):
         logger.warning(
@@ -299,7 +350,8 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
             " each request must send its own Authorization: Bearer"
         )
     app = build_http_app(settings, options)
-    anyio.run(lambda: serve_http(app, options, log_level=args.log_level or "warning"))
+    json_logs = args.log_format == "json"
+    anyio.run(lambda: serve_http(app, options, log_level=args.log_level or "warning", json_logs=json_logs))
     return 0
 
 

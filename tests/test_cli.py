@@ -26,6 +26,8 @@ SERVE_FLAGS = (
     "--allowed-host",
     "--allowed-origin",
     "--redis-url",
+    "--public-url",
+    "--oauth-access-token-minutes",
 )
 
 
@@ -102,6 +104,16 @@ def test_main_reports_config_errors(capsys: pytest.CaptureFixture[str], tmp_path
     code = main(["serve", "--base-url", "not a url"])
     assert code == 2
     assert "--base-url must be an http(s) URL" in capsys.readouterr().err
+
+
+def test_a_public_url_that_is_not_an_https_origin_is_a_clear_error(tmp_path: Path) -> None:
+    for flag in (["--public-url", "http://mcp.example.com"], []):
+        env = {"MOGPLEX_MCP_STATE_DIR": str(tmp_path)}
+        if not flag:
+            env["MOGPLEX_MCP_PUBLIC_URL"] = "https://mcp.example.com/mcp"
+        result = run_cli("serve", "--transport", "http", "--port", "0", *flag, **env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "--public-url must" in result.stderr
 
 
 def test_stdio_startup_does_not_load_what_only_other_commands_need() -> None:

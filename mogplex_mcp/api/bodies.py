@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx2
 
 from mogplex_mcp.api.errors import OversizedResponseError
+from mogplex_mcp.api.observed import route_of_call
+from mogplex_mcp.telemetry import hooks
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # An error answer is read this far and no further (its message is all we want from it).
@@ -19,6 +21,7 @@ def megabytes(size: int) -> str:
 
 
 def oversized(what: str, limit: int, status: int) -> OversizedResponseError:
+    hooks.recorder().upstream_oversized(route_of_call(what))
     return OversizedResponseError(
         f"{what}: Mogplex sent an oversized answer (more than {megabytes(limit)}); it was not read further. "
         "Real answers are far smaller: a proxy or the service misbehaved. Retrying later may help.",

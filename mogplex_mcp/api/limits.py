@@ -29,6 +29,7 @@ import anyio
 
 from mogplex_mcp.api.errors import AuthenticationError, MogplexError
 from mogplex_mcp.config import TOKEN_ENV, Settings
+from mogplex_mcp.telemetry import hooks
 
 # Fingerprints remembered at most, per table; the least recently used idle entries go first.
 MAX_TRACKED_TOKENS = 10_000
@@ -194,6 +195,8 @@ class UpstreamGate:
         # fingerprint -> when upstream last accepted it (wall clock: it may come from before a restart)
         self._verified: OrderedDict[str, float] = OrderedDict()
         self._rejected: OrderedDict[str, float] = OrderedDict()  # fingerprint -> when upstream said 401
+        # Told each fingerprint upstream answered 401 for (the OAuth front door drops that PAT's grants).
+        self.on_rejected: list[Callable[[str], None]] = []
         self.requests_in_flight = 0
         self.streams_open = 0
         # Write-through of acceptances (fingerprint, when) and revocations (fingerprint, None), e.g. to a store.
@@ -216,6 +219,7 @@ class UpstreamGate:
             del self._rejected[fingerprint]
             return
         wait = math.ceil(self.limits.rejected_seconds - age)
+        hooks.recorder().upstream_token_refused()
         raise AuthenticationError(
             f"{what}: Mogplex rejected this token (HTTP 401) {math.floor(age)} s ago; it is not sent again for "
             f"{wait} s. Check {TOKEN_ENV} or the Authorization bearer. Nothing was sent.",
@@ -228,6 +232,8 @@ class UpstreamGate:
         fingerprint = token_fingerprint(token)
         if self._verified.pop(fingerprint, None) is not None and self.on_accepted is not None:
             self.on_accepted(fingerprint, None)
+        for listener in self.on_rejected:
+            listener(fingerprint)
         if self.limits.rejected_seconds <= 0:
             return
         self._rejected[fingerprint] = self._clock()

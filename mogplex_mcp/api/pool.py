@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx2
 
 from mogplex_mcp import __version__
+from mogplex_mcp.api.observed import observe_pool
 from mogplex_mcp.config import Settings
 
 USER_AGENT = f"mogplex-mcp/{__version__}"
@@ -35,7 +36,7 @@ def new_pool(
     connections: int = DEFAULT_CONNECTIONS,
     keepalive: int | None = None,
 ) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(
+    client = httpx2.AsyncClient(
         timeout=timeout,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
@@ -45,6 +46,7 @@ def new_pool(
         ),
         transport=transport,
     )
+    return observe_pool(client)  # request metrics, spans and traceparent (api/observed.py)
 
 
 def cut_timeout(base: httpx2.Timeout, remaining: float | None) -> httpx2.Timeout:

@@ -173,6 +173,7 @@ def _record(scope: Scope) -> RequestRecord:
         has_auth=has_auth,
         idempotency_key=_header(scope, b"idempotency-key"),
         token_tag=token_tag(token.strip()) if has_auth else None,
+        traceparent=_header(scope, b"traceparent"),
     )
 
 

@@ -21,7 +21,8 @@ def token_tag(token: str) -> str:
 class RequestRecord:
     """One request: never the token itself, only whether one was sent and its `token_tag`.
 
-    `status` is None if unanswered; `body_bytes` counts the answer's body bytes handed to the server.
+    `status` is None if unanswered; `body_bytes` counts the answer's body bytes handed to the server;
+    `traceparent` is the W3C trace context the request carried, if any (tests check it was propagated).
     """
 
     method: str
@@ -33,6 +34,7 @@ class RequestRecord:
     fault: str | None = None
     token_tag: str | None = None
     body_bytes: int = 0
+    traceparent: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -150,6 +150,16 @@ class FollowerHub:
     def follower_count(self) -> int:
         return len(self._followers)
 
+    @property
+    def pacers(self) -> list[RequestPacer]:
+        """Every token's budget this hub has made (for aggregate metrics; keyed by nothing)."""
+        return list(self._pacers.values())
+
+    @property
+    def leases_held(self) -> int:
+        """Runs this replica leads for all replicas (follow leases it holds); 0 without a shared store."""
+        return int(getattr(self._coordinator, "leading_count", 0))
+
     def stream_unsupported(self, base_url: str) -> bool:
         """Whether the upstream at `base_url` answered 404 to the event stream (followers poll there)."""
         return base_url.rstrip("/") in self._no_stream

@@ -82,6 +82,9 @@ class PacerTable:
     def __len__(self) -> int:
         return len(self._pacers)
 
+    def values(self) -> list[RequestPacer]:
+        return list(self._pacers.values())
+
     def get(self, fingerprint: str) -> RequestPacer:
         pacer = self._pacers.get(fingerprint)
         if pacer is None:

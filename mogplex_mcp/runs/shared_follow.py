@@ -61,6 +61,11 @@ class SharedFollowing:
         self._leading: set[tuple[str, str]] = set()
         self._degraded = False
 
+    @property
+    def leading_count(self) -> int:
+        """Follow leases this replica holds right now."""
+        return len(self._leading)
+
     def leads(self, follower: RunFollower) -> bool:
         return (follower.fingerprint, follower.run_id) in self._leading
 

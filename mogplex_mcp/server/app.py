@@ -27,6 +27,7 @@ from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer
+from mogplex_mcp.server.call_log import ToolCallObserver
 from mogplex_mcp.server.errors import validation_error, with_tool_name
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources.run_resources import register_resources
@@ -168,6 +169,8 @@ def create_server(
         lifespan=lifespan,
         log_level="WARNING",
         extensions=[viewer.extension(settings)],
+        # Metrics and one log line per tool call (inside the SDK's own OpenTelemetry span).
+        middleware=[ToolCallObserver(lambda name: server._tool_manager.get_tool(name) is not None)],
     )
     register_run_tools(server)
     register_event_tools(server)

@@ -27,5 +27,7 @@ async def test_servers_sharing_one_journal_never_corrupt_it_nor_start_a_run_twic
     assert {name.split()[1] for name in tally.servers} == set(STOPS)
     assert {name.split()[0] for name in tally.servers} == {"stdio", "http"}
     assert verdict.replied_runs, tally.start_errors[:5]
+    refused = [error for error in tally.start_errors if "journal" in error]
+    assert refused == [], "no start was refused for want of the journal"
     assert verdict.upstream_runs <= tally.next_start  # never more runs than different starts
     assert verdict.replied_runs <= verdict.listed_runs

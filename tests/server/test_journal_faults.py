@@ -201,4 +201,5 @@ async def test_reads_never_wait_behind_a_locked_journal(tmp_path: Path) -> None:
                     for run_id in runs:
                         tg.start_soon(read, run_id)
         assert sorted(r["run"]["runId"] for r in results) == sorted(runs)
-        assert state.journal.skipped_bookkeeping - before == 8, "each get_run gave up its bookkeeping"
+        # At least one per get_run: a followed run finishing meanwhile records its outcome, which gives up too.
+        assert state.journal.skipped_bookkeeping - before >= 8, "each get_run gave up its bookkeeping"

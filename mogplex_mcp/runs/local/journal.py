@@ -9,6 +9,8 @@ When the file cannot be written (disk full, locked by another process, read-only
 an in-process table after checking the file for an earlier claim; when the file cannot even be read, and
 this process has no claim of its own, `claim_key` raises `JournalUnavailableError` rather than hand out a
 fresh key that could start a second run. Bookkeeping (`remember_run`) never waits behind a stuck writer.
+A list that cannot be read raises `RunsUnreadable` (never an empty list); a damaged file is replaced by
+`journal_file` (see `journal_heal`).
 
 Only fingerprints are stored: of the token (SHA-256), and of each start request (an HMAC keyed by the
 token, so a guessable prompt cannot be confirmed from the file). Titles arrive redacted.
@@ -41,6 +43,7 @@ from mogplex_mcp.runs.local.journal_file import (
 from mogplex_mcp.runs.local.known_runs import KnownRun as KnownRun
 from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
 from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.telemetry import hooks
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 
@@ -389,6 +392,8 @@ class StartJournal:
 
     def _note_failure(self, what: str, failure: JournalStorageError, meanwhile: str) -> None:
         """Warn once when the file starts failing, saying what happens meanwhile; then quietly, until it works."""
+        if meanwhile is not _REFUSING:  # every fallback is counted (docs/operations.md); a refusal is no fallback
+            hooks.recorder().journal_fallback(what)
         # A damaged file has said so itself, with what happens meanwhile: one warning, not two.
         level = logging.DEBUG if self._failing or isinstance(failure, JournalDamaged) else logging.WARNING
         self._failing = True

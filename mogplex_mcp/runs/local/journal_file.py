@@ -4,6 +4,10 @@ Every use waits a bounded time: for this process's own connection lock and for S
 Writes go through one connection and reads through another, so a read never queues behind a write
 stuck on another process's lock (WAL readers do not wait for writers). After a write fails, further
 writes fail at once for `retry_writes_after` seconds instead of each waiting out the busy timeout.
+
+The file is never opened outside SQLite while this process may be connected (that drops SQLite's locks,
+see `journal_heal.prepare_file`). A damaged file (quick_check on the first connection, SQLITE_CORRUPT or
+NOTADB on any statement) is replaced by `journal_heal.replace_damaged` and the call retried once.
 """
 
 from __future__ import annotations
@@ -138,7 +142,7 @@ class JournalFile:
             )
             self.path = None
             self._connect()
-        except (OSError, sqlite3.DatabaseError) as exc:
+        except (OSError, sqlite3.DatabaseError, JournalStorageError) as exc:
             self._note_failure(describe(exc))
             logger.warning("start journal %s cannot be opened (%s); will retry", path, self._last_failure)
 
@@ -158,7 +162,7 @@ class JournalFile:
             return self._write_once(work, wait, blocking=blocking, force=force)
         except JournalDamaged:
             if not self._heal():
-                raise
+                raise JournalDamaged(self.damage_reason) from None
             return self._write_once(work, wait, blocking=blocking, force=force)
 
     def _write_once(self, work: Callable[[sqlite3.Connection], _T], wait: float, *, blocking: bool, force: bool) -> _T:
@@ -221,7 +225,7 @@ class JournalFile:
             return self._read_on(self._read_lock, self._reader_connection, work, wait)
         except JournalDamaged:
             if not self._heal():
-                raise
+                raise JournalDamaged(self.damage_reason) from None
             return self._read_on(self._read_lock, self._reader_connection, work, wait)
 
     @property
@@ -271,7 +275,9 @@ class JournalFile:
         prepare_file(self.path)
         # Held shared until the connection's first read holds SQLite's lock: a healer never moves a file
         # while a process is between opening it and locking it.
-        with side_lock(self.path, exclusive=False, wait=_HEAL_WAIT_SECONDS):
+        with side_lock(self.path, exclusive=False, wait=_HEAL_WAIT_SECONDS) as held:
+            if held is False:
+                raise JournalStorageError("the journal is busy: another process is replacing a damaged file")
             db = _open(self.path)
             if not self._checked:
                 try:
@@ -330,7 +336,7 @@ class JournalFile:
             if not self._read_lock.acquire(timeout=_HEAL_WAIT_SECONDS):
                 return False
             try:
-                return self._heal_locked(self.path)
+                return self.damage is None or self._heal_locked(self.path)  # another thread may have healed it
             finally:
                 self._read_lock.release()
         finally:

@@ -78,15 +78,13 @@ def lock_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def side_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[bool]:
-    """Hold the journal's side lock for at most `wait` seconds of waiting; yields whether it is held.
-
-    A directory where the lock file cannot be made (read-only) yields False: nothing there can be healed.
-    """
+def side_lock(path: Path, *, exclusive: bool, wait: float) -> Iterator[bool | None]:
+    """Hold the journal's side lock, waiting at most `wait` seconds: yields True when held, False when the
+    wait ran out, None when no lock file can exist there (a read-only state dir: nothing there is healed)."""
     try:
         fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
-        yield False
+        yield None
         return
     try:
         yield _flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, wait)
@@ -217,32 +215,55 @@ def replace_damaged(
     wait: float,
 ) -> Healing:
     """Move a damaged file aside and start a fresh one with what it still yields. Call with no connection
-    of this process open to the file; `connect` opens one, `create_schema` fills a new file's tables."""
+    of this process open to the file; `connect` opens one, `create_schema` fills a new file's tables.
+    Never raises for the file's sake: what went wrong is in the result's `why`."""
     with side_lock(path, exclusive=True, wait=wait) as held:
         if not held:
             return Healing(why="another process is repairing it, or the state dir is read-only")
-        db = connect()
         try:
-            damage = damage_of(db)
-            if damage is None:  # replaced by another process meanwhile, or the error has passed
-                return Healing(healthy=True)
-            rows = salvage(db, tables)
-        except sqlite3.DatabaseError as exc:
-            return Healing(why=str(exc))
-        finally:
-            db.close()
+            rows = _salvage_if_damaged(connect, tables)
+        except (OSError, CannotExist, sqlite3.DatabaseError) as exc:
+            return Healing(why=f"it cannot be checked ({exc})")
+        if rows is None:  # replaced by another process meanwhile, or the error has passed
+            return Healing(healthy=True)
         if open_elsewhere(path):
             return Healing(
                 why="other processes (mogplex-mcp servers, a sqlite3 shell) still have it open; "
                 "it is replaced once they close it"
             )
-        aside = move_aside(path)
-        fresh = connect()
         try:
-            fresh.execute("BEGIN IMMEDIATE")
-            create_schema(fresh)
-            restored = restore(fresh, rows)
-            fresh.execute("COMMIT")
-        finally:
-            fresh.close()
+            aside = move_aside(path)
+        except OSError as exc:
+            return Healing(why=f"it cannot be moved aside ({exc.strerror})")
+        try:
+            restored = _fill(connect, create_schema, rows)
+        except (OSError, CannotExist, sqlite3.DatabaseError) as exc:
+            # The damaged file is aside already; the next connection creates the tables in the new one.
+            logger.warning("start journal %s: rows of the damaged file could not be copied over (%s)", path, exc)
+            restored = 0
         return Healing(aside=aside, restored=restored, healthy=True)
+
+
+def _salvage_if_damaged(connect: Callable[[], sqlite3.Connection], tables: tuple[str, ...]) -> Rows | None:
+    """The rows a damaged file still yields, or None when it is whole."""
+    db = connect()
+    try:
+        if damage_of(db) is None:
+            return None
+        return salvage(db, tables)
+    finally:
+        db.close()
+
+
+def _fill(
+    connect: Callable[[], sqlite3.Connection], create_schema: Callable[[sqlite3.Connection], None], rows: Rows
+) -> int:
+    fresh = connect()
+    try:
+        fresh.execute("BEGIN IMMEDIATE")
+        create_schema(fresh)
+        restored = restore(fresh, rows)
+        fresh.execute("COMMIT")
+        return restored
+    finally:
+        fresh.close()

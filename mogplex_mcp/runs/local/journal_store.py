@@ -9,11 +9,21 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import anyio
 
 from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun, StartJournal
 from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.telemetry import tracing
+
+_T = TypeVar("_T")
+
+
+async def _journal(operation: str, work: Callable[..., _T], *args: object) -> _T:
+    """`work(*args)` in a worker thread, inside a `journal <operation>` span."""
+    with tracing.span(f"journal {operation}", {"db.system.name": "sqlite"}):
+        return await anyio.to_thread.run_sync(work, *args)
 
 
 class LocalStartClaims:
@@ -23,13 +33,13 @@ class LocalStartClaims:
         self.journal = journal
 
     async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
-        return await anyio.to_thread.run_sync(self.journal.claim_key, fingerprint, request_hash)
+        return await _journal("claim_key", self.journal.claim_key, fingerprint, request_hash)
 
     async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
-        await anyio.to_thread.run_sync(self.journal.record_started, fingerprint, request_hash, run_id)
+        await _journal("record_started", self.journal.record_started, fingerprint, request_hash, run_id)
 
     async def forget(self, fingerprint: str, request_hash: str) -> None:
-        await anyio.to_thread.run_sync(self.journal.forget, fingerprint, request_hash)
+        await _journal("forget", self.journal.forget, fingerprint, request_hash)
 
 
 # Known runs not seen for this long are no longer served (issue 23, #7; Redis keeps them as long).
@@ -67,18 +77,18 @@ class LocalKnownRuns:
         upsert = functools.partial(
             self.journal.remember_run, fingerprint, run_id, title=title, status=status, repo_id=repo_id, facts=facts
         )
-        return await anyio.to_thread.run_sync(upsert)
+        return await _journal("remember_run", upsert)
 
     async def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        rows = await anyio.to_thread.run_sync(self.journal.runs_page, fingerprint, query)
+        rows = await _journal("runs_page", self.journal.runs_page, fingerprint, query)
         return [known for known in rows if self._fresh(known)]
 
     async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
-        known = await anyio.to_thread.run_sync(self.journal.known_run, fingerprint, run_id)
+        known = await _journal("known_run", self.journal.known_run, fingerprint, run_id)
         return known if self._fresh(known) else None
 
     async def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        rows = await anyio.to_thread.run_sync(self.journal.known_runs, fingerprint, limit)
+        rows = await _journal("known_runs", self.journal.known_runs, fingerprint, limit)
         return [known for known in rows if self._fresh(known)]
 
     async def is_known(self, fingerprint: str, run_id: str) -> bool:

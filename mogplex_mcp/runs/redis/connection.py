@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from redis.exceptions import RedisError
 
 from mogplex_mcp.config import mask_redis_url
 from mogplex_mcp.runs.store import StoreUnavailableError
+from mogplex_mcp.telemetry import hooks, tracing
 
 logger = logging.getLogger("mogplex_mcp.runs.redis")
 
@@ -69,10 +71,17 @@ def connect(url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = SOCKET_T
 
 @asynccontextmanager
 async def redis_errors(store: RedisStore, what: str) -> AsyncIterator[None]:
-    """Turn any redis-py failure into StoreUnavailableError naming what failed (the URL masked)."""
+    """Turn any redis-py failure into StoreUnavailableError naming what failed (the URL masked).
+
+    Also where every Redis operation is timed, counted and traced (`what` is one of a few fixed phrases).
+    """
+    started = time.perf_counter()
     try:
-        yield
+        with tracing.span(f"redis {what}", {"db.system.name": "redis"}, kind=tracing.SpanKind.CLIENT):
+            yield
+        hooks.recorder().redis_command(what, time.perf_counter() - started, ok=True)
     except RedisError as exc:
+        hooks.recorder().redis_command(what, time.perf_counter() - started, ok=False)
         detail = str(exc).replace(store.url, store.masked_url)[:200]
         raise StoreUnavailableError(
             f"Redis at {store.masked_url} is unavailable: could not {what} ({type(exc).__name__}: {detail})"

@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -30,9 +31,13 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mogplex_mcp.runs.fingerprints import token_fingerprint
+from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.server.transport.bodies import BodyBudget, BodyRefused, client_address
 from mogplex_mcp.server.transport.sessions import OpenSession, SessionLimitError, SessionRegistry
 from mogplex_mcp.server.transport.strangers import StrangerRefused, StrangerRequests
+
+if TYPE_CHECKING:
+    from mogplex_mcp.server.transport.oauth import FrontDoor
 
 logger = logging.getLogger("mogplex_mcp.http")
 
@@ -62,15 +67,20 @@ class GatewayPolicy:
 
 @dataclass(frozen=True)
 class Caller:
-    """The identity a request acts under: a token fingerprint, or None for an anonymous local caller."""
+    """The identity a request acts under: a token fingerprint, or None for an anonymous local caller.
+
+    `scopes` are an OAuth grant's (`oauth/scopes.py`); a PAT bearer has none (the PAT's own permissions apply).
+    """
 
     fingerprint: str | None
+    scopes: tuple[str, ...] = ()
 
     def user(self) -> AuthenticatedUser | None:
         if self.fingerprint is None:
             return None
         # `token` holds the fingerprint too: the PAT itself stays in the request's headers, nowhere else.
-        return AuthenticatedUser(AccessToken(token=self.fingerprint, client_id=self.fingerprint, scopes=[]))
+        token = AccessToken(token=self.fingerprint, client_id=self.fingerprint, scopes=list(self.scopes))
+        return AuthenticatedUser(token)
 
 
 class BearerProblem(Exception):
@@ -105,12 +115,15 @@ class Gateway:
         sessions: SessionRegistry,
         bodies: BodyBudget | None = None,
         strangers: StrangerRequests | None = None,
+        front_door: FrontDoor | None = None,
     ) -> None:
         self.app = app
         self.policy = policy
         self.sessions = sessions
         self.bodies = bodies or BodyBudget()
         self.strangers = strangers or StrangerRequests()
+        # With OAuth on (`--public-url`), access tokens stand for their grant's PAT and the 401 names the metadata.
+        self.front_door = front_door
         mask_session_ids_in_sdk_logs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,12 +131,21 @@ class Gateway:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        scopes: tuple[str, ...] = ()
         try:
+            if self.front_door is not None:
+                headers, scopes = await self._oauth(scope, headers)
             caller = self.identify(headers)
         except BearerProblem as problem:
             self.sessions.unauthenticated += 1
-            await _unauthorized(problem.description)(scope, receive, send)
+            metadata = self.front_door.resource_metadata_url if self.front_door is not None else None
+            await _unauthorized(problem.description, metadata)(scope, receive, send)
             return
+        except StoreUnavailableError as exc:
+            logger.warning("an OAuth token could not be checked: %s", exc)
+            await _json_error(503, "Sign-in state is unavailable for a moment: retry shortly.")(scope, receive, send)
+            return
+        caller = Caller(caller.fingerprint, scopes)
         user = caller.user()
         if user is not None:
             scope["user"], scope["auth"] = user, AuthCredentials([])
@@ -168,6 +190,19 @@ class Gateway:
             await self._open(caller, headers, scope, receive, send)
         else:
             await self._use(caller, session_id, scope, receive, send)
+
+    async def _oauth(self, scope: Scope, headers: Headers) -> tuple[Headers, tuple[str, ...]]:
+        """An OAuth access token becomes its grant's PAT, in place, for everything downstream; else as is."""
+        assert self.front_door is not None
+        token = bearer_of(headers)
+        if token is None or not token.startswith(self.front_door.access_prefix):
+            return headers, ()
+        resolved = await self.front_door.resolve(token)
+        if resolved is None:
+            raise BearerProblem("the access token is invalid, expired or revoked: sign in again")
+        raw = [(name, value) for name, value in scope["headers"] if name.lower() != b"authorization"]
+        scope["headers"] = [*raw, (b"authorization", b"Bearer " + resolved.pat.encode())]
+        return Headers(scope=scope), resolved.scopes
 
     def identify(self, headers: Headers) -> Caller:
         """Mirror of `state.token_from_request`: the bearer, else the env token where allowed, else anonymous."""
@@ -295,11 +330,20 @@ def _json_error(status: int, message: str, *, headers: dict[str, str] | None = N
     return respond
 
 
-def _unauthorized(problem: str | None) -> ASGIResponse:
+def _unauthorized(problem: str | None, resource_metadata: str | None = None) -> ASGIResponse:
     challenge = f'Bearer realm="{REALM}"'
+    if resource_metadata is not None:  # OAuth on: RFC 9728 discovery starts here
+        challenge += f', resource_metadata="{resource_metadata}"'
     if problem is not None:
-        challenge += f', error="invalid_request", error_description="{problem}"'
-    message = f"Authentication required: {problem}. {HOW_TO_AUTHENTICATE}" if problem else HOW_TO_AUTHENTICATE
+        error = "invalid_token" if resource_metadata is not None else "invalid_request"
+        challenge += f', error="{error}", error_description="{problem}"'
+    how = HOW_TO_AUTHENTICATE
+    if resource_metadata is not None:
+        how += (
+            " Or sign in with OAuth: add this server's URL as a remote connector; your client reads "
+            + resource_metadata
+        )
+    message = f"Authentication required: {problem}. {how}" if problem else how
     return _json_error(
         401,
         message,

@@ -5,7 +5,9 @@ which `state.token_from_request` forwards upstream and never stores. Falling bac
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
 names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
 without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
-`connections.py` (header deadline, connection cap).
+`connections.py` (header deadline, connection cap). With `HttpOptions.oauth` (`--public-url`) the OAuth
+front door (`oauth/`) adds its routes and lets the gateway resolve access tokens to their PAT. Metrics, when
+asked for, are served on a port of their own (`metrics.py`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Generator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import uvicorn
@@ -41,8 +43,12 @@ from mogplex_mcp.server.transport.bodies import (
 )
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
+from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 from mogplex_mcp.server.transport.strangers import StrangerLimits, StrangerRequests
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from mogplex_mcp.telemetry.metrics import PrometheusRecorder
 
 logger = logging.getLogger("mogplex_mcp.http")
 
@@ -80,6 +86,11 @@ class HttpOptions:
     max_unverified_sessions: int = 128
     max_unverified_requests_per_client: int = 32
     max_unverified_requests: int = 128
+    # Prometheus metrics on a listener of their own (docs/operations.md); None: off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    # The OAuth front door (`--public-url`, docs/oauth.md); None: off, bearers only.
+    oauth: OAuthOptions | None = None
 
     @property
     def loopback(self) -> bool:
@@ -133,12 +144,23 @@ def http_settings(settings: Settings, options: HttpOptions) -> Settings:
     return dataclasses.replace(settings, http_token_fallback=local_only(options))
 
 
-def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: Any) -> Starlette:
+def build_http_app(
+    settings: Settings, options: HttpOptions, *, metrics: PrometheusRecorder | None = None, **server_kwargs: Any
+) -> Starlette:
     """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, and `/healthz`.
 
     Its lifespan runs the MCP server's. `app.state.sessions` is the gateway's session registry,
-    `app.state.session_manager` the SDK's.
+    `app.state.session_manager` the SDK's. With `metrics` (made here when `options.metrics_port` is set),
+    `app.state.metrics` records while the app runs; `serve_http` serves it on the metrics port.
     """
+    if metrics is None and options.metrics_port is not None:
+        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
+
+        metrics = PrometheusRecorder()
+    if metrics is not None:
+        from mogplex_mcp.server.transport.metrics import watching_state
+
+        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
     security = transport_security(options)
     limits = SessionLimits(
         per_token=options.max_sessions_per_token,
@@ -156,7 +178,14 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         if told is not None:
             told(state)
 
-    server = create_server(served, on_state=on_state, **server_kwargs)
+    server_kwargs["on_state"] = on_state
+    front_door = None
+    if options.oauth is not None:
+        from mogplex_mcp.server.transport.oauth import build_front_door, with_front_door
+
+        front_door = build_front_door(settings, options.oauth)
+        served, server_kwargs = with_front_door(front_door, served, server_kwargs)
+    server = create_server(served, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse(
@@ -174,6 +203,8 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
         max_request_body_size=options.max_body_bytes,
     )
     app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    if front_door is not None:
+        front_door.install(app, server)
     policy = GatewayPolicy(
         path=MCP_PATH,
         require_bearer=not served.http_token_fallback,
@@ -186,11 +217,18 @@ def build_http_app(settings: Settings, options: HttpOptions, **server_kwargs: An
     strangers = StrangerRequests(
         StrangerLimits(options.max_unverified_requests_per_client, options.max_unverified_requests)
     )
-    app.add_middleware(Gateway, policy=policy, sessions=sessions, bodies=bodies, strangers=strangers)
+    app.add_middleware(
+        Gateway, policy=policy, sessions=sessions, bodies=bodies, strangers=strangers, front_door=front_door
+    )
     app.state.sessions = sessions
     app.state.bodies = bodies
     app.state.strangers = strangers
     app.state.session_manager = server.session_manager
+    app.state.metrics = metrics
+    if metrics is not None:
+        from mogplex_mcp.server.transport.metrics import instrument_app
+
+        instrument_app(app, metrics, sessions)
     return app
 
 
@@ -219,7 +257,12 @@ def url_for(sock: socket.socket, path: str = MCP_PATH) -> str:
 
 
 def uvicorn_server(
-    app: Starlette, options: HttpOptions, *, log_level: str = "warning", max_connections: int | None = None
+    app: Starlette,
+    options: HttpOptions,
+    *,
+    log_level: str = "warning",
+    max_connections: int | None = None,
+    json_logs: bool = False,
 ) -> uvicorn.Server:
     config = GatewayConfig(
         app,
@@ -231,16 +274,26 @@ def uvicorn_server(
         lifespan="on",
         access_log=log_level.lower() in ("debug", "info"),
         server_header=False,
+        **log_config(json_logs),
     )
     return uvicorn.Server(config)
 
 
-async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "warning") -> None:
+def log_config(json_logs: bool) -> dict[str, Any]:
+    """uvicorn's own log set-up, or none: its loggers then reach ours, so every line is JSON."""
+    return {"log_config": None} if json_logs else {}
+
+
+async def serve_http(
+    app: Starlette, options: HttpOptions, *, log_level: str = "warning", json_logs: bool = False
+) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully: finish requests in flight (bounded), run the lifespan's
     cleanup, return normally (exit 0). A second signal stops without waiting."""
     sock = bind_socket(options.host, options.port)
     cap = connection_cap(options.max_connections, raise_open_file_limit())
-    server = _EmbeddedServer(uvicorn_server(app, options, log_level=log_level, max_connections=cap).config)
+    config = uvicorn_server(app, options, log_level=log_level, max_connections=cap, json_logs=json_logs).config
+    server = _EmbeddedServer(config)
+    watch_connections(app, server)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if server.should_exit:
@@ -250,7 +303,8 @@ async def serve_http(app: Starlette, options: HttpOptions, *, log_level: str = "
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         logger.warning("mogplex-mcp listening on %s (health: %s)", url_for(sock), url_for(sock, HEALTH_PATH))
-        await server.serve(sockets=[sock])
+        async with metrics_listener(app, options, json_logs=json_logs):  # nothing unless --metrics-port
+            await server.serve(sockets=[sock])
         logger.warning("mogplex-mcp stopped")
     finally:
         for sig, handler in previous.items():
@@ -271,6 +325,7 @@ async def running_http(
     sock = bind_socket(host, port)
     limits = dataclasses.replace(options or HttpOptions(), graceful_shutdown_seconds=2)
     server = _EmbeddedServer(uvicorn_server(app, limits).config)
+    watch_connections(app, server)
     stopped = anyio.Event()
 
     async def serve() -> None:
@@ -293,6 +348,23 @@ async def running_http(
                 server.should_exit = True
     finally:
         sock.close()
+
+
+def watch_connections(app: Starlette, server: uvicorn.Server) -> None:
+    """Export the server's open connections when the app has metrics."""
+    if getattr(app.state, "metrics", None) is not None:
+        from mogplex_mcp.server.transport.metrics import watch_connections as watch
+
+        watch(app.state.metrics, server)
+
+
+def metrics_listener(
+    app: Starlette, options: HttpOptions, *, json_logs: bool = False
+) -> AbstractAsyncContextManager[str | None]:
+    """The metrics port while the block runs (transport/metrics.py; nothing when metrics are off)."""
+    from mogplex_mcp.server.transport.metrics import metrics_listener as listener
+
+    return listener(app, options, json_logs=json_logs)
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -1,0 +1,264 @@
+"""The OAuth 2.1 front door of the shared HTTP server (`--public-url`; off by default; docs/oauth.md).
+
+Mogplex has only PATs, and the MCP authorization spec forbids passing a client's token through, so this
+server is its own authorization server: the user signs in once by pasting a PAT on our page, and the client
+gets short-lived opaque tokens that stand for that PAT here. Built from the SDK's auth support
+(`mcp.server.auth`): its handlers for RFC 8414 metadata, `/authorize` (PKCE S256 only), `/token`, `/register`
+(RFC 7591) and `/revoke` (RFC 7009), RFC 9728 protected-resource metadata (root and `/mcp`-suffixed), around
+our provider (`provider.py`), sign-in page (`signin.py`), client ids and metadata documents (`clients.py`),
+key (`keys.py`), limits (`limits.py`) and per-grant scopes (`scopes.py`). Grants live in the run-supervision
+store (`runs/grant_store.py`: SQLite locally, Redis for replicas).
+
+On `/mcp` the gateway asks `FrontDoor.resolve` for an access token's PAT and then treats the request exactly
+as one that sent that PAT as its bearer: same fingerprint, sessions, runs, de-duplication and budgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+from mcp.server.auth.handlers.metadata import MetadataHandler, ProtectedResourceMetadataHandler
+from mcp.server.auth.routes import (
+    build_metadata,
+    build_resource_metadata_url,
+    cors_middleware,
+    create_auth_routes,
+    create_protected_resource_routes,
+)
+from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.auth import ProtectedResourceMetadata
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mogplex_mcp.api.client import MogplexClient
+from mogplex_mcp.api.errors import AuthenticationError, MogplexError, PermissionDeniedError
+from mogplex_mcp.api.pool import make_http_client
+from mogplex_mcp.api.retry import RetryPolicy
+from mogplex_mcp.config import Settings
+from mogplex_mcp.runs.grant_store import GrantStore
+from mogplex_mcp.server.state import AppState
+from mogplex_mcp.server.transport.oauth.clients import MetadataDocuments
+from mogplex_mcp.server.transport.oauth.keys import load_keys
+from mogplex_mcp.server.transport.oauth.limits import OAuthOptions, RateLimiter
+from mogplex_mcp.server.transport.oauth.provider import (
+    ACCESS_PREFIX,
+    SIGN_IN_PATH,
+    FrontDoorProvider,
+    Resolved,
+)
+from mogplex_mcp.server.transport.oauth.scopes import ALL_SCOPES, GrantScopes
+from mogplex_mcp.server.transport.oauth.signin import SignInPage
+
+__all__ = [
+    "ACCESS_PREFIX",
+    "FrontDoor",
+    "GrantScopes",
+    "OAuthOptions",
+    "Resolved",
+    "build_front_door",
+    "with_front_door",
+]
+
+logger = logging.getLogger("mogplex_mcp.oauth")
+
+PAT_CHECK_SECONDS = 10.0
+ROOT_RESOURCE_METADATA = "/.well-known/oauth-protected-resource"
+
+
+class FrontDoor:
+    """The provider, its routes, and what the gateway asks (`resolve`, `resource_metadata_url`)."""
+
+    access_prefix = ACCESS_PREFIX
+
+    def __init__(self, settings: Settings, options: OAuthOptions, provider: FrontDoorProvider, closers: list[Any]):
+        self.settings = settings
+        self.options = options
+        self.provider = provider
+        self._closers = closers
+        self._http: httpx2.AsyncClient | None = None
+        self.registrations = RateLimiter(options.registrations_per_minute, options.registrations_per_minute_total)
+        self.sign_ins = RateLimiter(options.sign_ins_per_minute, options.sign_ins_per_minute_total)
+        secure = options.public_url.startswith("https://")
+        self.page = SignInPage(provider, self.check_pat, self.sign_ins, secure_cookie=secure)
+
+    @property
+    def resource_metadata_url(self) -> str:
+        return str(build_resource_metadata_url(AnyHttpUrl(self.options.resource)))
+
+    async def resolve(self, token: str) -> Resolved | None:
+        return await self.provider.resolve(token)
+
+    def routes(self) -> list[BaseRoute]:
+        issuer = AnyHttpUrl(self.options.issuer)
+        registration = ClientRegistrationOptions(
+            enabled=True, valid_scopes=list(ALL_SCOPES), default_scopes=list(ALL_SCOPES)
+        )
+        revocation = RevocationOptions(enabled=True)
+        routes: list[BaseRoute] = []
+        for route in create_auth_routes(self.provider, issuer, None, registration, revocation):
+            if route.path == "/register":
+                route = Route(route.path, Limited(route.app, self.registrations), methods=["POST", "OPTIONS"])
+            elif route.path == "/revoke":
+                route = Route(route.path, PublicClientRevocation(route.app), methods=["POST", "OPTIONS"])
+            routes.append(route)
+        # The SDK's metadata does not say we read client ID metadata documents; ours does.
+        metadata = build_metadata(issuer, None, registration, revocation)
+        metadata.client_id_metadata_document_supported = True
+        routes[0] = Route(routes[0].path, cors_middleware(MetadataHandler(metadata).handle, ["GET", "OPTIONS"]))  # type: ignore[attr-defined]
+        resource = AnyHttpUrl(self.options.resource)
+        routes += create_protected_resource_routes(resource, [issuer], list(ALL_SCOPES), "Mogplex")
+        root = ProtectedResourceMetadata(
+            resource=resource,
+            authorization_servers=[issuer],
+            scopes_supported=list(ALL_SCOPES),
+            resource_name="Mogplex",
+        )
+        handler = cors_middleware(ProtectedResourceMetadataHandler(root).handle, ["GET", "OPTIONS"])
+        routes.append(Route(ROOT_RESOURCE_METADATA, handler, methods=["GET", "OPTIONS"]))
+        routes.append(Route(SIGN_IN_PATH, self.page.get, methods=["GET"]))
+        routes.append(Route(SIGN_IN_PATH, self.page.post, methods=["POST"]))
+        return routes
+
+    def install(self, app: Starlette, server: MCPServer[Any]) -> None:
+        """Mount the routes, scope every MCP message by its grant, close the store with the app."""
+        app.router.routes.extend(self.routes())
+        app.state.front_door = self
+        server.middleware.append(GrantScopes())
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(the_app: Starlette) -> AsyncIterator[Any]:
+            async with inner(the_app) as state:
+                try:
+                    yield state
+                finally:
+                    await self.aclose()
+
+        app.router.lifespan_context = lifespan
+
+    async def check_pat(self, pat: str) -> str | None:
+        """Ask Mogplex (a read call, no retries) whether the PAT works; None: it does, else what to show."""
+        if self._http is None:
+            self._http = make_http_client(self.settings)
+        client = MogplexClient(
+            base_url=self.settings.base_url, token=pat, http=self._http,
+            retry=RetryPolicy(max_retries=0, budget_seconds=PAT_CHECK_SECONDS),
+        )  # fmt: skip
+        try:
+            await client.list_repos(limit=1, deadline=time.monotonic() + PAT_CHECK_SECONDS)
+        except AuthenticationError:
+            return (
+                "Mogplex did not accept this token (401): check that you pasted all of it and that it has not "
+                "expired or been revoked."
+            )
+        except PermissionDeniedError:
+            return "Mogplex refused this token access to your repositories (403): use a token with read access."
+        except MogplexError:
+            logger.warning("could not check a PAT at sign-in: Mogplex did not answer usefully")
+            return "Could not check the token with Mogplex right now: try again in a moment."
+        return None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        for close in self._closers:
+            result = close()
+            if hasattr(result, "__await__"):
+                await result
+
+
+class Limited:
+    """An ASGI endpoint behind a per-address rate limiter (429 with a JSON OAuth error when over)."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app, self.limiter = app, limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if scope.get("method") == "OPTIONS" or self.limiter.admit(address):
+            await self.app(scope, receive, send)
+            return
+        body = {"error": "temporarily_unavailable", "error_description": "too many requests: retry in a minute"}
+        await JSONResponse(body, status_code=429, headers={"Retry-After": "60"})(scope, receive, send)
+
+
+class PublicClientRevocation:
+    """Lets a public client revoke without sending `client_secret` (RFC 7009 does not ask it to; the SDK's
+    revocation handler requires the field, empty or not): an absent one is added, empty, before the handler."""
+
+    MAX_BODY = 16 * 1024
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body") or len(body) > self.MAX_BODY:
+                break
+        if len(body) <= self.MAX_BODY and b"client_secret=" not in body:
+            body += b"&client_secret=" if body else b"client_secret="
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def with_front_door(
+    front_door: FrontDoor, settings: Settings, server_kwargs: dict[str, Any]
+) -> tuple[Settings, dict[str, Any]]:
+    """Settings and `create_server` arguments for a server behind the front door: no env-token stand-in (every
+    caller signs in or sends a PAT), and Mogplex's 401s for a PAT reach the provider (its grants are dropped)."""
+    outer = server_kwargs.get("on_state")
+
+    def on_state(state: AppState) -> None:
+        state.pool.gate.on_rejected.append(front_door.provider.pat_rejected)
+        if outer is not None:
+            outer(state)
+
+    served = dataclasses.replace(settings, http_token_fallback=False)
+    return served, {**server_kwargs, "on_state": on_state}
+
+
+def build_front_door(settings: Settings, options: OAuthOptions) -> FrontDoor:
+    """The front door for these settings: its key (ConfigError when Redis lacks a shared one) and store."""
+    keys = load_keys(settings.state_dir, shared=bool(settings.redis_url))
+    store, closers = grant_store_for(settings)
+    provider = FrontDoorProvider(options, keys, store, MetadataDocuments(options))
+    return FrontDoor(settings, options, provider, closers)
+
+
+def grant_store_for(settings: Settings) -> tuple[GrantStore, list[Any]]:
+    """Redis when configured (shared by replicas), else SQLite in the state dir; and how to close it."""
+    if settings.redis_url:
+        from mogplex_mcp.runs import redis as shared
+        from mogplex_mcp.runs.redis.grants import RedisGrantStore
+
+        connection = shared.connect(settings.redis_url)
+        return RedisGrantStore(connection), [connection.aclose]
+    from mogplex_mcp.runs.local.grants import LocalGrantStore
+
+    local = LocalGrantStore.in_state_dir(settings.state_dir)
+    return local, [local.close]
