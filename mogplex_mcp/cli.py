@@ -184,6 +184,13 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         help="close a connection whose request body is not complete this long after its headers (default: %(default)s)",
     )
     group.add_argument(
+        "--grace-period",
+        type=_positive(float),
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, drain for at most this long, then exit regardless (default: %(default)s)",
+    )
+    group.add_argument(
         "--max-body-bytes",
         type=_positive(int),
         default=1024 * 1024,
@@ -340,6 +347,7 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_unverified_sessions=args.max_unverified_sessions,
         max_unverified_requests_per_client=args.max_unverified_requests_per_client,
         max_unverified_requests=args.max_unverified_requests,
+        graceful_shutdown_seconds=args.grace_period,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         oauth=oauth_options(args),
@@ -351,7 +359,9 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         )
     app = build_http_app(settings, options)
     json_logs = args.log_format == "json"
-    anyio.run(lambda: serve_http(app, options, log_level=args.log_level or "warning", json_logs=json_logs))
+    level = (args.log_level or os.environ.get(LOG_LEVEL_ENV) or "warning").lower()  # INFO turns the access log on
+    level = level if level in LOG_LEVELS else "warning"
+    anyio.run(lambda: serve_http(app, options, log_level=level, json_logs=json_logs))
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -77,6 +77,8 @@ class Backends:
     make_pacer: Callable[[str], RequestPacer] | None = None
     coordinator: FollowCoordinator | None = None
     shared: bool = False
+    # For readiness (/readyz): why the shared store cannot be used now (None: it answers, or there is none).
+    store_problem: Callable[[], Awaitable[str | None]] | None = None
 
 
 @asynccontextmanager
@@ -103,6 +105,14 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
             LocalKnownRuns(journal, settings.known_run_max_age_days * 86_400),
         )
         lease = shared.RedisFollowLease(store, holder=uuid.uuid4().hex, lease_seconds=LEASE_SECONDS)
+
+        async def store_problem() -> str | None:
+            try:
+                await store.ping()
+            except StoreUnavailableError as exc:
+                return str(exc)
+            return None
+
         yield Backends(
             claims=GuardedStartClaims(claims),
             known=known,
@@ -110,6 +120,7 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
             shared=True,
             make_pacer=lambda fp: SharedTokenPacer(pacer, fp),
             coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store)),
+            store_problem=store_problem,
         )
     finally:
         await store.aclose()

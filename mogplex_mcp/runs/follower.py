@@ -103,6 +103,11 @@ class FollowerHub:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def hand_over(self) -> None:
+        """The process is draining: with Redis, release this replica's follow leases now (shared_follow.py)."""
+        if self._coordinator is not None:
+            self._coordinator.hand_over()
+
     def get(self, token: str, run_id: str) -> RunFollower | None:
         return self._followers.get((token_fingerprint(token), run_id))
 

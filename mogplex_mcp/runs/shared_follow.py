@@ -51,6 +51,10 @@ class FollowCoordinator(Protocol):
         """Share a change this replica saw upstream (a no-op unless it leads the run)."""
         ...
 
+    def hand_over(self) -> None:
+        """This replica is stopping: release every lease now and take no more (another replica follows)."""
+        ...
+
 
 class SharedFollowing:
     """The lease-and-feed coordinator for one replica (`holder` names it in the leases)."""
@@ -60,6 +64,10 @@ class SharedFollowing:
         self._feed = feed
         self._leading: set[tuple[str, str]] = set()
         self._degraded = False
+        self._handing_over = anyio.Event()
+
+    def hand_over(self) -> None:
+        self._handing_over.set()
 
     @property
     def leading_count(self) -> int:
@@ -102,6 +110,8 @@ class SharedFollowing:
                 return
 
     async def _take_lease(self, name: str) -> bool:
+        if self._handing_over.is_set():
+            return False  # draining: read the feed while our last waits end; another replica leads
         taken = await self._lease.acquire(name)
         if self._degraded:
             self._degraded = False
@@ -122,7 +132,17 @@ class SharedFollowing:
                     finished = True
                     tg.cancel_scope.cancel()
 
+                async def hand_over_then_stop() -> None:
+                    # Draining: stop asking upstream and release the lease at once (below), so the next replica
+                    # whose feed goes idle takes it within a second instead of waiting LEASE_SECONDS for expiry.
+                    nonlocal finished
+                    await self._handing_over.wait()
+                    logger.info("following %s: handing the run over to another replica", follower.run_id)
+                    finished = True
+                    tg.cancel_scope.cancel()
+
                 tg.start_soon(lead_then_stop)
+                tg.start_soon(hand_over_then_stop)
                 await self._keep_lease(name)
                 logger.info("following %s: lost its lease, reading the new leader's feed", follower.run_id)
                 tg.cancel_scope.cancel()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
 from mogplex_mcp.runs.identities import remember_verified
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.sanitize import clean_text
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.call_log import ToolCallObserver
@@ -106,12 +107,15 @@ def create_server(
     journal: StartJournal | None = None,
     follow: FollowSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
+    readiness: Readiness | None = None,
 ) -> MogplexServer:
-    """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state."""
+    """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state;
+    `readiness` is what /readyz asks (the lifespan adds its checks: the journal, Redis)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         own_journal = journal is None
+        ready = readiness or Readiness()
         the_journal = journal or StartJournal.in_state_dir(
             settings.state_dir,
             window_seconds=settings.dedupe_window_seconds,
@@ -148,14 +152,20 @@ def create_server(
                     hub=hub,
                     claims=backends.claims,
                     known=backends.known,
+                    readiness=ready,
                 )
+                watch_health(ready, the_journal, backends.store_problem)
+                ready.on_drain(hub.hand_over)
+                ready.on_exit(the_journal.close)  # a forced exit still writes through claims held in memory
                 hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
                 resources.attach(state, tg)
                 if on_state is not None:
                     on_state(state)
+                ready.started = True
                 yield state
                 tg.cancel_scope.cancel()
         finally:
+            ready.started = False
             await pool.aclose()
             if own_journal:
                 the_journal.close()
@@ -196,6 +206,19 @@ async def _note_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNext)
         return await call_next(ctx)
     finally:
         CALLER.reset(token)
+
+
+def watch_health(
+    readiness: Readiness, journal: StartJournal, store_problem: Callable[[], Awaitable[str | None]] | None
+) -> None:
+    """The lifespan's readiness checks: the start journal takes a write; the configured Redis answers."""
+
+    async def journal_problem() -> str | None:
+        return await anyio.to_thread.run_sync(journal.problem)
+
+    readiness.add_check("journal", journal_problem)
+    if store_problem is not None:
+        readiness.add_check("redis", store_problem)
 
 
 async def tool_names(server: MCPServer[Any]) -> list[str]:

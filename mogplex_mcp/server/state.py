@@ -26,6 +26,7 @@ from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.local.known_runs import facts_of
 from mogplex_mcp.runs.notes import RunNotebook
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.store import KnownRuns, RunFacts, StartClaims
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
@@ -88,6 +89,8 @@ class AppState:
     claims: StartClaims | None = None
     # The runs list (resources/list); None: the journal itself.
     known: KnownRuns | None = None
+    # What /readyz reports, and the drain (SIGTERM) that cuts waits short (runs/readiness.py).
+    readiness: Readiness = field(default_factory=Readiness)
 
     @property
     def start_claims(self) -> StartClaims:

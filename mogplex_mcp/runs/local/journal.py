@@ -150,6 +150,20 @@ class StartJournal:
         """Claims this process holds because the file could not take them (or could not be trusted)."""
         return len(self._claims)
 
+    def problem(self) -> str | None:
+        """Why the file cannot take a write right now (None: it can, or the journal runs from memory).
+
+        For readiness probes: an empty write transaction, waiting briefly for a lock, never while this process
+        is writing (that write is the answer), and tried even while claims' writes are held off after a failure.
+        """
+        try:
+            self._file.write(lambda db: None, BOOKKEEPING_WAIT_SECONDS, blocking=False, force=True)
+        except JournalStorageError as failure:
+            if failure.reason.startswith("the journal is busy"):
+                return None
+            return f"the start journal cannot be written: {failure.reason}"
+        return None
+
     def claim_key(self, fingerprint: str, request_hash: str, new_key: Callable[[], str] = _new_uuid_key) -> KeyClaim:
         """Reuse the key of an identical start within the window, else record and return a fresh one.
 

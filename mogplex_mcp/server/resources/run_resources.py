@@ -168,8 +168,14 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
         ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
         async with surface.notifier_for(ctx).holding(ctx, params.notifications) as bus:
-            # One handler per stream, over its caller's bus: it sees only that token's changes.
-            return await ListenHandler(bus)(ctx, params)
+            # One handler per stream, over its caller's bus: it sees only that token's changes. A draining server
+            # ends the stream gracefully (its final result), so the client knows to listen again elsewhere.
+            handler = ListenHandler(bus)
+            state = ctx.lifespan_context
+            if not isinstance(state, AppState):
+                return await handler(ctx, params)
+            with state.readiness.closing_on_drain(handler.close):
+                return await handler(ctx, params)
 
     lowlevel.add_request_handler("resources/list", PaginatedRequestParams, list_runs)
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
@@ -197,7 +203,10 @@ class ResourceSurface:
         """Hook a new lifespan's state up: follower changes and new runs reach subscribers."""
         notifier = RunNotifier(state)
         self.notifiers[id(state)] = notifier
-        task_group.start_soon(self._serve, id(state), notifier, name="resource notifications")
+        # A crash stops notifications but not the server: it is reported not ready (/readyz) instead.
+        task_group.start_soon(
+            state.readiness.supervise, "notifications", lambda: self._serve(id(state), notifier), name="notifications"
+        )
         return notifier
 
     async def _serve(self, key: int, notifier: RunNotifier) -> None:

@@ -32,6 +32,8 @@ from mogplex_mcp.server.state import AppState, app_state, require_token, upstrea
 from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
+# How long a wait gives its follower to catch up with an afterEventId it does not hold yet.
+CURSOR_CATCH_UP_SECONDS = 5.0
 EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summary and the steps
 
 
@@ -106,23 +108,26 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         if (cached := state.hub.get(token, runId)) is not None and cached.terminal:
             async with upstream("wait for the run", token, state.budget) as deadline:
                 await state.confirm_token(token, deadline)  # a finished run is answered from cache
+        # A draining server (SIGTERM) ends the wait with what it has: "still running", so the caller asks again.
         async with state.hub.watch(token, runId) as follower:
-            with anyio.move_on_after(timeout):
-                await follower.ready.wait()
-            if follower.run is not None and follower.fatal is None:
-                _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
-            await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
-            if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
-                with anyio.move_on_after(max(0.0, timeout - (time.monotonic() - started))):
-                    await follower.wait_stopped()
+            with state.readiness.cut_short():
+                with anyio.move_on_after(timeout):
+                    await follower.ready.wait()
+                if follower.run is not None and follower.fatal is None:
+                    await _until_cursor_known(follower, afterEventId)
+                    _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
+                await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
+                if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
+                    with anyio.move_on_after(max(0.0, timeout - (time.monotonic() - started))):
+                        await follower.wait_stopped()
         waited = round(time.monotonic() - started, 1)
         if follower.fatal is not None:
             raise tool_error(follower.fatal, "wait for the run", token=token)
         if follower.run is None:
             reason = f" ({follower.error})" if follower.error else ""
+            when = "before this server began shutting down" if state.readiness.draining else f"within {timeout:.0f} s"
             raise ToolError(
-                f"could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. "
-                f"Call wait_for_run with runId {runId} again."
+                f"could not get run {runId} from Mogplex {when}{reason}. Call wait_for_run with runId {runId} again."
             )
         await state.remember(token, follower.run)
         snap = RunSnapshot.of(follower, follower.run)
@@ -131,6 +136,16 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         await record_outcome(state, token, judged.outcome)
         lines = snap.lines if start == 0 else None  # no cursor: the follower's lines, kept as events came
         return _wait_result(judged, follower, snap.events[start:], waited, afterEventId, token, lines)
+
+
+async def _until_cursor_known(follower: RunFollower, cursor: str | None) -> None:
+    """A replica that has just begun following a run (from another replica's feed, say after a restart moved
+    the caller here) may not hold the caller's cursor yet: let it catch up a moment before calling it wrong."""
+    if cursor is None:
+        return
+    with anyio.move_on_after(CURSOR_CATCH_UP_SECONDS):
+        while follower.active and not follower.done and all(event.id != cursor for event in follower.events()):
+            await follower.wait_changed(follower.version)
 
 
 def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, tool_name: str) -> int:

@@ -10,10 +10,12 @@ with 503 but keeps accepting connections: 1,100 such connections once held all 1
   headers; otherwise the connection is closed (a request stuck half-sent would otherwise hold its connection,
   and count as busy, forever);
 - past `max_connections`, a new connection displaces the oldest one that is not serving a request (waiting
-  for headers, or idle between keep-alive requests). When every connection is busy, up to `PROBE_HEADROOM`
-  more are admitted on probation: they may ask only for the probe paths (`/healthz`, `/readyz`), anything else
-  is answered `503` and the connection closed. So neither half-open connections nor busy ones (long streams)
-  can keep a load balancer's probe out, and probes never take a connection from MCP traffic.
+  for headers, or idle between keep-alive requests); only when every connection is busy is the newcomer
+  closed. So a flood of half-open connections can never keep a real request (or `/healthz`) out.
+- the probes (`GET /healthz`, `GET /readyz`) never compete with MCP traffic for those slots: when every slot
+  is busy, up to `PROBE_SLOTS` more connections are let in on probation; one whose request line is a probe is
+  answered (then closed), any other is closed before its request reaches the app. So a load balancer or
+  orchestrator still hears "alive"/"not ready" from a server whose connections are all serving calls.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ FD_RESERVE = 256
 # h11's own default, pinned: a request line plus headers larger than this is refused with 400.
 MAX_HEADER_BYTES = 16 * 1024
 KEEP_ALIVE_SECONDS = 5
-# Connections admitted beyond the cap, for health and readiness probes only (see the module docstring).
-PROBE_HEADROOM = 16
-PROBE_PATHS = ("/healthz", "/readyz")
+# Connections past the cap kept for liveness/readiness probes only.
+PROBE_SLOTS = 8
+PROBE_REQUEST_LINES = (b"GET /healthz ", b"GET /healthz?", b"GET /readyz ", b"GET /readyz?")
+_REQUEST_LINE_MAX = 1024
 
 
 class GatewayConfig(uvicorn.Config):
@@ -48,8 +51,8 @@ class GatewayConfig(uvicorn.Config):
         super().__init__(
             app,
             http=GuardedH11Protocol,
-            # A backstop only: the protocol keeps connections at or below the cap (plus the probes' headroom).
-            limit_concurrency=max_connections + PROBE_HEADROOM + 1,
+            # A backstop only: the protocol keeps connections at or below the cap, so this never fires for them.
+            limit_concurrency=max_connections + PROBE_SLOTS + 1,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             **kwargs,
@@ -76,7 +79,10 @@ class GuardedH11Protocol(H11Protocol):
         self._body_timeout = guarded.body_timeout if guarded else None
         self._deadline: asyncio.TimerHandle | None = None
         self.opened_at = 0.0
-        self.probation = False
+        # Let in past the cap for a probe only; its first bytes are held until the request line shows which.
+        self.on_probation = False
+        self._probe_admitted = False
+        self._held = b""
 
     @property
     def waiting_for_request(self) -> bool:
@@ -91,15 +97,22 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self.opened_at = self.loop.time()
         self._arm(self._header_timeout)
-        if self._max_connections is not None and len(self.connections) > self._max_connections:
+        if self._max_connections is not None and self._slots_taken() > self._max_connections:
             self._make_room()
 
+    def _slots_taken(self) -> int:
+        return sum(1 for other in self.connections if not getattr(other, "on_probation", False))
+
     def data_received(self, data: bytes) -> None:
+        if self.on_probation and not self._admit_probe(data):
+            return
         previous = self.cycle
         if self.waiting_for_request:
             self._arm(self._header_timeout)  # a keep-alive connection's next request starts now
         super().data_received(data)
         if self.cycle is not previous:  # the headers are complete: now the body, if any, has its deadline
+            if self.on_probation and self.cycle is not None:
+                self.cycle.keep_alive = False  # one probe, then the connection closes
             self._disarm()
             if self.reading_body:
                 self._arm(self._body_timeout)
@@ -111,22 +124,41 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _make_room(self) -> None:
-        idle = [
-            other
-            for other in self.connections
-            if isinstance(other, GuardedH11Protocol) and other is not self and other.waiting_for_request
-        ]
+        guarded = [other for other in self.connections if isinstance(other, GuardedH11Protocol) and other is not self]
+        idle = [other for other in guarded if other.waiting_for_request and not other.on_probation]
         oldest = min(idle, key=lambda other: other.opened_at, default=None)
         if oldest is not None:
             oldest.drop()
             return
-        on_probation = sum(1 for other in self.connections if getattr(other, "probation", False))
-        if on_probation < PROBE_HEADROOM:
-            self.probation = True  # admitted for a probe only (the module docstring)
-            self.app = _probes_only(self.app)
+        # Every slot is busy: this one may still ask a probe. A full reserve gives up its oldest connection that
+        # has not shown a probe's request line yet (a real probe sends it at once, so a flood cannot hold it).
+        probation = [other for other in guarded if other.on_probation]
+        waiting = [other for other in probation if not other._probe_admitted]
+        if len(probation) >= PROBE_SLOTS and waiting:
+            victim = min(waiting, key=lambda other: other.opened_at)
+            victim.drop()
+            probation.remove(victim)
+        if len(probation) < PROBE_SLOTS:
+            self.on_probation = True  # counted apart from the slots: it may ask a probe, nothing else
             return
         logger.warning("refusing a connection: all %d connections are serving requests", self._max_connections)
         self.drop()
+
+    def _admit_probe(self, data: bytes) -> bool:
+        """On probation: hold bytes until the request line is in; let them through only for a probe."""
+        if self._probe_admitted:
+            return True
+        self._held += data
+        if b"\n" not in self._held and len(self._held) < _REQUEST_LINE_MAX:
+            return False
+        if not self._held.startswith(PROBE_REQUEST_LINES):
+            logger.info("refusing a connection past the cap: it is not a health or readiness probe")
+            self.drop()
+            return False
+        self._probe_admitted = True
+        held, self._held = self._held, b""
+        self.data_received(held)
+        return False
 
     def drop(self) -> None:
         """Close now, and stop counting it at once (the transport reports the loss only on the next tick)."""
@@ -148,26 +180,6 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = None
         if self.waiting_for_request or self.reading_body:
             self.drop()
-
-
-def _probes_only(app: Any) -> Any:
-    """The app for a connection on probation: the probe paths as usual, `503` and close for anything else."""
-
-    async def guarded(scope: Any, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path", "").rstrip("/") in PROBE_PATHS:
-            await app(scope, receive, send)
-            return
-        body = b'{"error": "the server is at its connection cap: retry shortly"}'
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-            (b"retry-after", b"1"),
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return guarded
 
 
 def raise_open_file_limit() -> int:

@@ -1,17 +1,19 @@
-"""Streamable HTTP: the ASGI app (`/mcp`, `/healthz`), DNS-rebinding rules, and serving it under uvicorn.
+"""Streamable HTTP: the ASGI app (`/mcp`, `/healthz`, `/readyz`), DNS-rebinding rules, and serving it under uvicorn.
 
 Over HTTP this server is a multi-user gateway: every request brings its own `Authorization: Bearer mog_…`,
 which `state.token_from_request` forwards upstream and never stores. Falling back to `MOGPLEX_TOKEN` for
 requests without a bearer is allowed only when the server is local-only (a loopback bind answering to loopback
 names only), where every caller is on this machine. In front of `/mcp` sits the gateway (`gateway.py`: 401
 without a bearer, sessions bound to their token and capped); under it, uvicorn with the connection limits of
-`connections.py` (header deadline, connection cap). With `HttpOptions.oauth` (`--public-url`) the OAuth
-front door (`oauth/`) adds its routes and lets the gateway resolve access tokens to their PAT. Metrics, when
-asked for, are served on a port of their own (`metrics.py`).
+`connections.py` (header deadline, connection cap; the probes have slots of their own). SIGTERM drains
+(`drain.py`). With `HttpOptions.oauth` (`--public-url`) the OAuth front door (`oauth/`) adds its routes and
+lets the gateway resolve access tokens to their PAT. Metrics, when asked for, are served on a port of their own
+(`metrics.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import logging
@@ -32,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
+from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.server.app import create_server
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.bodies import (
@@ -42,6 +45,7 @@ from mogplex_mcp.server.transport.bodies import (
     BodyLimits,
 )
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
+from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
@@ -54,6 +58,7 @@ logger = logging.getLogger("mogplex_mcp.http")
 
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
 ANY_HOST = "*"
 _LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 _LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
@@ -68,7 +73,8 @@ class HttpOptions:
     stateless: bool = False
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
-    graceful_shutdown_seconds: float = 10.0
+    # SIGTERM: how long the drain may take before the process exits regardless (drain.py).
+    graceful_shutdown_seconds: float = DEFAULT_GRACE_SECONDS
     # The gateway's limits (docs/http.md, "Threat model"): sessions per token and in all, idle expiry,
     # connections, and how long a request's headers and body may take.
     max_sessions_per_token: int = 32
@@ -147,11 +153,12 @@ def http_settings(settings: Settings, options: HttpOptions) -> Settings:
 def build_http_app(
     settings: Settings, options: HttpOptions, *, metrics: PrometheusRecorder | None = None, **server_kwargs: Any
 ) -> Starlette:
-    """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, and `/healthz`.
+    """The ASGI app: MCP on `/mcp` (both protocol eras) behind the gateway, `/healthz` and `/readyz`.
 
     Its lifespan runs the MCP server's. `app.state.sessions` is the gateway's session registry,
-    `app.state.session_manager` the SDK's. With `metrics` (made here when `options.metrics_port` is set),
-    `app.state.metrics` records while the app runs; `serve_http` serves it on the metrics port.
+    `app.state.session_manager` the SDK's, `app.state.readiness` what `/readyz` reports (and the drain). With
+    `metrics` (made here when `options.metrics_port` is set), `app.state.metrics` records while the app runs;
+    `serve_http` serves it on the metrics port.
     """
     if metrics is None and options.metrics_port is not None:
         from mogplex_mcp.telemetry.metrics import PrometheusRecorder
@@ -179,18 +186,26 @@ def build_http_app(
             told(state)
 
     server_kwargs["on_state"] = on_state
+    readiness = server_kwargs.pop("readiness", None) or Readiness()
     front_door = None
     if options.oauth is not None:
         from mogplex_mcp.server.transport.oauth import build_front_door, with_front_door
 
         front_door = build_front_door(settings, options.oauth)
         served, server_kwargs = with_front_door(front_door, served, server_kwargs)
-    server = create_server(served, **server_kwargs)
+    server = create_server(served, readiness=readiness, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse(
             {"status": "ok", "server": "mogplex-mcp", "version": __version__, "stateless": options.stateless}
         )
+
+    async def readyz(_: Request) -> Response:
+        # Reasons name the journal's path problem or Redis's masked URL, never a token: safe to show anyone.
+        problems = await readiness.problems()
+        body: dict[str, object] = {"status": "not ready" if problems else "ready", "server": "mogplex-mcp"}
+        body["checks"] = {name: problems.get(name, "ok") for name in readiness.check_names} | problems
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -203,6 +218,7 @@ def build_http_app(
         max_request_body_size=options.max_body_bytes,
     )
     app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    app.add_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
     if front_door is not None:
         front_door.install(app, server)
     policy = GatewayPolicy(
@@ -224,6 +240,7 @@ def build_http_app(
     app.state.bodies = bodies
     app.state.strangers = strangers
     app.state.session_manager = server.session_manager
+    app.state.readiness = readiness
     app.state.metrics = metrics
     if metrics is not None:
         from mogplex_mcp.server.transport.metrics import instrument_app
@@ -270,7 +287,7 @@ def uvicorn_server(
         header_timeout=options.header_timeout_seconds,
         body_timeout=options.body_timeout_seconds,
         log_level=log_level.lower(),
-        timeout_graceful_shutdown=int(options.graceful_shutdown_seconds),
+        timeout_graceful_shutdown=uvicorn_grace(options.graceful_shutdown_seconds),
         lifespan="on",
         access_log=log_level.lower() in ("debug", "info"),
         server_header=False,
@@ -287,24 +304,31 @@ def log_config(json_logs: bool) -> dict[str, Any]:
 async def serve_http(
     app: Starlette, options: HttpOptions, *, log_level: str = "warning", json_logs: bool = False
 ) -> None:
-    """Serve until SIGINT/SIGTERM, then stop gracefully: finish requests in flight (bounded), run the lifespan's
-    cleanup, return normally (exit 0). A second signal stops without waiting."""
+    """Serve until SIGINT/SIGTERM, then drain (drain.py): not ready, no new connections, requests in flight
+    finish, leases handed over, the lifespan's cleanup, return normally (exit 0) — all within the grace period,
+    or the process exits at once (code 1). A second signal exits at once too."""
     sock = bind_socket(options.host, options.port)
     cap = connection_cap(options.max_connections, raise_open_file_limit())
     config = uvicorn_server(app, options, log_level=log_level, max_connections=cap, json_logs=json_logs).config
     server = _EmbeddedServer(config)
     watch_connections(app, server)
+    drain = Drain(server, app.state.readiness, options.graceful_shutdown_seconds, app.state.session_manager)
+    loop = asyncio.get_running_loop()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        if server.should_exit:
-            server.force_exit = True
-        server.should_exit = True
+        drain.signalled(loop)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        logger.warning("mogplex-mcp listening on %s (health: %s)", url_for(sock), url_for(sock, HEALTH_PATH))
+        logger.warning(
+            "mogplex-mcp listening on %s (health: %s, readiness: %s)",
+            url_for(sock),
+            url_for(sock, HEALTH_PATH),
+            url_for(sock, READY_PATH),
+        )
         async with metrics_listener(app, options, json_logs=json_logs):  # nothing unless --metrics-port
             await server.serve(sockets=[sock])
+        drain.finished()
         logger.warning("mogplex-mcp stopped")
     finally:
         for sig, handler in previous.items():
