@@ -204,6 +204,7 @@ class UpstreamGate:
         # Where to ask about a token this process has not seen accepted (another replica may have): a store.
         self.lookup: Callable[[str], Awaitable[float | None]] | None = None
         self._looked_up: OrderedDict[str, float] = OrderedDict()  # fingerprint -> when asked (and not found)
+        self._lookups: dict[str, anyio.Event] = {}  # lookups on their way (only while they are)
         self.wall_clock: Callable[[], float] = time.time
 
     # --- rejected tokens -----------------------------------------------------------------------
@@ -273,6 +274,11 @@ class UpstreamGate:
             return True
         if self.lookup is None or fingerprint in self._rejected:
             return False
+        pending = self._lookups.get(fingerprint)
+        if pending is not None:  # another call is asking right now: its answer is this one's too
+            with anyio.move_on_after(LOOKUP_SECONDS):
+                await pending.wait()
+            return self.verified_fingerprint(fingerprint)
         asked = self._looked_up.get(fingerprint)
         now = self._clock()
         if asked is not None and now - asked < LOOKUP_AGAIN_SECONDS:
@@ -282,14 +288,18 @@ class UpstreamGate:
         while len(self._looked_up) > MAX_TRACKED_TOKENS:
             self._looked_up.popitem(last=False)
         when: float | None = None
-        with anyio.move_on_after(LOOKUP_SECONDS):
-            try:
-                when = await self.lookup(fingerprint)
-            except Exception:
-                when = None
-        if when is None:
-            return False
-        self.load({fingerprint: when})
+        done = self._lookups[fingerprint] = anyio.Event()
+        try:
+            with anyio.move_on_after(LOOKUP_SECONDS):
+                try:
+                    when = await self.lookup(fingerprint)
+                except Exception:  # a store's failure only means "not known here"
+                    when = None
+            if when is not None:
+                self.load({fingerprint: when})
+        finally:
+            del self._lookups[fingerprint]
+            done.set()
         return self.verified_fingerprint(fingerprint)
 
     def verified_fingerprint(self, fingerprint: str) -> bool:
