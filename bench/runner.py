@@ -29,6 +29,7 @@ from bench import (
     memory,
     oauth,
     per_call,
+    redis_keys,
     rolling,
     scale,
     telemetry,
@@ -89,6 +90,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "definitions": definitions.run,
         "journal_stress": lambda: journal_stress.run(size.journal_slots, size.journal_seconds),
         "oauth": lambda: oauth.run(size.calls, size.sign_ins),
+        "redis_keys": redis_keys.run,
         "rolling": lambda: rolling.run(size.rolling_people, size.rolling_passes),
         "hardening": lambda: hardening.run(size.hardening_flood, size.hardening_bodies),
     }
@@ -101,7 +103,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--only",
         metavar="NAMES",
         help="comma-separated subset of: cold_start, per_call, telemetry, fanout, memory, throughput, viewer_size, "
-        "gateway, scale, definitions, journal_stress, oauth, rolling, hardening",
+        "gateway, scale, definitions, journal_stress, oauth, rolling, redis_keys, hardening",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from mogplex_mcp import __version__
 from mogplex_mcp.cli_oauth import configure_oauth, oauth_options
-from mogplex_mcp.config import ConfigError, Settings
+from mogplex_mcp.config import COUNT_SETTINGS, REDIS_SECONDS_SETTINGS, ConfigError, Settings
 
 COMMANDS = ("serve", "emulator", "demo", "doctor")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -93,6 +93,7 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         help="share start de-duplication and request budgets among replicas in Redis (env MOGPLEX_REDIS_URL;"
         " prefer the env var for a password: flags show in `ps`); needs the redis extra",
     )
+    configure_redis_limits(serve.add_argument_group("Redis budgets (--redis-url; docs/scale.md)"))
     http = serve.add_argument_group("streamable HTTP (--transport http)")
     http.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     http.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: %(default)s)")
@@ -137,6 +138,38 @@ def configure_metrics(group: argparse._ArgumentGroup) -> None:
         metavar="ADDRESS",
         help="address the metrics port binds (default: %(default)s; MCP callers cannot reach it unless you open it)",
     )
+
+
+REDIS_FLAGS = {
+    "redis_timeout_seconds": ("--redis-timeout", "one Redis command, connecting included"),
+    "redis_read_timeout_seconds": ("--redis-read-timeout", "a read the journal can answer instead"),
+    "redis_call_budget_seconds": ("--redis-call-budget", "all Redis commands of one tool call together"),
+    "redis_breaker_seconds": ("--redis-breaker", "after a timeout, Redis is not asked for this long"),
+}
+
+
+REDIS_BYTE_FLAGS = {
+    "redis_feed_run_bytes": ("--redis-feed-run-bytes", "most bytes one run's feed holds in Redis"),
+    "redis_feed_token_bytes": ("--redis-feed-token-bytes", "most feed bytes one token publishes per hour"),
+}
+
+
+def configure_redis_limits(group: argparse._ArgumentGroup) -> None:
+    """How long Redis may take, and what run feeds may hold there; each flag also has its env var."""
+    for dest, (flag, what) in REDIS_FLAGS.items():
+        env = REDIS_SECONDS_SETTINGS[dest]
+        default = Settings.__dataclass_fields__[dest].default
+        group.add_argument(
+            flag, dest=dest, type=_positive(float), default=None, metavar="SECONDS",
+            help=f"{what} (env {env}; default {default:g})",
+        )  # fmt: skip
+    for dest, (flag, what) in REDIS_BYTE_FLAGS.items():
+        env = COUNT_SETTINGS[dest]
+        size: int = getattr(Settings, dest)
+        group.add_argument(
+            flag, dest=dest, type=_positive(int), default=None, metavar="BYTES",
+            help=f"{what} (env {env}; default {size // 1024 // 1024} MB)",
+        )  # fmt: skip
 
 
 def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
@@ -272,7 +305,10 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     if traces := tracing.configure():
         logger.warning("%s", traces)
-    settings = Settings.from_env(base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url)
+    redis_budgets = {dest: getattr(args, dest, None) for dest in (*REDIS_FLAGS, *REDIS_BYTE_FLAGS)}
+    settings = Settings.from_env(
+        base_url=args.base_url, read_only=args.read_only, redis_url=args.redis_url, **redis_budgets
+    )
     if settings.redis_url:
         from mogplex_mcp.runs.backends import shared_store_problem
 

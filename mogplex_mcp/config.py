@@ -52,19 +52,33 @@ class ConfigError(ValueError):
         super().__init__(mask_secrets(message))
 
 
+# Settings field -> env var, for the Redis time budgets (flags: --redis-timeout, --redis-read-timeout, ...).
+REDIS_SECONDS_SETTINGS = {
+    "redis_timeout_seconds": "MOGPLEX_REDIS_TIMEOUT_SECONDS",
+    "redis_read_timeout_seconds": "MOGPLEX_REDIS_READ_TIMEOUT_SECONDS",
+    "redis_call_budget_seconds": "MOGPLEX_REDIS_CALL_BUDGET_SECONDS",
+    "redis_breaker_seconds": "MOGPLEX_REDIS_BREAKER_SECONDS",
+}
+
+
 def mask_redis_url(url: str) -> str:
-    """A Redis URL fit for logs: any userinfo secret and any `password=` parameter replaced by ***."""
-    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)(.*)$", url.strip(), re.DOTALL)
+    """A Redis URL fit for logs: any userinfo secret and any `password=` parameter replaced by ***.
+
+    It does not parse the URL: everything between `scheme://` and the *last* `@` is the userinfo, so a
+    password holding `#`, `?`, `/` or `@` (ElastiCache tokens, Azure keys) is masked even where a URL parser
+    would cut the address elsewhere. A `password=` value is masked up to the next `&` (a `#` does not end it).
+    """
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", url.strip(), re.DOTALL)
     if match is None:
         return "<not a redis:// URL>"
-    scheme, authority, tail = match.groups()
-    userinfo, at, host = authority.rpartition("@")
+    scheme, rest = match.groups()
+    userinfo, at, after = rest.rpartition("@")
     if at:
         user, colon, _secret = userinfo.partition(":")
         # `redis://secret@host` is a username to redis-py, but people write passwords there: mask it too.
-        authority = f"{user}:***@{host}" if colon and user else f"***@{host}"
-    tail = re.sub(r"(?i)(password=)[^&#]*", r"\1***", tail)
-    return f"{scheme}{authority}{tail}"
+        plain_user = colon and user and not re.search(r"[/?#\s]", user)
+        rest = f"{user}:***@{after}" if plain_user else f"***@{after}"
+    return scheme + re.sub(r"(?i)(password=)[^&]*", r"\1***", rest)
 
 
 def clean_env_value(value: str | None) -> str | None:
@@ -139,6 +153,16 @@ class Settings:
     event_cache_bytes: int = 64 * 1024 * 1024
     # Shared state for several replicas (start claims, request budgets); None: the embedded SQLite/in-memory one.
     redis_url: str | None = field(default=None, repr=False)
+    # How long Redis may take (docs/scale.md "Budgets"): one command; a read this replica can answer from its
+    # journal instead; all Redis commands of one tool call together; and, after a timeout, how long it is not
+    # asked at all (circuit breaker; then one probe).
+    redis_timeout_seconds: float = 2.0
+    redis_read_timeout_seconds: float = 0.5
+    redis_call_budget_seconds: float = 3.0
+    redis_breaker_seconds: float = 3.0
+    # What run feeds may hold in Redis: per run, and per token per hour (docs/scale.md "Redis memory").
+    redis_feed_run_bytes: int = 1024 * 1024
+    redis_feed_token_bytes: int = 8 * 1024 * 1024
 
     def __repr__(self) -> str:
         redis = f", redis_url={mask_redis_url(self.redis_url)!r}" if self.redis_url else ""
@@ -184,6 +208,7 @@ class Settings:
             ("verified_token_seconds", "MOGPLEX_VERIFIED_TOKEN_SECONDS"),
             ("recheck_token_seconds", "MOGPLEX_RECHECK_TOKEN_SECONDS"),
             ("known_run_max_age_days", "MOGPLEX_KNOWN_RUN_MAX_AGE_DAYS"),
+            *REDIS_SECONDS_SETTINGS.items(),
         ):
             raw = clean_env_value(env.get(env_name))
             if raw is not None:
@@ -226,6 +251,8 @@ COUNT_SETTINGS: dict[str, str] = {
     "follow_requests_per_minute": "MOGPLEX_FOLLOW_REQUESTS_PER_MINUTE",
     "run_event_bytes": "MOGPLEX_RUN_EVENT_BYTES",
     "event_cache_bytes": "MOGPLEX_EVENT_CACHE_BYTES",
+    "redis_feed_run_bytes": "MOGPLEX_REDIS_FEED_RUN_BYTES",
+    "redis_feed_token_bytes": "MOGPLEX_REDIS_FEED_TOKEN_BYTES",
 }
 
 
@@ -240,12 +267,35 @@ def _parse_count(raw: str, name: str) -> int:
 
 
 def check_redis_url(url: str, source: str) -> str:
-    """A redis://, rediss:// or unix:// URL with a host (or path); the error never shows the password."""
+    """A redis://, rediss:// or unix:// URL that parses as written; the error never shows the password.
+
+    A password with `#`, `?` or `/` in it must be percent-encoded: unencoded, a URL parser ends the address
+    there (redis-py would then take part of the password for the host or port, or fail with it in a traceback).
+    """
     url = url.strip()
+    shown = repr(mask_redis_url(url)[:80])
     if not re.match(r"^(rediss?://[^/?#\s]+|unix://\S+)", url, re.IGNORECASE):
         raise ConfigError(
             f"{source} must be a Redis URL such as redis://localhost:6379/0 or rediss://:PASSWORD@host:6380/0"
-            f" (got {mask_redis_url(url)[:80]!r})"
+            f" (got {shown})"
+        )
+    if url.lower().startswith("unix://"):
+        return url
+    parts = urlsplit(url)
+    after_scheme = url.split("://", 1)[1]
+    if "@" in after_scheme and "@" not in parts.netloc:
+        raise ConfigError(
+            f"{source} cannot be read as a URL: its password (or user name) holds a character that ends the"
+            f" address part. Percent-encode it: # as %23, ? as %3F, / as %2F, @ as %40, % as %25 (got {shown})"
+        )
+    try:
+        port_ok = parts.hostname is not None and (parts.port is None or parts.port > 0)
+    except ValueError:
+        port_ok = False
+    if not port_ok:
+        raise ConfigError(
+            f"{source} cannot be read as a URL: it needs a host and, if given, a numeric port after the last"
+            f" `@` (percent-encode `@`, `:` or `/` in the password) (got {shown})"
         )
     return url
 

@@ -203,6 +203,17 @@ def redis_check(settings: Settings, network: bool) -> Check:
     return Check("ok", f"shared state in Redis at {shown} answers (replicas share start de-duplication and budgets)")
 
 
+def redis_setup_checks(settings: Settings) -> list[Check]:
+    """Redis's eviction policy, maxmemory, memory use and persistence, as mogplex-mcp needs them."""
+    from mogplex_mcp.runs.backends import shared_store_findings
+    from mogplex_mcp.runs.store import StoreUnavailableError
+
+    try:
+        return [Check(f.level, f.what, f.fix) for f in shared_store_findings(settings)]
+    except StoreUnavailableError as exc:
+        return [Check("warn", f"Redis settings could not be read: {exc}", "allow INFO for this user")]
+
+
 def uvx_command() -> str:
     """`uvx`, by absolute path when found: GUI hosts start servers with a minimal PATH."""
     return shutil.which("uvx") or "uvx"
@@ -299,6 +310,8 @@ def run_checks(
         checks.append(journal)
     if settings.redis_url:
         checks.append(redis_check(settings, network))
+        if network and checks[-1].level == "ok":
+            checks += redis_setup_checks(settings)
     if network:
         checks += anyio.run(lambda: access_checks(settings, transport=transport))
     return checks, settings

@@ -46,16 +46,21 @@ def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
             conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            answer = conn.recv(16)
+            return answer.startswith(b"+PONG") or answer.startswith(b"-NOAUTH")
     except OSError:
         return False
 
 
-def start_redis(port: int | None = None) -> RedisServer:
-    """Start `redis-server` in the foreground of a child process; wait until it answers PING."""
+def start_redis(port: int | None = None, extra: tuple[str, ...] = ()) -> RedisServer:
+    """Start `redis-server` in the foreground of a child process; wait until it answers PING.
+
+    `extra`: more command-line options (e.g. `--requirepass`, `--maxmemory`). With `--requirepass`, PING
+    answers an error rather than PONG, so readiness then means "answers at all".
+    """
     executable = require_executable("redis-server", INSTALL)
     the_port = port or free_port()
-    args = [executable, "--port", str(the_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    args = [executable, "--port", str(the_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra]
     # Its log goes to a file, not a pipe nobody reads (a full pipe would block the server).
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([*args, "--daemonize", "no"], stdout=log, stderr=subprocess.STDOUT)
@@ -82,8 +87,8 @@ def stop_redis(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_redis(port: int | None = None) -> Iterator[RedisServer]:
-    server = start_redis(port)
+def running_redis(port: int | None = None, extra: tuple[str, ...] = ()) -> Iterator[RedisServer]:
+    server = start_redis(port, extra)
     try:
         yield server
     finally:

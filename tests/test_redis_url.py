@@ -8,7 +8,7 @@ import pytest
 
 from mogplex_mcp.config import ConfigError, Settings, mask_redis_url
 from mogplex_mcp.doctor import redis_check, run_checks
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, running_redis
 from tests.test_cli import run_cli
 
 SECRET = "s3cret-Redis-pass"
@@ -59,3 +59,50 @@ def test_doctor_checks_the_connection_and_never_shows_the_password(tmp_path: Pat
     assert result.returncode == 1
     assert "PROBLEM  Redis at redis://***@127.0.0.1" in result.stdout
     assert SECRET not in result.stdout + result.stderr
+
+
+# ElastiCache AUTH tokens allow `#` and `?`; Azure Cache keys hold `/` (base64). Each piece must stay hidden.
+ODD_SECRET = "Ab#Cd?Ef/Gh+Ij=Kl"
+ODD_PIECES = ("Ab#Cd", "Cd?Ef", "Ef/Gh", "Gh+Ij", "Ab", "Kl")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{ODD_SECRET}@cache:6379/0",
+        f"rediss://default:{ODD_SECRET}@cache.example:6380/1",
+        f"redis://{ODD_SECRET}@cache",
+        f"redis://:p@ss{ODD_SECRET}@cache:6379",
+        f"redis://cache:6379/0?password={ODD_SECRET}&db=1",
+    ],
+)
+def test_a_password_with_url_delimiters_is_masked_without_parsing(url: str) -> None:
+    shown = mask_redis_url(url)
+    assert not any(piece in shown for piece in ODD_PIECES), shown
+    assert "***" in shown and "cache" in shown
+
+
+@pytest.mark.parametrize("command", [("serve",), ("doctor", "--no-network")])
+def test_an_unparsable_url_is_a_clear_exit_2_error_that_shows_no_part_of_the_password(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    url = f"redis://:{ODD_SECRET}@127.0.0.1:6379/0"
+    result = run_cli(*command, MOGPLEX_MCP_STATE_DIR=str(tmp_path), MOGPLEX_REDIS_URL=url)
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out
+    assert "Percent-encode it: # as %23, ? as %3F, / as %2F" in out
+    assert not any(piece in out for piece in ODD_PIECES), out
+    assert result.returncode == (2 if command == ("serve",) else 1)
+
+
+def test_the_percent_encoded_password_reaches_a_real_redis(tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    with running_redis(extra=("--requirepass", ODD_SECRET)) as server:
+        url = f"redis://:{quote(ODD_SECRET, safe='')}@127.0.0.1:{server.port}/0"
+        settings = Settings.from_env({"MOGPLEX_REDIS_URL": url, "MOGPLEX_MCP_STATE_DIR": str(tmp_path)})
+        check = redis_check(settings, network=True)
+        assert check.level == "ok" and "answers" in check.what, check
+        wrong = Settings(redis_url=f"redis://:wrong@127.0.0.1:{server.port}/0", state_dir=tmp_path)
+        refused = redis_check(wrong, network=True)
+        assert refused.level == "problem" and ODD_SECRET not in refused.what

@@ -1,7 +1,9 @@
 """Where the run-supervision state lives — this process (default) or Redis (`--redis-url`) — and its failures.
 
 With Redis, start claims, the runs list and each token's request budget are shared by every replica, and
-each run is followed upstream by one replica (its lease holder), the others reading its feed.
+each run is followed upstream by one replica (its lease holder), the others reading its feed. Claims and the
+runs list are mirrored to this replica's journal (a Redis restarted without persistence forgets claims; an
+outage leaves the list readable). How long Redis may take and what feeds may hold come from Settings.redis_*.
 Redis-py is imported only here and only when a Redis URL is configured: the default server never pays for it.
 
 When the shared store fails mid-flight: `start_run` without an explicit idempotencyKey refuses (a duplicate
@@ -18,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
@@ -25,11 +28,17 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims, LocalVerifiedTokens
 from mogplex_mcp.runs.local.journal import StartJournal
+from mogplex_mcp.runs.mirrored_claims import MirroredStartClaims
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
 from mogplex_mcp.runs.store import KeyClaim, KnownRuns, StartClaims, StoreUnavailableError, VerifiedTokens
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
+
+if TYPE_CHECKING:
+    from mogplex_mcp.runs.redis.connection import RedisLimits
+    from mogplex_mcp.runs.redis.follow_feed import FeedLimits
+    from mogplex_mcp.runs.redis.requirements import Finding
 
 logger = logging.getLogger("mogplex_mcp.server")
 
@@ -94,11 +103,14 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         return
     from mogplex_mcp.runs import redis as shared
 
-    store = shared.connect(settings.redis_url)
+    store = shared.connect(settings.redis_url, limits=redis_limits(settings))
     try:
         await store.ping()
         logger.info("shared state in Redis at %s", store.masked_url)
-        claims = shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds)
+        # This replica's journal keeps its claims too: a Redis restarted without persistence loses them.
+        claims = MirroredStartClaims(
+            shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds), LocalStartClaims(journal)
+        )
         pacer = shared.RedisPacer(store, requests_per_minute)
         known = MirroredKnownRuns(
             shared.RedisKnownRuns(store, retention_seconds=int(settings.known_run_max_age_days * 86_400)),
@@ -119,11 +131,45 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
             verified=shared.RedisVerifiedTokens(store, settings.verified_token_seconds),
             shared=True,
             make_pacer=lambda fp: SharedTokenPacer(pacer, fp),
-            coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store)),
+            coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store, limits=feed_limits(settings))),
             store_problem=store_problem,
         )
     finally:
         await store.aclose()
+
+
+def redis_limits(settings: Settings) -> RedisLimits:
+    from mogplex_mcp.runs.redis.connection import RedisLimits
+
+    return RedisLimits(
+        command_seconds=settings.redis_timeout_seconds,
+        read_seconds=min(settings.redis_read_timeout_seconds, settings.redis_timeout_seconds),
+        breaker_seconds=settings.redis_breaker_seconds,
+    )
+
+
+def shared_store_findings(settings: Settings) -> list[Finding]:
+    """What the configured Redis's memory and persistence settings mean here (doctor); [] when none is set."""
+    if not settings.redis_url:
+        return []
+
+    async def assess() -> list[Finding]:
+        from mogplex_mcp.runs import redis as shared
+        from mogplex_mcp.runs.redis.requirements import assess
+
+        store = shared.connect(settings.redis_url or "", limits=redis_limits(settings))
+        try:
+            return await assess(store, feed_limits(settings).high_water)
+        finally:
+            await store.aclose()
+
+    return anyio.run(assess)
+
+
+def feed_limits(settings: Settings) -> FeedLimits:
+    from mogplex_mcp.runs.redis.follow_feed import FeedLimits
+
+    return FeedLimits(run_bytes=settings.redis_feed_run_bytes, token_bytes=settings.redis_feed_token_bytes)
 
 
 def shared_store_problem(settings: Settings) -> str | None:
@@ -139,7 +185,7 @@ def shared_store_problem(settings: Settings) -> str | None:
     async def ping() -> None:
         from mogplex_mcp.runs import redis as shared
 
-        store = shared.connect(settings.redis_url or "")
+        store = shared.connect(settings.redis_url or "", limits=redis_limits(settings))
         try:
             await store.ping()
         finally:

@@ -44,9 +44,11 @@ from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunEvent
 from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.followed_run import EventCache, FollowSettings, RunFollower
+from mogplex_mcp.runs.health import TaskHealth, supervise
 from mogplex_mcp.runs.local.pacer import LocalPacer
 from mogplex_mcp.runs.pacer import PacerTable, RequestPacer
 from mogplex_mcp.runs.shared_follow import FollowCoordinator
+from mogplex_mcp.runs.store import unbudgeted
 
 logger = logging.getLogger("mogplex_mcp.runs")
 
@@ -76,6 +78,7 @@ class FollowerHub:
         coordinator: FollowCoordinator | None = None,
         verified: Callable[[str], bool] | None = None,
         known_verified: Callable[[str], Awaitable[bool]] | None = None,
+        health: TaskHealth | None = None,
     ) -> None:
         self._tg = task_group
         self._coordinator = coordinator  # one follower per run across replicas (runs/shared_follow.py)
@@ -99,6 +102,7 @@ class FollowerHub:
         self._strangers = RequestPacer(self.settings.requests_per_minute, clock=clock, sleep=sleep)
         self._listeners: list[Listener] = []
         self._no_stream: set[str] = set()
+        self.health = health or TaskHealth(clock=clock)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -218,18 +222,30 @@ class FollowerHub:
             self._followers.pop(key).release()
 
     async def _follow(self, follower: RunFollower, token: str) -> None:
+        # Started from inside a tool call, whose store budget (a context variable) it would otherwise inherit.
+        # Supervised: a crash (a bug, bad data) restarts this follower, never ends the server's task group.
         try:
-            if self._coordinator is None:
-                await self._follow_upstream(follower, token)
-            else:
-                await self._coordinator.follow(
-                    follower, lambda: self._follow_upstream(follower, token), self._tell_listeners, self._stopped
+            with unbudgeted():
+                await supervise(
+                    f"follower of {follower.run_id}",
+                    lambda: self._follow_once(follower, token),
+                    self.health,
+                    again=lambda: not self._stopped(follower),
+                    sleep=self._sleep,
                 )
         finally:
             follower.active = False
             follower.ready.set()
             follower.signal()
             self._prune()
+
+    async def _follow_once(self, follower: RunFollower, token: str) -> None:
+        if self._coordinator is None:
+            await self._follow_upstream(follower, token)
+        else:
+            await self._coordinator.follow(
+                follower, lambda: self._follow_upstream(follower, token), self._tell_listeners, self._stopped
+            )
 
     async def _follow_upstream(self, follower: RunFollower, token: str) -> None:
         interval = self.settings.poll_interval

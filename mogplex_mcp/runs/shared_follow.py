@@ -34,6 +34,10 @@ FEED_BLOCK_SECONDS = 1.0
 Announce = Callable[[RunFollower, list[RunEvent], bool], Awaitable[None]]
 
 
+class _FollowAlone(Exception):
+    """The feed says: follow this run upstream by yourself."""
+
+
 class FollowCoordinator(Protocol):
     """Decides, per run, whether this replica follows it upstream or from another replica's feed."""
 
@@ -64,6 +68,7 @@ class SharedFollowing:
         self._feed = feed
         self._leading: set[tuple[str, str]] = set()
         self._degraded = False
+        self._warned_format = False
         self._handing_over = anyio.Event()
 
     def hand_over(self) -> None:
@@ -104,6 +109,9 @@ class SharedFollowing:
                     follower.set_streaming(False)  # lost the lease: read the new leader's feed
                 cursor, fed = await self._read_feed(follower, cursor, announce)
                 try_lease = not fed  # an idle feed may mean a dead leader: is its lease free?
+            except _FollowAlone:
+                await lead()  # the leader does not share this run (budget, memory, a newer format)
+                return
             except StoreUnavailableError as exc:
                 self._fell_back(exc)
                 await lead()  # by ourselves until this follower's loop ends
@@ -113,10 +121,13 @@ class SharedFollowing:
         if self._handing_over.is_set():
             return False  # draining: read the feed while our last waits end; another replica leads
         taken = await self._lease.acquire(name)
+        self._answered()
+        return taken
+
+    def _answered(self) -> None:
         if self._degraded:
             self._degraded = False
             logger.info("Redis answers again: runs are followed once across replicas")
-        return taken
 
     async def _lead(self, follower: RunFollower, name: str, lead: Callable[[], Awaitable[None]]) -> bool:
         """Follow upstream while the lease holds; True when following ended, False when the lease was lost."""
@@ -153,7 +164,12 @@ class SharedFollowing:
         return finished
 
     async def _keep_lease(self, name: str) -> None:
-        """Renew every RENEW_SECONDS; return when the lease is lost. Redis failing: keep leading, alone."""
+        """Renew every RENEW_SECONDS; return when the lease is lost.
+
+        Redis failing: keep leading (alone, logged once) and keep trying to renew. A blip shorter than the lease
+        (one timeout opens the store's circuit breaker for a few seconds) costs nothing; after a longer outage
+        the renewal is refused (the lease ran out), this replica reads the feed and one leader is chosen again.
+        """
         while True:
             await anyio.sleep(RENEW_SECONDS)
             try:
@@ -161,7 +177,8 @@ class SharedFollowing:
                     return
             except StoreUnavailableError as exc:
                 self._fell_back(exc)
-                await anyio.sleep_forever()
+                continue
+            self._answered()
 
     async def _release(self, name: str) -> None:
         # Shielded: a cancelled follower still hands its run over; an unreachable Redis lets the lease expire.
@@ -173,10 +190,23 @@ class SharedFollowing:
         entries = await self._feed.read(follower.fingerprint, follower.run_id, cursor, FEED_BLOCK_SECONDS)
         for entry_id, update in entries:
             cursor = entry_id
+            if update.follow_alone:
+                self._alone(follower, update)
             fresh, status_changed = follower.absorb(update.run, update.events, update.window_exhausted)
             if fresh or status_changed:
                 await announce(follower, fresh, status_changed)
         return cursor, bool(entries)
+
+    def _alone(self, follower: RunFollower, update: FeedUpdate) -> None:
+        if update.newer_format is not None and not self._warned_format:
+            self._warned_format = True
+            logger.warning(
+                "a replica writes run feeds in format %s, newer than this one reads: runs it leads are followed"
+                " here by this replica itself (finish the rolling deploy to share them again)",
+                update.newer_format,
+            )
+        logger.info("following %s by itself: its leader does not share it through Redis", follower.run_id)
+        raise _FollowAlone
 
     def _fell_back(self, exc: StoreUnavailableError) -> None:
         if not self._degraded:

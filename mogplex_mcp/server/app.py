@@ -27,6 +27,7 @@ from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.sanitize import clean_text
+from mogplex_mcp.runs.store import store_budget
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.call_log import ToolCallObserver
 from mogplex_mcp.server.errors import validation_error, with_tool_name
@@ -45,7 +46,13 @@ WRITE_TOOLS = frozenset({"start_run", "cancel_run", "continue_run"})
 
 class MogplexServer(MCPServer[AppState]):
     """MCPServer that checks every tool call's argument names, never echoes rejected values (secrets,
-    100k-char prompts), publishes lean schemas, and answers bad prompt arguments with -32602."""
+    100k-char prompts), publishes lean schemas, and answers bad prompt arguments with -32602.
+
+    Each tool call and resource read gets one budget for all its shared-store (Redis) commands together
+    (`store_budget_seconds`, Settings.redis_call_budget_seconds), so a slow Redis cannot stretch a call.
+    """
+
+    store_budget_seconds: float = Settings.redis_call_budget_seconds
 
     def add_tool(self, fn: Callable[..., Any], name: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().add_tool(fn, name, *args, **kwargs)
@@ -62,13 +69,18 @@ class MogplexServer(MCPServer[AppState]):
         if tool is not None and (unknown := unknown_arguments_error(name, arguments, tool.parameters)):
             raise with_tool_name(name, str(unknown))
         try:
-            return await super().call_tool(name, arguments, context)
+            with store_budget(self.store_budget_seconds):
+                return await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
             raise  # a crash: the SDK's generic text, nothing of the exception reaches the model
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 raise with_tool_name(name, str(validation_error(name, exc.__cause__))) from None
             raise with_tool_name(name, str(exc)) from None
+
+    async def read_resource(self, uri: Any, context: Context[AppState, Any] | None = None) -> Any:
+        with store_budget(self.store_budget_seconds):
+            return await super().read_resource(uri, context)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
@@ -155,6 +167,9 @@ def create_server(
                     readiness=ready,
                 )
                 watch_health(ready, the_journal, backends.store_problem)
+                # A background task that keeps crashing (runs/health.py) is a readiness problem until it recovers.
+                hub.health.on_problem.append(ready.report_failure)
+                hub.health.on_recovered.append(ready.report_ok)
                 ready.on_drain(hub.hand_over)
                 ready.on_exit(the_journal.close)  # a forced exit still writes through claims held in memory
                 hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
@@ -182,6 +197,7 @@ def create_server(
         # Metrics and one log line per tool call (inside the SDK's own OpenTelemetry span).
         middleware=[ToolCallObserver(lambda name: server._tool_manager.get_tool(name) is not None)],
     )
+    server.store_budget_seconds = settings.redis_call_budget_seconds
     register_run_tools(server)
     register_event_tools(server)
     register_orchestration_tools(server)

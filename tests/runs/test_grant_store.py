@@ -214,7 +214,9 @@ async def test_nothing_secret_or_readable_by_others_in_the_local_file(tmp_path: 
 async def test_a_redis_that_is_down_is_a_clear_store_error(tmp_path: Path) -> None:
     from tests.redis_server import free_port
 
-    connection = redis_backend.connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    connection = redis_backend.connect(
+        f"redis://127.0.0.1:{free_port()}/0", limits=redis_backend.RedisLimits(command_seconds=0.5)
+    )
     try:
         with pytest.raises(StoreUnavailableError, match="could not read a grant"):
             await RedisGrantStore(connection).grant("x")

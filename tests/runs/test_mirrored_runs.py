@@ -41,7 +41,9 @@ async def test_runs_are_shared_and_mirrored_locally(tmp_path: Path, redis_server
 
 
 async def test_while_the_store_is_down_the_journal_answers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = redis_backend.connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    store = redis_backend.connect(
+        f"redis://127.0.0.1:{free_port()}/0", limits=redis_backend.RedisLimits(command_seconds=0.5)
+    )
     with StartJournal(tmp_path / "a.sqlite3") as journal:
         try:
             runs = MirroredKnownRuns(redis_backend.RedisKnownRuns(store), LocalKnownRuns(journal))

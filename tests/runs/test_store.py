@@ -424,7 +424,9 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_is_told(backend
 
 
 async def test_unreachable_redis_is_a_clear_error_without_the_password() -> None:
-    store = redis_backend.connect(f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0", timeout=0.5)
+    store = redis_backend.connect(
+        f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0", limits=redis_backend.RedisLimits(command_seconds=0.5)
+    )
     try:
         with anyio.fail_after(30), pytest.raises(StoreUnavailableError) as caught:
             await redis_backend.RedisStartClaims(store).claim_key(FP_A, REQUEST)

@@ -47,7 +47,9 @@ async def test_a_429_on_one_replica_pauses_the_token_on_the_other(redis_server: 
 
 
 async def test_when_redis_fails_pacing_falls_back_to_this_process(caplog: pytest.LogCaptureFixture) -> None:
-    store = redis_backend.connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    store = redis_backend.connect(
+        f"redis://127.0.0.1:{free_port()}/0", limits=redis_backend.RedisLimits(command_seconds=0.5)
+    )
     try:
         pacer = SharedTokenPacer(redis_backend.RedisPacer(store, 3), FP)
         with caplog.at_level(logging.WARNING, logger="mogplex_mcp.runs"), anyio.fail_after(30):

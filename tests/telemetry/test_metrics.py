@@ -12,7 +12,7 @@ import pytest
 from mogplex_mcp.api.observed import ROUTES
 from mogplex_mcp.emulator import DEMO_TOKEN
 from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
-from mogplex_mcp.runs.redis.connection import connect
+from mogplex_mcp.runs.redis.connection import RedisLimits, connect
 from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.telemetry.hooks import Recorder, installed, recorder
 from mogplex_mcp.telemetry.metrics import PrometheusRecorder
@@ -140,7 +140,7 @@ async def test_a_journal_fallback_is_counted_and_the_start_still_answers(tmp_pat
 
 
 async def test_redis_failures_are_counted_by_operation_with_their_latency() -> None:
-    store = connect(f"redis://:hunter2secret@127.0.0.1:{free_port()}/0", timeout=0.5)  # nobody listens there
+    store = connect(f"redis://:hunter2secret@127.0.0.1:{free_port()}/0", limits=RedisLimits(command_seconds=0.5))
     with installed(PrometheusRecorder()) as metrics, pytest.raises(StoreUnavailableError):
         await store.ping()
     await store.aclose()

@@ -91,6 +91,11 @@ class WithHostPage:
     def __init__(self, app: Asgi, directory: Path) -> None:
         self.app, self.directory = app, directory
 
+    @property
+    def state(self) -> Any:
+        """The wrapped Starlette app's state, which the HTTP runner reads (e.g. its metrics hook)."""
+        return getattr(self.app, "state")  # noqa: B009 - Asgi is a bare callable type
+
     async def __call__(self, scope: dict[str, Any], receive: Asgi, send: Asgi) -> None:
         path = str(scope.get("path", ""))
         if scope["type"] != "http" or not path.startswith("/host/"):

@@ -28,7 +28,7 @@ from tests.e2e.support import REPO_ID, emulator_config
 pytestmark = pytest.mark.anyio
 Mode = Literal["legacy", "auto"]
 MODES: tuple[Mode, ...] = ("legacy", "auto")
-SNAPSHOT = Path(__file__).parents[1] / "server" / "snapshots" / "tools.json"
+SNAPSHOT = Path(__file__).parents[1] / "server" / "tools" / "snapshots" / "tools.json"
 # What the document may weigh: the pinned ext-apps build (~530 KB) is most of it; ours stays small.
 MAX_DOCUMENT_CHARS = 600_000
 MAX_OWN_CHARS = 40_000

@@ -32,8 +32,12 @@ class LocalStartClaims:
     def __init__(self, journal: StartJournal) -> None:
         self.journal = journal
 
-    async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
-        return await _journal("claim_key", self.journal.claim_key, fingerprint, request_hash)
+    async def claim_key(self, fingerprint: str, request_hash: str, proposed: str | None = None) -> KeyClaim:
+        """As `StartClaims.claim_key`; a fresh claim takes `proposed` as its key when given."""
+        if proposed is None:
+            return await _journal("claim_key", self.journal.claim_key, fingerprint, request_hash)
+        claim = functools.partial(self.journal.claim_key, fingerprint, request_hash, new_key=lambda: proposed)
+        return await _journal("claim_key", claim)
 
     async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
         await _journal("record_started", self.journal.record_started, fingerprint, request_hash, run_id)

@@ -8,7 +8,7 @@ never tokens. Importing this package imports redis-py (~0.4 s): only `--redis-ur
 """
 
 from mogplex_mcp.runs.redis.claims import RedisStartClaims
-from mogplex_mcp.runs.redis.connection import DEFAULT_PREFIX, RedisStore, connect
+from mogplex_mcp.runs.redis.connection import DEFAULT_PREFIX, RedisLimits, RedisStore, connect
 from mogplex_mcp.runs.redis.follow_feed import RedisFollowFeed
 from mogplex_mcp.runs.redis.known_runs import RedisKnownRuns
 from mogplex_mcp.runs.redis.lease import RedisFollowLease
@@ -20,6 +20,7 @@ __all__ = [
     "RedisFollowFeed",
     "RedisFollowLease",
     "RedisKnownRuns",
+    "RedisLimits",
     "RedisPacer",
     "RedisStartClaims",
     "RedisStore",

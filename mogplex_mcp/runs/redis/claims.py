@@ -40,12 +40,14 @@ class RedisStartClaims:
             self._store.key("claim-run", fingerprint, request_hash),
         ]
 
-    async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
+    async def claim_key(self, fingerprint: str, request_hash: str, proposed: str | None = None) -> KeyClaim:
+        """As `StartClaims.claim_key`; a fresh claim takes `proposed` as its key when given."""
+        new_key = proposed or self._new_key()
         if self._window_ms <= 0:
-            return KeyClaim(self._new_key(), reused=False, age_seconds=0.0)
+            return KeyClaim(new_key, reused=False, age_seconds=0.0)
         async with redis_errors(self._store, "claim an idempotency key"):
             fresh, key, ttl_ms, run_id = await self._claim(
-                keys=self._keys(fingerprint, request_hash), args=[self._new_key(), self._window_ms]
+                keys=self._keys(fingerprint, request_hash), args=[new_key, self._window_ms]
             )
         if fresh:
             return KeyClaim(str(key), reused=False, age_seconds=0.0)

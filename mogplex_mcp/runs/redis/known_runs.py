@@ -48,7 +48,7 @@ class RedisKnownRuns:
         known = {name: value for name, value in asdict(facts).items() if value is not None} if facts else {}
         args: list[str | int] = [run_id, cleaned, status or "", repo_id or "", self._max_runs, self._retention]
         args.append(json.dumps(known) if known else "")
-        async with redis_errors(self._store, "remember a run"):
+        async with redis_errors(self._store, "remember a run", has_fallback=True):
             new = await self._remember(keys=self._keys(fingerprint), args=args)
         return bool(new)
 
@@ -56,7 +56,7 @@ class RedisKnownRuns:
         if limit <= 0:
             return []
         order, details, _ = self._keys(fingerprint)
-        async with redis_errors(self._store, "list known runs"):
+        async with redis_errors(self._store, "list known runs", has_fallback=True):
             run_ids = [str(run_id) for run_id in await self._store.client.zrevrange(order, 0, limit - 1)]
             raws = await self._store.client.hmget(details, run_ids) if run_ids else []
         return [_known_run(run_id, json.loads(raw)) for run_id, raw in zip(run_ids, raws, strict=True) if raw]
@@ -67,7 +67,7 @@ class RedisKnownRuns:
             return []
         order, details, _ = self._keys(fingerprint)
         top = f"({query.before[1]}" if query.before is not None else "+inf"
-        async with redis_errors(self._store, "list known runs"):
+        async with redis_errors(self._store, "list known runs", has_fallback=True):
             answer = await self._store.client.zrevrangebyscore(order, top, "-inf", withscores=True)
             ranked = [(str(item[0]), float(item[1])) for item in answer if isinstance(item, tuple | list)]
             run_ids = [str(run_id) for run_id, _ in ranked]
@@ -82,13 +82,13 @@ class RedisKnownRuns:
 
     async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
         order, details, _ = self._keys(fingerprint)
-        async with redis_errors(self._store, "look up a run"):
+        async with redis_errors(self._store, "look up a run", has_fallback=True):
             raw = await self._store.client.hget(details, run_id)
             score = await self._store.client.zscore(order, run_id) if raw else None
         return _known_run(run_id, json.loads(raw), int(score or 0)) if raw else None
 
     async def is_known(self, fingerprint: str, run_id: str) -> bool:
-        async with redis_errors(self._store, "look up a run"):
+        async with redis_errors(self._store, "look up a run", has_fallback=True):
             return bool(await self._store.client.hexists(self._keys(fingerprint)[1], run_id))
 
 

@@ -36,6 +36,7 @@ from pydantic.alias_generators import to_camel
 from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
 from mogplex_mcp.api.models import is_uuid
 from mogplex_mcp.runs.fingerprints import token_fingerprint
+from mogplex_mcp.runs.health import TaskHealth, supervise
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.store import RunsUnreadable
 from mogplex_mcp.server import guidance
@@ -203,16 +204,23 @@ class ResourceSurface:
         """Hook a new lifespan's state up: follower changes and new runs reach subscribers."""
         notifier = RunNotifier(state)
         self.notifiers[id(state)] = notifier
-        # A crash stops notifications but not the server: it is reported not ready (/readyz) instead.
+        # Supervised twice over: _serve restarts the flush loop after a crash (one that keeps crashing is
+        # reported not ready through TaskHealth), and whatever still escapes is reported not ready (/readyz).
         task_group.start_soon(
-            state.readiness.supervise, "notifications", lambda: self._serve(id(state), notifier), name="notifications"
+            state.readiness.supervise,
+            "notifications",
+            lambda: self._serve(id(state), notifier, state.hub.health),
+            name="notifications",
         )
         return notifier
 
-    async def _serve(self, key: int, notifier: RunNotifier) -> None:
+    async def _serve(self, key: int, notifier: RunNotifier, health: TaskHealth) -> None:
+        # Supervised: a crash is logged and the flush loop restarted (subscriptions kept); one that keeps
+        # crashing is reported as not ready. Watches are released once, when the lifespan ends.
         try:
-            await notifier.run()
+            await supervise("resource notifications", notifier.flush_forever, health, critical=True)
         finally:
+            await notifier.release_all()
             self.notifiers.pop(key, None)
 
     def notifier_for(self, ctx: ServerRequestContext[Any, Any]) -> RunNotifier:

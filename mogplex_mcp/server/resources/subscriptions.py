@@ -130,14 +130,22 @@ class RunNotifier:
     async def run(self) -> None:
         """Flush changes until the lifespan ends; then release every watch still held."""
         try:
-            while True:
-                await self._wake.wait()
-                self._wake = anyio.Event()
-                await self._flush()
+            await self.flush_forever()
         finally:
-            with anyio.CancelScope(shield=True):
-                for key in list(self._clients):
-                    await self._forget(key)
+            await self.release_all()
+
+    async def flush_forever(self) -> None:
+        """Tell subscribers of each change as it comes (the part a supervisor restarts after a crash)."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self._flush()
+
+    async def release_all(self) -> None:
+        """Release every watch still held (the lifespan is ending)."""
+        with anyio.CancelScope(shield=True):
+            for key in list(self._clients):
+                await self._forget(key)
 
     async def _flush(self) -> None:
         dirty, self._dirty = self._dirty, set()

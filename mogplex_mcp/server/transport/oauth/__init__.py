@@ -254,9 +254,10 @@ def grant_store_for(settings: Settings) -> tuple[GrantStore, list[Any]]:
     """Redis when configured (shared by replicas), else SQLite in the state dir; and how to close it."""
     if settings.redis_url:
         from mogplex_mcp.runs import redis as shared
+        from mogplex_mcp.runs.backends import redis_limits
         from mogplex_mcp.runs.redis.grants import RedisGrantStore
 
-        connection = shared.connect(settings.redis_url)
+        connection = shared.connect(settings.redis_url, limits=redis_limits(settings))  # the --redis-* budgets
         return RedisGrantStore(connection), [connection.aclose]
     from mogplex_mcp.runs.local.grants import LocalGrantStore
 
