@@ -1,4 +1,4 @@
-"""The command line: parse, load settings, dispatch (serve | emulator | demo | doctor).
+"""The command line: parse, load settings, dispatch (serve | emulator | demo | doctor | oauth grants).
 
 The composition root. Heavy modules are imported only by the command that needs them, so the stdio server
 (what hosts launch, often) starts without loading the emulator, uvicorn or the demo.
@@ -16,10 +16,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mogplex_mcp import __version__
+from mogplex_mcp.cli_grants import configure_grants
 from mogplex_mcp.cli_oauth import configure_oauth, oauth_options
 from mogplex_mcp.config import COUNT_SETTINGS, REDIS_SECONDS_SETTINGS, ConfigError, Settings
 
-COMMANDS = ("serve", "emulator", "demo", "doctor")
+COMMANDS = ("serve", "emulator", "demo", "doctor", "oauth")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_LEVEL_ENV = "MOGPLEX_LOG_LEVEL"
 LOG_FORMAT_ENV = "MOGPLEX_LOG_FORMAT"
@@ -52,6 +53,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     doctor.add_argument("--base-url", help="Mogplex base URL to check (default: $MOGPLEX_BASE_URL or mogplex.com)")
     doctor.add_argument("--no-network", action="store_true", help="skip the reachability and token checks")
     doctor.set_defaults(handler=_run_doctor)
+
+    configure_grants(commands)  # `oauth grants list|revoke`: cli_grants.py
 
     emulator = commands.add_parser(
         "emulator", help="run a local emulator of the Mogplex v1 API (offline testing, no account)"

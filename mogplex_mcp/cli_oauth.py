@@ -24,6 +24,7 @@ _DEFAULTS = {
     "sign_ins_per_minute_total": 120,
     "registrations_per_minute": 10,
     "registrations_per_minute_total": 100,
+    "revocation_check_seconds": 5.0,
 }
 
 
@@ -44,6 +45,7 @@ def configure_oauth(group: argparse._ArgumentGroup, positive: Positive) -> None:
         ("sign_ins_per_minute_total", "N", int, "sign-in form submissions per minute in all"),
         ("registrations_per_minute", "N", int, "client registrations per address per minute"),
         ("registrations_per_minute_total", "N", int, "client registrations per minute in all"),
+        ("revocation_check_seconds", "SECONDS", float, "re-check open sessions' grants this often"),
     )
     for name, metavar, kind, text in flags:
         group.add_argument(

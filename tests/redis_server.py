@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.provision import require_executable
 
@@ -60,7 +61,12 @@ def start_redis(port: int | None = None, extra: tuple[str, ...] = ()) -> RedisSe
     """
     executable = require_executable("redis-server", INSTALL)
     the_port = port or free_port()
-    args = [executable, "--port", str(the_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra]
+    # Its files (an AOF when a test turns it on) go to a directory of its port, never the current one: a restart
+    # on the same port finds them again, and the repository stays clean.
+    data_dir = Path(tempfile.gettempdir()) / f"mogplex-test-redis-{the_port}"
+    data_dir.mkdir(exist_ok=True)
+    args = [executable, "--port", str(the_port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""]
+    args += ["--appendonly", "no", *extra]
     # Its log goes to a file, not a pipe nobody reads (a full pipe would block the server).
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen([*args, "--daemonize", "no"], stdout=log, stderr=subprocess.STDOUT)

@@ -209,8 +209,15 @@ class MogplexClient:
         def parse(data: Any) -> tuple[RunDetail, bool]:
             return _run_from(data), isinstance(data, dict) and data.get("replayed") is True
 
-        (run, replayed), attempts = await self._call_counted(call, parse, deadline)
-        return StartedRun(run=run, replayed=replayed, idempotency_key=key, attempts=attempts)
+        failures: list[str] = []
+        (run, replayed), attempts = await self._call_counted(call, parse, deadline, failures)
+        return StartedRun(
+            run=run,
+            replayed=replayed,
+            idempotency_key=key,
+            attempts=attempts,
+            retried_after=failures[-1] if failures else None,
+        )
 
     async def get_run(self, run_id: str, *, deadline: float | None = None) -> RunDetail:
         call = _Call("GET", _run_path(run_id))
@@ -235,8 +242,13 @@ class MogplexClient:
         result, _ = await self._call_counted(call, parse, deadline)
         return result
 
-    async def _call_counted(self, call: _Call, parse: Callable[[Any], T], deadline: float | None) -> tuple[T, int]:
-        """`_call`, plus the number of the attempt that succeeded (1 when no retry was needed)."""
+    async def _call_counted(
+        self, call: _Call, parse: Callable[[Any], T], deadline: float | None, failures: list[str] | None = None
+    ) -> tuple[T, int]:
+        """`_call`, plus the number of the attempt that succeeded (1 when no retry was needed).
+
+        `failures` (when given) collects what each retried attempt got instead of an answer, in words.
+        """
         token = self._require_token()
         if self._gate is not None:
             self._gate.check_rejected(token, call.what)
@@ -253,6 +265,8 @@ class MogplexClient:
                 delay = next_delay(exc, attempt, self._retry, now - started, self._rng, remaining=remaining)
                 if delay is None:
                     raise
+                if failures is not None:
+                    failures.append(f"HTTP {exc.status}" if isinstance(exc, ApiStatusError) else "a connection failure")
                 logger.debug(
                     "%s: retrying in %.2f s after %s (attempt %d)",
                     call.what,

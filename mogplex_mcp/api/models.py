@@ -304,6 +304,7 @@ class StartedRun(BaseModel):
     replayed: bool
     idempotency_key: str
     attempts: int = 1
+    retried_after: str | None = None  # what the last retried attempt got instead of the run ("HTTP 500", …)
 
     @property
     def recovered(self) -> bool:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Collection
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, Protocol
 
 TokenKind = Literal["access", "refresh"]
@@ -43,7 +44,12 @@ class IssuedCode:
 
 @dataclass(frozen=True)
 class Grant:
-    """One user's consent to one client: whose PAT (sealed), which scopes, for which resource, until when."""
+    """One user's consent to one client: whose PAT (sealed), which scopes, for which resource, until when.
+
+    The last four fields are for operators (`mogplex-mcp oauth grants list`): the client's name as it
+    registered (its own words: shown cleaned, never trusted), where its codes went, when the user signed in and
+    when the client last refreshed. Grants issued before they existed read them as None.
+    """
 
     grant_id: str
     client_id: str
@@ -52,6 +58,10 @@ class Grant:
     scopes: tuple[str, ...]
     resource: str
     expires_at: float
+    client_name: str | None = None
+    redirect_uri: str | None = None
+    created_at: float | None = None
+    refreshed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +104,17 @@ class GrantStore(Protocol):
         """Drop a grant (its tokens die with it); True when it existed."""
         ...
 
-    async def drop_grants_of(self, fingerprint: str) -> int:
-        """Drop every grant of one PAT (upstream refused it, or its owner asked); how many were dropped."""
+    async def drop_grants_of(self, fingerprint: str) -> list[str]:
+        """Drop every grant of one PAT (upstream refused it, or its owner asked); the ids of those dropped."""
+        ...
+
+    async def live_grant_ids(self, grant_ids: Collection[str]) -> set[str]:
+        """Which of these grants are still live (one round trip per few hundred ids): open sessions are
+        checked against it, so a grant revoked elsewhere (another replica, the operator) ends them here too."""
+        ...
+
+    def grants(self) -> AsyncIterator[Grant]:
+        """Every live grant, in no particular order, a batch at a time (the operator's list and revoke)."""
         ...
 
     async def save_token(self, token_hash: str, token: IssuedToken) -> None:
@@ -123,8 +142,12 @@ def load_code(text: str) -> IssuedCode:
     return IssuedCode(**_with_tuple(json.loads(text)))
 
 
+_GRANT_FIELDS = frozenset(field.name for field in fields(Grant))
+
+
 def load_grant(text: str) -> Grant:
-    return Grant(**_with_tuple(json.loads(text)))
+    data = _with_tuple(json.loads(text))
+    return Grant(**{name: value for name, value in data.items() if name in _GRANT_FIELDS})
 
 
 def load_token(text: str) -> IssuedToken:

@@ -68,6 +68,23 @@ def final_message(events: Iterable[RunEvent], limit: int = FINAL_MESSAGE_CHARS) 
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def pending_question(events: Iterable[RunEvent], limit: int = FINAL_MESSAGE_CHARS) -> str | None:
+    """What an agent in `awaiting_input` asked: the last event's `payload.question`, else its last words.
+
+    Untrusted text, cut to `limit`; None when the events seen carry neither.
+    """
+    seen = list(events)
+    asked = None
+    for event in seen:
+        question = event.payload.get("question")
+        if isinstance(question, str) and question.strip():
+            asked = " ".join(question.split())
+    text = asked or final_message(seen, limit)
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _paths(payload: dict[str, Any]) -> list[str]:
     found: list[str] = []
     for source in (payload, payload.get("input"), payload.get("args"), payload.get("arguments")):

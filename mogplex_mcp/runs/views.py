@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from mogplex_mcp.api.models import RunDetail, RunEvent, is_terminal
-from mogplex_mcp.runs.review import changed_files, final_message
+from mogplex_mcp.runs.review import changed_files, final_message, pending_question
 
 # Production caps a run at 30 min; one killed at the cap can stay `streaming` for hours.
 STUCK_AFTER_SECONDS = 35 * 60
@@ -124,6 +124,8 @@ class RunOutcome:
     changed_files: tuple[str, ...] = ()
     changed_files_total: int = 0
     final_message: str | None = None
+    # In `awaiting_input` only: what the agent asked (untrusted text), as far as the events seen tell.
+    pending_question: str | None = None
 
     @property
     def unknown(self) -> bool:
@@ -164,6 +166,7 @@ def derive_outcome(
         changed_files=tuple(paths),
         changed_files_total=total,
         final_message=final_message(seen),
+        pending_question=pending_question(seen) if run.status == "awaiting_input" else None,
     )
 
 
@@ -207,8 +210,13 @@ def _sentence(outcome: RunOutcome) -> str:
     if status == "streaming":
         return "is running: the agent is working" + asked
     if status == "awaiting_input":
+        what = (
+            "the agent asked a question (see pendingQuestion)"
+            if outcome.pending_question
+            else "the agent asked a question (not in the events this server saw: read it in Mogplex)"
+        )
         return (
-            "needs a person's input in Mogplex: the agent asked a question and waits for an answer there "
+            f"needs a person's input in Mogplex: {what} and waits for an answer there, at mogplexUrl "
             "(it cannot be answered through this server)" + asked
         )
     return f"is in status {status!r}" + ("" if is_terminal(status) else " (treated as still active)") + asked

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
@@ -33,6 +33,7 @@ from mogplex_mcp.server.call_log import ToolCallObserver
 from mogplex_mcp.server.errors import validation_error, with_tool_name
 from mogplex_mcp.server.prompts import register_prompts
 from mogplex_mcp.server.resources.run_resources import register_resources
+from mogplex_mcp.server.results import result_text
 from mogplex_mcp.server.state import AppState, HttpPool, follower_client_factory
 from mogplex_mcp.server.tools.arguments import lean_schema, unknown_arguments_error
 from mogplex_mcp.server.tools.event_tools import register_event_tools
@@ -66,17 +67,23 @@ class MogplexServer(MCPServer[AppState]):
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
         tool = self._tool_manager.get_tool(name)
-        if tool is not None and (unknown := unknown_arguments_error(name, arguments, tool.parameters)):
+        if tool is None:  # a protocol error, not a tool's answer: -32602, naming the tools there are
+            known = ", ".join(t.name for t in self._tool_manager.list_tools())
+            why = " (this server runs --read-only: it offers no tool that starts or cancels runs)"
+            hidden = why if name in WRITE_TOOLS else ""
+            raise MCPError(INVALID_PARAMS, f"Unknown tool {clean_text(name)[:80]!r}{hidden}; tools: {known}.")
+        if unknown := unknown_arguments_error(name, arguments, tool.parameters):
             raise with_tool_name(name, str(unknown))
         try:
             with store_budget(self.store_budget_seconds):
-                return await super().call_tool(name, arguments, context)
+                result = await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
             raise  # a crash: the SDK's generic text, nothing of the exception reaches the model
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 raise with_tool_name(name, str(validation_error(name, exc.__cause__))) from None
             raise with_tool_name(name, str(exc)) from None
+        return _short_text(result)
 
     async def read_resource(self, uri: Any, context: Context[AppState, Any] | None = None) -> Any:
         with store_budget(self.store_budget_seconds):
@@ -98,7 +105,7 @@ class MogplexServer(MCPServer[AppState]):
         except ValueError as exc:
             cause = _validation_cause(exc)
             if cause is not None:
-                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause)}") from None
+                raise MCPError(INVALID_PARAMS, f"Prompt {name}: {validation_error(name, cause, sends=False)}") from None
             raise
 
 
@@ -120,9 +127,11 @@ def create_server(
     follow: FollowSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
     readiness: Readiness | None = None,
+    stateless: bool = False,
 ) -> MogplexServer:
     """Build the server. `transport` and `journal` are test seams; `on_state` sees the lifespan state;
-    `readiness` is what /readyz asks (the lifespan adds its checks: the journal, Redis)."""
+    `readiness` is what /readyz asks (the lifespan adds its checks: the journal, Redis); `stateless`: served
+    over HTTP without sessions (advertise only what that mode delivers)."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -202,7 +211,8 @@ def create_server(
     register_event_tools(server)
     register_orchestration_tools(server)
     register_prompts(server)
-    resources = register_resources(server)
+    resources = register_resources(server, stateless=stateless)
+    server.middleware.append(refuse_foreign_cursors)
     if settings.read_only:
         for name in WRITE_TOOLS:
             server.remove_tool(name)
@@ -222,6 +232,23 @@ async def _note_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNext)
         return await call_next(ctx)
     finally:
         CALLER.reset(token)
+
+
+def _short_text(result: Any) -> Any:
+    """A successful result's text is the summary, the steps and compact details (see `result_text`)."""
+    if isinstance(result, CallToolResult) and result.structured_content and not result.is_error:
+        return result.model_copy(update={"content": [TextContent(text=result_text(result.structured_content))]})
+    return result
+
+
+_UNPAGED = ("tools/list", "prompts/list", "resources/templates/list")
+
+
+async def refuse_foreign_cursors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """These lists are one page and give out no cursor, so any cursor is invalid (-32602), never ignored."""
+    if ctx.method in _UNPAGED and isinstance(ctx.params, Mapping) and ctx.params.get("cursor") is not None:
+        raise MCPError(INVALID_PARAMS, f"Invalid cursor: {ctx.method} is one page; call it without a cursor.")
+    return await call_next(ctx)
 
 
 def watch_health(

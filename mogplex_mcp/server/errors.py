@@ -59,7 +59,7 @@ def _not_found_message(action: str, argument: str) -> str:
         )
     return (
         f"not found while trying to {action}: no run with this runId exists, or it belongs to another "
-        "account. Pass the runId that start_run returned (resources/list shows the runs this server knows)."
+        "account. Pass the runId that start_run returned (the list_runs tool shows the runs this server knows)."
     )
 
 
@@ -135,15 +135,20 @@ def missing_token_error() -> ToolError:
     return ToolError(_MISSING_TOKEN)
 
 
-def validation_error(tool: str, exc: ValidationError) -> ToolError:
-    """Argument errors with field names and reasons, never the rejected values (secrets, huge prompts)."""
+def validation_error(tool: str, exc: ValidationError, *, sends: bool = True) -> ToolError:
+    """Argument errors with field names and reasons, never the rejected values (secrets, huge prompts).
+
+    `sends`: the call would have reached Mogplex (a tool), so the error says nothing was sent; a prompt
+    never sends anything, so saying so would be noise.
+    """
     problems: list[str] = []
     for error in exc.errors(include_input=False, include_url=False):
         field = ".".join(str(part) for part in error["loc"] if part != "__root__") or "arguments"
         reason = str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{field}: {reason}")
     listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-    return ToolError(shorten(clean_text(f"invalid arguments: {listed}. Nothing was sent to Mogplex."), 1500))
+    sent = " Nothing was sent to Mogplex." if sends else ""
+    return ToolError(shorten(clean_text(f"invalid arguments: {listed}.{sent}"), 1500))
 
 
 def journal_unavailable_error(reason: str) -> ToolError:

@@ -21,8 +21,9 @@ Workflow:
 
 Several tasks at once: start each, then wait_for_runs (up to 20 runIds, mode any) returns when the first
 finishes or needs input; report it and wait again on the rest. list_runs shows the runs seen through this
-server; continue_run sends a follow-up on a finished run's branch. A run in awaiting_input needs the user's
-answer in Mogplex itself: tell them, do not keep waiting.
+server; continue_run sends a follow-up on a finished run's branch (it updates that run's pull request). A run
+in awaiting_input needs the user's answer in Mogplex itself: tell them what it asks (pendingQuestion) and
+where to answer (mogplexUrl); do not keep waiting.
 
 Run details and logs are also resources: mogplex://runs/{runId}, mogplex://runs/{runId}/events and a
 readable transcript at mogplex://runs/{runId}/log.
@@ -39,9 +40,10 @@ def next_steps(outcome: RunOutcome, *, caller: str, cursor: str | None = None) -
     if outcome.probably_stuck:
         return [f"The run looks stuck past the 30-minute cap: call cancel_run with runId {rid}."]
     if outcome.status == "awaiting_input":
+        asked = "what the agent asked (pendingQuestion)" if outcome.pending_question else "that the agent asked"
         return [
-            f"Tell the user run {rid} needs their input in Mogplex: they answer the agent's question in "
-            "Mogplex's own UI. Waiting again does not help until they have.",
+            f"Tell the user run {rid} needs their input: say {asked}; they answer it in Mogplex (mogplexUrl), "
+            "not through this server. Waiting again does not help until they have.",
             f"After they answer, call wait_for_run with runId {rid}; cancel_run stops it instead.",
         ]
     after = f" and afterEventId {cursor}" if cursor else ""

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
+
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.runs.fingerprints import token_fingerprint
+from mogplex_mcp.runs.outcome_recorder import outcome_facts
 from mogplex_mcp.runs.sanitize import clean_text
-from mogplex_mcp.runs.store import RunFacts
+from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.runs.views import Coverage, RunOutcome, derive_outcome
-from mogplex_mcp.server.results import RunView
+from mogplex_mcp.server.results import RunView, mogplex_app_url
 from mogplex_mcp.server.snapshots import RunSnapshot, from_follower, load_snapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState
+
+RECORDED_MAX = 2_000
+RETRY_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -24,22 +30,46 @@ class JudgedRun:
     summary: str
 
 
-def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
-    """The outcome of `snap` with this server's notes (rootDirectory, a cancel it asked for)."""
+def judge_only(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
+    """The outcome of `snap` with this server's notes (rootDirectory, a cancel it asked for), not recorded."""
     notes = state.notes.get(token_fingerprint(token), snap.run.run_id)
     coverage = Coverage(saw_last_events=snap.saw_last_events, cancel_requested=notes.cancel_requested)
     outcome = derive_outcome(snap.run, snap.events, coverage)
-    view = RunView.build(snap.run, outcome, token, root_directory=notes.root_directory)
+    link = mogplex_app_url(state.settings.base_url)
+    view = RunView.build(snap.run, outcome, token, root_directory=notes.root_directory, mogplex_url=link)
     summary = clean_text(f"Run {snap.run.run_id} {outcome.sentence()}.", token)
     return JudgedRun(outcome, view, summary)
 
 
+async def judge(state: AppState, token: str, snap: RunSnapshot) -> JudgedRun:
+    """The outcome of `snap`, recorded in the runs list when the run is over: whatever path saw a finished
+    run (get_run, cancel_run, a wait, a resource read, a replayed start), list_runs on any replica and after
+    a restart then says what that answer said."""
+    judged = judge_only(state, token, snap)
+    await record_outcome(state, token, judged.outcome)
+    return judged
+
+
 async def record_outcome(state: AppState, token: str, outcome: RunOutcome) -> None:
-    """Write a finished run's delivery to the runs list before a wait reports it, so list_runs on any replica
-    agrees with the wait's answer (the follower's own recorder may still be on its way)."""
-    if outcome.terminal and outcome.delivered in ("pull_request", "changes_without_pull_request", "no_changes"):
-        facts = RunFacts(pull_request_url=outcome.pull_request_url, code_changed=outcome.code_changed)
-        await state.remember_facts(token, outcome.run_id, facts)
+    """Write a finished run's outcome to the runs list (once per process and outcome: reads repeat)."""
+    facts = outcome_facts(outcome)
+    if facts is None:
+        return
+    key = (token_fingerprint(token), outcome.run_id)
+    if state.recorded.get(key) == facts:
+        return
+    try:
+        written = await state.remember_facts(token, outcome.run_id, facts)
+        if not written:  # the journal was busy: once more after a moment, else the next sighting writes it
+            await anyio.sleep(RETRY_SECONDS)
+            written = await state.remember_facts(token, outcome.run_id, facts)
+    except StoreUnavailableError:  # bookkeeping: the answer itself stands; the next sighting records it
+        return
+    if not written:
+        return
+    if len(state.recorded) >= RECORDED_MAX:
+        state.recorded.clear()
+    state.recorded[key] = facts
 
 
 async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: float) -> RunSnapshot:
@@ -55,7 +85,8 @@ async def snapshot_of(state: AppState, token: str, run: RunDetail, deadline: flo
         return await settled_snapshot(follower, deadline)
     if cached is not None and not run.terminal:
         return RunSnapshot(run, cached.events, cached.window_exhausted, live=True)
-    if run.terminal:
+    # A finished run's outcome and an asking run's question are in its events: look them up.
+    if run.terminal or run.status == "awaiting_input":
         try:
             return await load_snapshot(state, token, run.run_id, deadline, fresh=True)
         except MogplexError:  # the run is known either way: report it, its delivery unknown (never "no PR")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -83,6 +84,13 @@ class AppState:
     notes: RunNotebook = field(default_factory=RunNotebook)
     # What the journal last heard per (token fingerprint, run): repeated reads skip the SQLite write.
     _remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Per client connection (weakly held: gone with it), (token fingerprint, run) -> the last event id a
+    # wait_for_run gave it: a wait without afterEventId shows only events new to that caller.
+    wait_cursors: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], str]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    # The finished-run outcome last written per (token fingerprint, run): repeated reads skip the write.
+    recorded: dict[tuple[str, str], RunFacts] = field(default_factory=dict)
     # Runs whose notes were looked up in the journal once (a restarted server learns their rootDirectory).
     _recalled: set[tuple[str, str]] = field(default_factory=set)
     # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
@@ -143,9 +151,13 @@ class AppState:
         if known is not None and known.facts.root_directory:
             self.notes.note_root_directory(key[0], run.run_id, known.facts.root_directory)
 
-    async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> None:
-        """Record more of what is known of a run (e.g. the conversation ids this server sent for it)."""
-        await self.known_runs.remember_run(token_fingerprint(token), run_id, facts=facts)
+    async def remember_facts(self, token: str, run_id: str, facts: RunFacts) -> bool:
+        """Record more of what is known of a run (e.g. the conversation ids this server sent for it).
+
+        False when the write was skipped (the journal was busy or failing): the caller may try again.
+        """
+        written = await self.known_runs.remember_run(token_fingerprint(token), run_id, facts=facts)
+        return written is not None
 
     async def confirm_token(self, token: str, deadline: float) -> None:
         """Cached run data goes only to a token upstream accepted within `recheck_token_seconds` (issue 23, #7).

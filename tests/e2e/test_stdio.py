@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
 from mcp.types import TextResourceContents
 
 from mogplex_mcp.emulator import DEMO_TOKEN, running_emulator
@@ -73,7 +74,9 @@ async def test_read_only_hides_the_writers(tmp_path: Path, args: tuple[str, ...]
             assert not names & WRITERS
             assert {"list_repos", "list_runs", "wait_for_runs"} <= names
             assert (await ok(client, "list_repos"))["count"] >= 1
-            assert "start_run" in await error(client, "start_run", repoId=REPO_ID, prompt="x")
+            with pytest.raises(MCPError) as hidden:  # a protocol error (-32602), not a tool's answer
+                await client.call_tool("start_run", {"repoId": REPO_ID, "prompt": "x"})
+            assert hidden.value.error.code == -32602 and "read-only" in hidden.value.error.message
 
 
 @pytest.mark.parametrize("mode", MODES)

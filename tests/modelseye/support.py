@@ -195,3 +195,51 @@ def _never_points_at_itself(where: str, tool: str, result: dict[str, Any], steps
             assert "afterEventId" in step and result.get("hasMore"), (
                 f"{where}: a step points {tool} back at itself: {step}"
             )
+
+
+def check_compact_run(where: str, row: dict[str, Any], truth: Truth) -> None:
+    """One run of a wait_for_runs or list_runs answer agrees with what really happened.
+
+    A row may say less than the truth (delivered "unknown", a null it marks as not known) but never something
+    false: no pull request the run did not open, no "no pull request" for one it did, no stale status filed
+    as confirmed.
+    """
+    if row.get("statusSource") == "remembered":
+        return  # shown as last seen, with its age: not a claim about now
+    if not row["terminal"]:  # a delivery may be reported before the run ends; it must be the real one
+        assert row["pullRequestUrl"] in (None, truth.pull_request_url), f"{where}: {row['pullRequestUrl']}"
+        assert row["delivered"] != "unknown", f"{where}: 'unknown' is for finished runs"
+    if not row["terminal"] and truth.terminal:  # it was running when answered, and finished since (speed 50)
+        return
+    assert row["status"] == truth.status, f"{where}: status {row['status']} but the run is {truth.status}"
+    assert row["terminal"] is truth.terminal and row["needsInput"] is (truth.status == "awaiting_input"), where
+    if truth.status == "awaiting_input":
+        assert row["pendingQuestion"] and row["mogplexUrl"], f"{where}: the question or where to answer is missing"
+    else:
+        assert row.get("pendingQuestion") is None, where
+    if truth.pull_request_url is None:
+        assert row["pullRequestUrl"] is None, f"{where}: reports a pull request the run never opened"
+    if not truth.terminal:
+        return
+    if row["delivered"] == "unknown":
+        assert row["pullRequestUrl"] is None and row["codeChanged"] is None, where
+        return
+    assert row["pullRequestUrl"] == truth.pull_request_url, f"{where}: pullRequestUrl {row['pullRequestUrl']!r}"
+    assert row["codeChanged"] == truth.changed, f"{where}: codeChanged {row['codeChanged']!r} vs {truth.changed}"
+    if truth.status == "success" and truth.pull_request_url:
+        assert row["delivered"] == "pull_request", f"{where}: delivered {row['delivered']}"
+    if truth.status == "failed" and "error" in row and row.get("summary"):  # wait_for_runs rows
+        assert row["error"] == truth.error and "failed" in row["summary"], f"{where}: {row['summary']}"
+
+
+def check_listed(where: str, listed: dict[str, Any], truths: dict[str, Truth], status: str = "all") -> None:
+    """Every row of a list_runs answer, and its filing under the filter, agrees with the truth."""
+    for row in listed["runs"]:
+        truth = truths.get(row["runId"])
+        if truth is None:
+            continue
+        check_compact_run(f"{where} {row['runId'][:8]}", row, truth)
+        if status != "all" and row["statusSource"] != "remembered":
+            assert truth.terminal is (status == "finished"), f"{where}: {truth.status} run filed under {status}"
+    for row in listed.get("unconfirmed", []):
+        assert row["statusSource"] == "remembered" and row["statusAgeSeconds"] is not None, where

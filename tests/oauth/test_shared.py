@@ -8,6 +8,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -46,15 +47,15 @@ def shared_key(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @asynccontextmanager
-async def two_replicas(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[OAuthServer, OAuthServer]]:
+async def two_replicas(tmp_path: Path, redis_url: str, **oauth: Any) -> AsyncIterator[tuple[OAuthServer, OAuthServer]]:
     """Two servers on one Redis, each with its own state dir, one emulator behind both, one public URL (A's)."""
     port_a = free_port()
     async with running_emulator(emulator_config()) as emu:
         settings_a = {"redis_url": redis_url, "state_dir": tmp_path / "a"}
         settings_b = {"redis_url": redis_url, "state_dir": tmp_path / "b"}
         async with (
-            oauth_server(tmp_path, emu=emu, port=port_a, settings=settings_a) as a,
-            oauth_server(tmp_path, emu=emu, public_port=port_a, settings=settings_b) as b,
+            oauth_server(tmp_path, emu=emu, port=port_a, settings=settings_a, **oauth) as a,
+            oauth_server(tmp_path, emu=emu, public_port=port_a, settings=settings_b, **oauth) as b,
         ):
             yield a, b
 

@@ -169,10 +169,50 @@ async def test_dropping_a_pats_grants_leaves_other_users_grants(backend: Backend
     theirs = a_grant(store, FP_B)
     for grant in [*mine, theirs]:
         await store.save_grant(grant)
-    assert await backend.store().drop_grants_of(FP_A) == 2
+    assert sorted(await backend.store().drop_grants_of(FP_A)) == sorted(g.grant_id for g in mine)
     assert [await store.grant(g.grant_id) for g in mine] == [None, None]
     assert await store.grant(theirs.grant_id) == theirs
-    assert await store.drop_grants_of(FP_A) == 0
+    assert await store.drop_grants_of(FP_A) == []
+
+
+async def test_a_replica_checking_its_sessions_grants_sees_which_were_revoked_or_expired(backend: Backend) -> None:
+    one, two = backend.store(), backend.store()
+    kept, revoked, expiring = a_grant(one), a_grant(one), a_grant(one, lifetime=0.3)
+    for grant in (kept, revoked, expiring):
+        await one.save_grant(grant)
+    ids = {kept.grant_id, revoked.grant_id, expiring.grant_id, "never-existed"}
+    assert await two.live_grant_ids(ids) == {kept.grant_id, revoked.grant_id, expiring.grant_id}
+    await one.drop_grant(revoked.grant_id)
+    await backend.elapse(0.6)
+    assert await two.live_grant_ids(ids) == {kept.grant_id}
+    assert await two.live_grant_ids(set()) == set()
+
+
+async def test_every_live_grant_is_listed_once_with_what_an_operator_needs(backend: Backend) -> None:
+    store = backend.store()
+    now = store.now()
+    described = dataclasses.replace(
+        a_grant(store), client_name="Claude", redirect_uri="https://claude.ai/cb", created_at=now, refreshed_at=now
+    )
+    many = [a_grant(store, FP_B) for _ in range(1203)]  # more than one page of either backend
+    expired = a_grant(store, lifetime=0.3)
+    for grant in (described, *many, expired):
+        await store.save_grant(grant)
+    await store.drop_grant(many[0].grant_id)
+    await backend.elapse(0.6)
+    listed = [grant async for grant in backend.store().grants()]
+    assert len(listed) == len({g.grant_id for g in listed}) == 1 + 1202
+    assert {g.grant_id for g in listed} == {described.grant_id} | {g.grant_id for g in many[1:]}
+    assert next(g for g in listed if g.grant_id == described.grant_id) == described
+
+
+async def test_a_grant_written_before_the_operator_fields_existed_still_reads() -> None:
+    from mogplex_mcp.runs.grant_store import load_grant
+
+    old = '{"grant_id":"g1","client_id":"c","fingerprint":"f","sealed_pat":"s","scopes":["runs:read"],'
+    old += '"resource":"r","expires_at":1.0,"a_field_from_a_newer_version":1}'
+    grant = load_grant(old)
+    assert grant.client_name is None and grant.created_at is None and grant.scopes == ("runs:read",)
 
 
 async def test_a_token_lives_until_its_expiry(backend: Backend) -> None:

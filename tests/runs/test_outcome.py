@@ -67,3 +67,18 @@ def test_a_failure_nobody_asked_for_says_why() -> None:
 def test_a_running_run_has_not_delivered_yet_even_unseen() -> None:
     outcome = derive_outcome(run("streaming"), [], Coverage(saw_last_events=False))
     assert outcome.delivered == "not_yet" and outcome.saw_last_events and not outcome.terminal
+
+
+def test_an_asking_run_says_what_it_asked_redacted_and_bounded() -> None:
+    from mogplex_mcp.server.results import RunView
+
+    secret = "mog_" + "Q" * 30
+    asked = f"Keep the old endpoint? My token is {secret} " + "and more " * 100
+    outcome = derive_outcome(run("awaiting_input"), [event(1, "log", stage="agent", question=asked)])
+    view = RunView.build(run("awaiting_input"), outcome, secret, mogplex_url="https://www.mogplex.com")
+    assert view.pending_question is not None and view.pending_question.startswith("Keep the old endpoint?")
+    assert secret not in view.pending_question and len(view.pending_question) <= 340  # 300 + the cut note
+    assert view.mogplex_url == "https://www.mogplex.com"
+    finished = derive_outcome(run("success"), [event(1, "log", stage="agent", question=asked)])
+    assert finished.pending_question is None, "only a run that waits on a person has a pending question"
+    assert RunView.build(run("success"), finished, mogplex_url="https://www.mogplex.com").mogplex_url is None

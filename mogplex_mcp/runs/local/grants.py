@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 
 from mogplex_mcp.runs.grant_store import (
@@ -36,6 +36,8 @@ _SCHEMA = (
 )
 # Sweep expired rows every this many writes (cheap, indexed), so the file stays the size of live grants.
 _SWEEP_EVERY = 64
+# Ids per `IN (...)` query and grants per page of `grants()`: well under SQLite's variable limit.
+_BATCH = 500
 
 
 class LocalGrantStore:
@@ -88,13 +90,37 @@ class LocalGrantStore:
             self._db.execute("DELETE FROM tokens WHERE grant_id = ?", (grant_id,))
         return dropped > 0
 
-    async def drop_grants_of(self, fingerprint: str) -> int:
+    async def drop_grants_of(self, fingerprint: str) -> list[str]:
         with self._errors("drop a token's grants"):
-            ids = [row[0] for row in self._db.execute("SELECT id FROM grants WHERE fingerprint = ?", (fingerprint,))]
+            rows = self._db.execute("DELETE FROM grants WHERE fingerprint = ? RETURNING id", (fingerprint,)).fetchall()
+            ids = [str(row[0]) for row in rows]
             for grant_id in ids:
-                self._db.execute("DELETE FROM grants WHERE id = ?", (grant_id,))
                 self._db.execute("DELETE FROM tokens WHERE grant_id = ?", (grant_id,))
-        return len(ids)
+        return ids
+
+    async def live_grant_ids(self, grant_ids: Collection[str]) -> set[str]:
+        wanted, live = list(grant_ids), set[str]()
+        with self._errors("check grants"):
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                marks = ",".join("?" * len(batch))
+                sql = f"SELECT id FROM grants WHERE expires_at > ? AND id IN ({marks})"  # noqa: S608 - only marks
+                live.update(str(row[0]) for row in self._db.execute(sql, (self.now(), *batch)))
+        return live
+
+    async def grants(self) -> AsyncIterator[Grant]:
+        after = ""
+        while True:  # keyset pages: a long listing never holds a read transaction open
+            with self._errors("list grants"):
+                rows = self._db.execute(
+                    "SELECT id, body FROM grants WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?",
+                    (after, self.now(), _BATCH),
+                ).fetchall()
+            for row in rows:
+                yield load_grant(row[1])
+            if len(rows) < _BATCH:
+                return
+            after = rows[-1][0]
 
     async def save_token(self, token_hash: str, token: IssuedToken) -> None:
         values = (token_hash, token.grant_id, dump(token), token.expires_at)

@@ -27,6 +27,8 @@ FACT_COLUMNS: dict[str, str] = {
     "workspace_session_id": "TEXT",
     "pull_request_url": "TEXT",
     "code_changed": "INTEGER",
+    "delivered": "TEXT",
+    "changed_files_total": "INTEGER",
 }
 TERMINAL_STATUSES = ("success", "failed", "cancelled")
 
@@ -47,6 +49,9 @@ class RunFacts:
     workspace_session_id: str | None = None
     pull_request_url: str | None = None
     code_changed: bool | None = None
+    # A finished run's derived outcome (runs/views.py `Delivered`), as get_run told it; None: not recorded.
+    delivered: str | None = None
+    changed_files_total: int | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Collection
 
 from mogplex_mcp.runs.grant_store import (
     Grant,
@@ -22,6 +22,9 @@ from mogplex_mcp.runs.grant_store import (
     load_token,
 )
 from mogplex_mcp.runs.redis.connection import RedisStore, redis_errors
+
+# Keys per MGET / SCAN page: one round trip each, small enough not to stall Redis.
+_BATCH = 500
 
 
 class RedisGrantStore:
@@ -73,15 +76,44 @@ class RedisGrantStore:
         async with redis_errors(self._store, "drop a grant"):
             return bool(await self._store.client.delete(self._store.key("oauth", "grant", grant_id)))
 
-    async def drop_grants_of(self, fingerprint: str) -> int:
+    async def drop_grants_of(self, fingerprint: str) -> list[str]:
         index = self._store.key("oauth", "grants-of", fingerprint)
         async with redis_errors(self._store, "drop a token's grants"):
-            ids = await self._store.client.smembers(index)
+            ids = sorted(str(gid) for gid in await self._store.client.smembers(index))
             if not ids:
-                return 0
-            dropped = await self._store.client.delete(*(self._store.key("oauth", "grant", str(gid)) for gid in ids))
-            await self._store.client.delete(index)
-        return int(dropped)
+                return []
+            async with self._store.client.pipeline(transaction=True) as pipe:
+                for grant_id in ids:
+                    pipe.delete(self._store.key("oauth", "grant", grant_id))
+                pipe.delete(index)
+                deleted = await pipe.execute()
+        return [grant_id for grant_id, count in zip(ids, deleted, strict=False) if count]
+
+    async def live_grant_ids(self, grant_ids: Collection[str]) -> set[str]:
+        wanted, live = list(grant_ids), set[str]()
+        async with redis_errors(self._store, "check grants"):
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                bodies = await self._store.client.mget([self._store.key("oauth", "grant", gid) for gid in batch])
+                now = self.now()
+                live.update(g.grant_id for body in bodies if body and (g := load_grant(str(body))).expires_at > now)
+        return live
+
+    async def grants(self) -> AsyncIterator[Grant]:
+        pattern = _glob_escaped(self._store.key("oauth", "grant", "")) + "*"
+        cursor = 0
+        seen: set[str] = set()  # SCAN may return a key twice
+        while True:
+            async with redis_errors(self._store, "list grants"):
+                cursor, keys = await self._store.client.scan(cursor=cursor, match=pattern, count=_BATCH)
+                bodies = await self._store.client.mget(keys) if keys else []
+            now = self.now()
+            for body in bodies:
+                if body and (grant := load_grant(str(body))).expires_at > now and grant.grant_id not in seen:
+                    seen.add(grant.grant_id)
+                    yield grant
+            if cursor == 0:
+                return
 
     async def save_token(self, token_hash: str, token: IssuedToken) -> None:
         ttl = self._ttl_ms(token.expires_at)
@@ -103,3 +135,8 @@ class RedisGrantStore:
         async with redis_errors(self._store, "use a refresh token"):
             first = await self._store.client.set(self._store.key("oauth", "spent", token_hash), "1", nx=True, px=ttl)
         return token, bool(first)
+
+
+def _glob_escaped(text: str) -> str:
+    """`text` as a literal in a SCAN MATCH pattern (a deployment prefix may hold glob characters)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

@@ -21,6 +21,8 @@ from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
     EmptyResult,
     ListResourcesResult,
     PaginatedRequestParams,
@@ -34,11 +36,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from mogplex_mcp.api.errors import MogplexError, NotFoundError, UpstreamTimeoutError
-from mogplex_mcp.api.models import is_uuid
+from mogplex_mcp.api.models import is_terminal, is_uuid
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.health import TaskHealth, supervise
 from mogplex_mcp.runs.sanitize import clean_text, shorten
-from mogplex_mcp.runs.store import RunsUnreadable
+from mogplex_mcp.runs.store import KnownRun, RunsUnreadable
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import coalescing_note, transcript_tail
 from mogplex_mcp.server.errors import missing_token_error, runs_unreadable_message, tool_error
@@ -58,6 +60,10 @@ from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, token_from_request
 
 LIST_LIMIT = 50
+STATELESS_SUBSCRIBE = (
+    "resources/subscribe is not available: this server runs stateless (--stateless), so it could never deliver "
+    "a resources/updated notification. Read the resource again, or call wait_for_run, to see changes."
+)
 TRANSCRIPT_CHAR_BUDGET = 14_000
 EVENTS_PAGE_MAX = 200
 EVENTS_PAGE_URI = EVENTS_URI + "{?after}"
@@ -102,16 +108,18 @@ class EventLogDocument(_Doc):
     events: list[EventView]
 
 
-def register_resources(server: MCPServer[Any]) -> ResourceSurface:
+def register_resources(server: MCPServer[Any], *, stateless: bool = False) -> ResourceSurface:
     """Add the run resources, resources/list, and live updates in both eras to `server`.
 
     Call `attach(state, task_group)` on the result from the lifespan, once the state exists. Run changes
-    travel over per-token buses (see `subscriptions.py`), not over the server's shared one.
+    travel over per-token buses (see `subscriptions.py`), not over the server's shared one. `stateless`
+    (HTTP with no sessions): handshake-era subscriptions are refused and not advertised — nothing could
+    deliver their notifications.
     """
     surface = ResourceSurface()
     _add_templates(server)
-    _add_protocol_handlers(server, surface)
-    server.middleware.append(ResourceMiddleware(surface.notifiers))
+    _add_protocol_handlers(server, surface, stateless=stateless)
+    server.middleware.append(ResourceMiddleware(surface.notifiers, stateless=stateless))
     return surface
 
 
@@ -120,7 +128,7 @@ def _add_templates(server: MCPServer[Any]) -> None:
     async def run_state(runId: str, ctx: Context[Any, Any]) -> str:
         """A Mogplex run's state: status, outcome, pull request link, branches, timing."""
         state, snap, token = await _snapshot(ctx, runId)
-        return _run_document(judge(state, token, snap), snap).model_dump_json(indent=2)
+        return _run_document(await judge(state, token, snap), snap).model_dump_json(indent=2)
 
     @server.resource(EVENTS_PAGE_URI, name="run-events", title="Mogplex run event log", mime_type="application/json")
     async def run_events(runId: str, ctx: Context[Any, Any], after: str | None = None) -> str:
@@ -132,10 +140,10 @@ def _add_templates(server: MCPServer[Any]) -> None:
     async def run_log(runId: str, ctx: Context[Any, Any]) -> str:
         """A readable transcript of a Mogplex run: one line per event, then the outcome and PR link."""
         state, snap, token = await _snapshot(ctx, runId)
-        return transcript(snap, token, judge(state, token, snap))
+        return transcript(snap, token, await judge(state, token, snap))
 
 
-def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> None:
+def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface, *, stateless: bool) -> None:
     """resources/list with the caller's token, and subscriptions in both eras, on the lowlevel server.
 
     MCPServer's `list_resources()` sees no request (so no per-request token over HTTP), and it has no
@@ -146,6 +154,8 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
     async def list_runs(
         ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListResourcesResult:
+        if params is not None and params.cursor is not None:  # this list is never paged: no cursor was given out
+            raise MCPError(INVALID_PARAMS, "Invalid cursor: resources/list is one page; call it without a cursor.")
         resources = list(await server.list_resources())
         state = ctx.lifespan_context
         token = token_from_request(request_headers(ctx), state.settings) if isinstance(state, AppState) else None
@@ -154,10 +164,13 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface) -> 
                 known = await state.known_runs.known_runs(token_fingerprint(token), LIST_LIMIT)
             except RunsUnreadable as exc:  # an empty list would say "no runs": say what is true instead
                 raise MCPError(INTERNAL_ERROR, runs_unreadable_message(exc.reason)) from None
-            resources += [_listed(run.run_id, run.title, run.status, run.first_seen) for run in known]
+            now = time.time()
+            resources += [_listed(run, _standing(state, token, run, now)) for run in known]
         return ListResourcesResult(resources=resources)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
+        if stateless:
+            raise MCPError(INVALID_REQUEST, STATELESS_SUBSCRIBE)
         await surface.notifier_for(ctx).subscribe(ctx, str(params.uri))
         return EmptyResult()
 
@@ -337,13 +350,33 @@ def _coverage_note(snap: RunSnapshot) -> str | None:
     return None
 
 
-def _listed(run_id: str, title: str, status: str | None, first_seen: float) -> Resource:
-    seen = datetime.fromtimestamp(first_seen, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    named = title if title != run_id else f"run {run_id[:8]}"
+def _standing(state: AppState, token: str, run: KnownRun, now: float) -> str:
+    """The status a title shows, with how fresh it is: followed now, final, or as last seen (with its age)."""
+    follower = state.hub.get(token, run.run_id)
+    if follower is not None and follower.run is not None and (follower.active or follower.terminal):
+        return follower.run.status if follower.terminal else f"{follower.run.status} now"
+    if run.status is not None and is_terminal(run.status):
+        return run.status
+    status = run.status or "status not seen yet"
+    return f"{status} as of {_age(now - run.last_seen)} ago; read it for now"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(0, int(seconds))} s"
+    if seconds < 5400:
+        return f"{int(seconds // 60)} min"
+    return f"{int(seconds // 3600)} h"
+
+
+def _listed(run: KnownRun, standing: str) -> Resource:
+    run_id = run.run_id
+    seen = datetime.fromtimestamp(run.first_seen, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    named = shorten(run.title, 80) if run.title != run_id else f"run {run_id[:8]}"
     return Resource(
         uri=run_uris(run_id)[0],
         name=f"run-{run_id}",
-        title=shorten(clean_text(f"{named} ({status or 'unknown'})"), 120),
+        title=shorten(clean_text(f"{named} ({standing})"), 140),
         description=(
             f"Mogplex run {run_id}, first seen {seen}. Its event log is at …/events (JSON) and a readable "
             "transcript at …/log."

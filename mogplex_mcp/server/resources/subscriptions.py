@@ -311,19 +311,20 @@ def _checked_run_id(uri: str) -> str:
 def run_not_found(run_id: str) -> str:
     return (
         f"Run {run_id} was not found: it does not exist or belongs to another account's token. "
-        "Check the runId (start_run returns it; resources/list shows the runs this server knows)."
+        "Check the runId (start_run returns it; the list_runs tool and resources/list show the runs this server knows)."
     )
 
 
 class ResourceMiddleware:
     """Tracks handshake-era connections (for list-changed notices) and advertises `listChanged` to them."""
 
-    def __init__(self, notifiers: dict[int, RunNotifier]) -> None:
+    def __init__(self, notifiers: dict[int, RunNotifier], *, stateless: bool = False) -> None:
         self._notifiers = notifiers
+        self._stateless = stateless
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "initialize":
-            return _advertise_list_changed(await call_next(ctx))
+            return _advertise_list_changed(await call_next(ctx), delivered=not self._stateless)
         notifier = self._notifiers.get(id(ctx.lifespan_context))
         if notifier is not None and ctx.request_id is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             token = token_from_request(request_headers(ctx), notifier.state.settings)
@@ -331,10 +332,13 @@ class ResourceMiddleware:
         return await call_next(ctx)
 
 
-def _advertise_list_changed(result: HandlerResult) -> HandlerResult:
-    # The SDK never advertises resources.listChanged to handshake clients; this server does send it.
+def _advertise_list_changed(result: HandlerResult, *, delivered: bool) -> HandlerResult:
+    # The SDK never advertises resources.listChanged to handshake clients; this server does send it — except
+    # when stateless, where no connection outlives a request: then neither it nor subscribe is advertised.
     if isinstance(result, dict):
         resources = result.get("capabilities", {}).get("resources")
         if isinstance(resources, dict):
-            resources["listChanged"] = True
+            resources["listChanged"] = delivered
+            if not delivered:
+                resources["subscribe"] = False
     return result

@@ -13,15 +13,17 @@ from pydantic import Field
 from mogplex_mcp.api.errors import InvalidRequestError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, checked_uuid
 from mogplex_mcp.runs.compact import CompactLine, ProgressCompactor
+from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled
 from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import compact_event_views
 from mogplex_mcp.server.errors import tool_error
-from mogplex_mcp.server.outcomes import JudgedRun, judge, record_outcome
+from mogplex_mcp.server.outcomes import JudgedRun, judge
 from mogplex_mcp.server.results import (
     RESULT_CHAR_BUDGET,
+    EventsFrom,
     EventView,
     ListRunEventsResult,
     WaitForRunResult,
@@ -69,7 +71,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         has_more = shown_until < len(events)
         cursor = views[-1].id if views else afterEventId
         exhausted = snap.window_exhausted and not has_more
-        judged = judge(state, token, snap)
+        judged = await judge(state, token, snap)
         summary = _events_summary(run, len(views), start, has_more, exhausted, len(chosen) > len(views))
         return ListRunEventsResult(
             summary=f"{summary} {judged.summary}" if run.terminal else summary,
@@ -99,7 +101,7 @@ def register_event_tools(server: MCPServer[Any]) -> None:
     ) -> WaitForRunResult:
         """Wait until the run finishes or the timeout passes, whichever is first (sends a progress
         notification for each new event). If it is still running, call it again with afterEventId =
-        nextCursor: chained waits show every event once."""
+        nextCursor: chained waits show every event once (eventsFrom says where newEvents start)."""
         state = app_state(ctx)
         token = require_token(ctx, state)
         _check_run_id(runId)
@@ -131,11 +133,44 @@ def register_event_tools(server: MCPServer[Any]) -> None:
             )
         await state.remember(token, follower.run)
         snap = RunSnapshot.of(follower, follower.run)
-        start = _cursor_position(snap.events, afterEventId, runId, "wait_for_run")
-        judged = judge(state, token, snap)
-        await record_outcome(state, token, judged.outcome)
+        callers = _CallerCursors(state, ctx, token, runId)
+        cursor, events_from = callers.start_after(afterEventId, snap.events)
+        start = _cursor_position(snap.events, cursor, runId, "wait_for_run")
+        judged = await judge(state, token, snap)
         lines = snap.lines if start == 0 else None  # no cursor: the follower's lines, kept as events came
-        return _wait_result(judged, follower, snap.events[start:], waited, afterEventId, token, lines)
+        result = _wait_result(judged, follower, snap.events[start:], waited, cursor, token, events_from, lines)
+        callers.given(result.next_cursor)
+        return result
+
+
+class _CallerCursors:
+    """What this caller's earlier waits on a run gave it, so a wait without afterEventId repeats nothing.
+
+    Kept per client connection (handshake era, stdio, in-memory); a caller with no connection to key on
+    (stateless HTTP) gets the run's events from its start, and the result says so (`eventsFrom`).
+    """
+
+    MAX_RUNS = 200
+
+    def __init__(self, state: AppState, ctx: Context[Any, Any], token: str, run_id: str) -> None:
+        connection = getattr(ctx.session, "_connection", None)  # the SDK's per-connection object, if any
+        self.cursors = state.wait_cursors.setdefault(connection, {}) if connection is not None else None
+        self.key = (token_fingerprint(token), run_id)
+
+    def start_after(self, given: str | None, events: list[RunEvent]) -> tuple[str | None, EventsFrom]:
+        if given is not None:
+            return given, "afterEventId"
+        last = self.cursors.get(self.key) if self.cursors is not None else None
+        if last is not None and any(event.id == last for event in events):
+            return last, "yourLastWait"
+        return None, "runStart"
+
+    def given(self, cursor: str | None) -> None:
+        if self.cursors is None or cursor is None:
+            return
+        if len(self.cursors) >= self.MAX_RUNS and self.key not in self.cursors:
+            self.cursors.clear()
+        self.cursors[self.key] = cursor
 
 
 async def _until_cursor_known(follower: RunFollower, cursor: str | None) -> None:
@@ -211,6 +246,7 @@ def _wait_result(
     waited: float,
     cursor: str | None,
     token: str,
+    events_from: EventsFrom,
     lines: list[CompactLine] | None,
 ) -> WaitForRunResult:
     # Compact: a tool's start and finish share a view, streamed words form one; a view's id is its last event's.
@@ -225,6 +261,8 @@ def _wait_result(
         trouble = f" (Mogplex is having trouble: {follower.error})" if follower.error else ""
         summary = f"Still going after {waited:.0f} s: {judged.summary[:-1]}{trouble}."
     steps = guidance.next_steps(outcome, caller="wait_for_run", cursor=next_cursor)
+    if events_from == "runStart" and after:
+        summary += " Events are shown from the run's start (pass afterEventId = nextCursor to see only new ones)."
     if remaining:
         summary += f" Showing {len(shown)} event(s); {remaining} more follow after nextCursor."
         if outcome.terminal:
@@ -237,6 +275,7 @@ def _wait_result(
         waited_seconds=waited,
         new_events=shown,
         new_event_count=len(after),
+        events_from=events_from,
         next_cursor=next_cursor,
     )
 

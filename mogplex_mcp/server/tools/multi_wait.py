@@ -19,10 +19,12 @@ from mogplex_mcp.runs.followed_run import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled, wait_any_changed
 from mogplex_mcp.server.errors import tool_error
-from mogplex_mcp.server.outcomes import judge, record_outcome
+from mogplex_mcp.server.outcomes import judge
 from mogplex_mcp.server.snapshots import RunSnapshot
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.tools.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
+
+FIRST_READ_SECONDS = 3.0
 
 
 class _Progress:
@@ -52,9 +54,18 @@ class _Progress:
         await self.ctx.report_progress(self.ticks, None, clean_text(message, self.token))
 
 
+def unreadable(follower: RunFollower) -> bool:
+    """Following this run failed for good (404, 401, …): it is reported, never counted as settled."""
+    return follower.fatal is not None
+
+
 def condition_met(mode: WaitMode, followers: Sequence[RunFollower]) -> bool:
+    """any: one readable run settled; all: every readable run did. With none readable, nothing is left to wait on."""
+    readable = [follower for follower in followers if not unreadable(follower)]
+    if not readable:
+        return True
     check = any if mode == "any" else all
-    return check(settled(follower) for follower in followers)
+    return check(settled(follower) for follower in readable)
 
 
 async def wait_for_runs(
@@ -75,6 +86,11 @@ async def wait_for_runs(
                 if done := condition_met(mode, followers):
                     break
                 await wait_any_changed(followers, versions)
+        # A run not read yet when the condition was met (a wait that returns at once) gets a moment to be
+        # read, so it is reported as what it is (running, or an id that cannot be read), not as "not read yet".
+        with anyio.move_on_after(min(FIRST_READ_SECONDS, max(0.0, wait_seconds - (time.monotonic() - started)))):
+            for follower in followers:
+                await follower.ready.wait()
         waited = round(time.monotonic() - started, 1)
         runs = [await _waited(state, token, follower, seen) for follower, seen in zip(followers, known, strict=True)]
     return _result(mode, done, waited, runs, token)
@@ -86,21 +102,23 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
     cursor = follower.last_event_id
     run = follower.run
     if run is None:
-        problem = follower.fatal or follower.error
-        error = str(tool_error(problem, "follow the run", token=token)) if problem else "not read from Mogplex yet"
+        if follower.fatal is not None:
+            why = str(tool_error(follower.fatal, "follow the run", token=token))
+        else:
+            reason = f" ({clean_text(str(follower.error), token)})" if follower.error else ""
+            why = f"its status was not read from Mogplex within this wait{reason}; wait again to read it"
         return WaitedRun(
             run_id=follower.run_id,
             status=None,
             terminal=False,
             needs_input=False,
-            summary=f"Run {follower.run_id}: {error}",
+            summary=f"Run {follower.run_id}: {why}",
             new_event_count=new_count,
             cursor=cursor,
-            error=error,
+            unreadable_reason=why if follower.fatal is not None else None,
         )
     await state.remember(token, run)
-    judged = judge(state, token, RunSnapshot.of(follower, run))
-    await record_outcome(state, token, judged.outcome)
+    judged = await judge(state, token, RunSnapshot.of(follower, run))
     view = judged.view
     return WaitedRun(
         run_id=run.run_id,
@@ -115,6 +133,9 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
         changed_files=view.changed_files,
         changed_files_total=view.changed_files_total,
         final_message=view.final_message,
+        pending_question=view.pending_question,
+        mogplex_url=view.mogplex_url,
+        error=view.error,
         new_event_count=new_count,
         cursor=cursor,
     )
@@ -123,20 +144,23 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
 def _result(mode: WaitMode, done: bool, waited: float, runs: list[WaitedRun], token: str) -> WaitForRunsResult:
     finished = [run.run_id for run in runs if run.terminal]
     asking = [run.run_id for run in runs if run.needs_input]
-    unreadable = [run.run_id for run in runs if run.error is not None and run.status is None]
-    still = [run.run_id for run in runs if run.run_id not in {*finished, *asking, *unreadable}]
+    bad = [run for run in runs if run.unreadable_reason is not None]
+    unread = [run.run_id for run in runs if run.status is None and run.unreadable_reason is None]
+    still = [run.run_id for run in runs if run.run_id not in {*finished, *asking, *(r.run_id for r in bad)}]
     parts = [f"{len(finished)} finished"] if finished else []
     if asking:
         parts.append(f"{len(asking)} need a person's input in Mogplex")
-    if unreadable:
-        parts.append(f"{len(unreadable)} could not be followed")
     if still:
-        parts.append(f"{len(still)} still running")
-    head = "" if done else f"Timeout after {waited:.0f} s: "
+        running = len(still) - len(unread)
+        parts += [f"{running} still running"] if running else []
+        parts += [f"{len(unread)} not read from Mogplex yet"] if unread else []
+    if bad:
+        parts.append(f"{len(bad)} could not be read (see unreadable; not waited on)")
+    head = "" if done or not still else f"Timeout after {waited:.0f} s: "
     summary = f"{head}{', '.join(parts)} (of {len(runs)})."
     return WaitForRunsResult(
         summary=clean_text(summary, token),
-        next_steps=_next_steps(finished, asking, still),
+        next_steps=_next_steps(finished, asking, still, bad),
         mode=mode,
         done=done,
         waited_seconds=waited,
@@ -144,11 +168,11 @@ def _result(mode: WaitMode, done: bool, waited: float, runs: list[WaitedRun], to
         finished=finished,
         needs_input=asking,
         still_running=still,
-        unreadable=unreadable,
+        unreadable=[run.run_id for run in bad],
     )
 
 
-def _next_steps(finished: list[str], asking: list[str], still: list[str]) -> list[str]:
+def _next_steps(finished: list[str], asking: list[str], still: list[str], bad: list[WaitedRun]) -> list[str]:
     steps: list[str] = []
     if finished:
         steps.append(
@@ -157,10 +181,15 @@ def _next_steps(finished: list[str], asking: list[str], still: list[str]) -> lis
         )
     if asking:
         steps.append(
-            "Tell the user the runs in needsInput wait for their answer in Mogplex's own UI; waiting again "
-            "does not help until they answer."
+            "Tell the user each run in needsInput waits for their answer in Mogplex (its pendingQuestion says "
+            "what the agent asked, mogplexUrl where to answer); waiting again does not help until they answer."
         )
     if still:
         ids = ", ".join(still)
         steps.append(f"Call wait_for_runs again with only the runs still running: {ids}.")
+    for run in bad:
+        steps.append(
+            f"Run {run.run_id} could not be read, so it was not waited on: check the id with list_runs (it lists "
+            "the runs this server knows) or get_run, and leave it out of the next wait."
+        )
     return steps

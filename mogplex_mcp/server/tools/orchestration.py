@@ -15,6 +15,7 @@ from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.settled import needs_input
 from mogplex_mcp.runs.store import RunFacts, RunsQuery, RunsUnreadable
 from mogplex_mcp.server.errors import runs_unreadable_message, tool_error, validation_error
+from mogplex_mcp.server.outcomes import judge, snapshot_of
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs
 from mogplex_mcp.server.tools.orchestration_results import (
@@ -24,7 +25,7 @@ from mogplex_mcp.server.tools.orchestration_results import (
     WaitMode,
 )
 from mogplex_mcp.server.tools.run_list import BadCursor, RunPage, decode_cursor, list_page
-from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, _start, tool
+from mogplex_mcp.server.tools.run_tools import READ_ONLY, FollowUp, RunId, _start, tool
 
 WAIT_RUNS_MAX = 20
 _STATUS_FILTER = {"active": False, "finished": True, "all": None}
@@ -42,14 +43,15 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         cursor: Annotated[str | None, Field(description="nextCursor of the previous page.", max_length=200)] = None,
     ) -> ListRunsResult:
         """Runs this server started or looked at with your token, newest first (Mogplex itself has no run
-        list): status, title, outcome. Active runs are refreshed within the rate budget; statusSource says how
-        fresh each is."""
+        list): status, title, outcome (delivered). Active runs are refreshed within the rate budget;
+        statusSource says how fresh each is. With a status filter, runs whose status could not be confirmed
+        now are listed under unconfirmed, never under the filter."""
         state = app_state(ctx)
         token = require_token(ctx, state)
         try:
             before = decode_cursor(cursor) if cursor else None
         except BadCursor as exc:
-            raise ToolError(f"Invalid arguments for list_runs: {exc}. Omit it to start at the newest run.") from None
+            raise ToolError(f"invalid arguments: {exc}. Omit it to start at the newest run.") from None
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
         async with upstream("list your runs", token, state.budget) as deadline:
             await state.confirm_token(token, deadline)  # the list is cached: only for a token accepted lately
@@ -91,14 +93,16 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         prompt: Annotated[str, Field(description="The follow-up task.", min_length=1, max_length=PROMPT_MAX_CHARS)],
         harness: Annotated[Harness | None, Field(description="Default: the run's own.")] = None,
     ) -> ContinueRunResult:
-        """Follow up on a finished run: a new run on its repo, starting from its working branch, same directory
-        and harness. Safe to retry. Refuses while the run is still active."""
+        """Follow up on a finished run: a new run on its repo that commits onto its working branch (so it
+        updates that run's pull request), same directory and harness. Safe to retry. Refuses while the run is
+        still active."""
         state = app_state(ctx)
         token = require_token(ctx, state)
         _check_uuid(runId)
         previous = await _finished_run(state, token, runId)
         request, carried = await _follow_up(state, token, previous, prompt, harness)
-        started = await _start(state, token, request, None)
+        onto = FollowUp(request.base_branch or "", await _pull_request_of(state, token, previous))
+        started = await _start(state, token, request, None, onto)
         chain = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
         await state.remember_facts(token, started.run.run_id, chain)
         verb = "Replayed the identical follow-up" if started.replayed else "Continued"
@@ -122,9 +126,7 @@ def _checked_run_ids(run_ids: list[str]) -> list[str]:
     lowered = [run_id.lower() for run_id in run_ids]
     repeated = sorted({run_id for run_id in lowered if lowered.count(run_id) > 1})
     if repeated:
-        raise ToolError(
-            f"Invalid arguments for wait_for_runs: runIds lists {repeated[0]} more than once. Nothing was sent."
-        )
+        raise ToolError(f"invalid arguments: runIds lists {repeated[0]} more than once. Nothing was sent to Mogplex.")
     return run_ids
 
 
@@ -178,29 +180,54 @@ async def _follow_up(
     return request, [f"{name}={value}" for name, value in given.items() if not (name == "harness" and harness)]
 
 
+async def _pull_request_of(state: AppState, token: str, previous: RunDetail) -> str | None:
+    """The finished run's pull request: as recorded by whatever saw it finish, else looked up once."""
+    known = await state.known_runs.known_run(token_fingerprint(token), previous.run_id)
+    if known is not None and known.facts.delivered is not None:
+        return known.facts.pull_request_url
+    async with upstream("read the run to continue", token, state.budget) as deadline:
+        snap = await snapshot_of(state, token, previous, deadline)
+    return (await judge(state, token, snap)).outcome.pull_request_url
+
+
 def _listed_result(page: RunPage, status: str) -> ListRunsResult:
     which = "" if status == "all" else f" {status}"
     runs = page.runs
-    if not runs:
+    if not runs and not page.unconfirmed and not page.unchecked:
         summary = f"No{which} runs seen through this server with this token yet."
         steps = ["Start one with start_run; runs started elsewhere appear once get_run has looked at them."]
     else:
         summary = f"{len(runs)}{which} run(s) seen through this server, newest first."
         asking = sum(1 for run in runs if run.needs_input)
         if asking:
-            summary += f" {asking} need(s) a person's input in Mogplex (answered in Mogplex's own UI)."
-        if page.not_refreshed:
-            summary += f" {page.not_refreshed} active run(s) show their last known status (rate budget spent)."
-        if page.cut_for_size:
-            summary += " Cut short to keep this result small."
+            summary += f" {asking} need(s) a person's input in Mogplex (see each one's pendingQuestion)."
         steps = ["Call wait_for_runs with the active runs' ids to wait for them; get_run for one run's details."]
+        if page.not_refreshed and status == "all":
+            summary += f" {page.not_refreshed} active run(s) show their last known status (rate budget spent)."
         if page.next_cursor:
             steps.append("Older runs follow: call list_runs again with cursor = nextCursor.")
+    if page.unconfirmed:
+        oldest = max(run.status_age_seconds or 0 for run in page.unconfirmed)
+        summary += (
+            f" {len(page.unconfirmed)} more were{which} when last seen (up to {oldest:.0f} s ago) but could not be "
+            "checked now (rate budget spent): they are under unconfirmed, not counted here."
+        )
+        steps.append("get_run on an unconfirmed run gives its status now; list_runs again later refreshes them.")
+    if page.unchecked:
+        summary += (
+            f" {page.unchecked} run(s) last seen active could not be checked now (rate budget spent) and may have "
+            "finished since: list_runs again later, or get_run one."
+        )
+    if page.moved:
+        summary += f" {page.moved} run(s) stored as{which} turned out to be no longer{which} and were left out."
+    if page.cut_for_size:
+        summary += " Cut short to keep this result small."
     return ListRunsResult(
         summary=summary,
         next_steps=steps,
         runs=runs,
         count=len(runs),
+        unconfirmed=page.unconfirmed,
         next_cursor=page.next_cursor,
         refreshed=page.refreshed,
         not_refreshed=page.not_refreshed,

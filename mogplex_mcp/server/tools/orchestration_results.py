@@ -35,21 +35,35 @@ class ListedRun(_Out):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     working_branch: str | None = None
+    delivered: Delivered = Field(
+        description="As in get_run's run.delivered. unknown: finished, but no answer this server gave recorded "
+        "its outcome (call get_run) — a null pullRequestUrl then does not mean there is no pull request."
+    )
     pull_request_url: str | None = None
     code_changed: bool | None = Field(default=None, description="null: not known.")
-    changed_files_total: int | None = Field(default=None, description="Files edited, when events are at hand.")
+    changed_files_total: int | None = Field(default=None, description="Files edited, when known.")
     final_message: str | None = Field(default=None, description="The agent's last words (untrusted), cut short.")
+    pending_question: str | None = Field(
+        default=None, description="As in get_run: what an awaiting_input run's agent asked (untrusted)."
+    )
+    mogplex_url: str | None = Field(default=None, description="awaiting_input: where a person answers.")
     status_source: StatusSource = Field(
         description="live: followed now; refreshed: fetched for this call; final: finished, never changes; "
         "remembered: as last seen (statusAsOf), not refreshed within the rate budget."
     )
     status_as_of: datetime | None = None
+    status_age_seconds: float | None = Field(default=None, description="Seconds since statusAsOf.")
 
 
 class ListRunsResult(ToolResult):
     coverage: str = COVERAGE_NOTE
-    runs: list[ListedRun]
+    runs: list[ListedRun] = Field(description="Runs whose status is confirmed (and, filtered, matches).")
     count: int
+    unconfirmed: list[ListedRun] = Field(
+        default_factory=list,
+        description="Filtered lists only: runs last seen matching the filter whose status could not be refreshed "
+        "now (rate budget); they may no longer match. statusAsOf/statusAgeSeconds say how old that is.",
+    )
     next_cursor: str | None = Field(description="Pass as cursor for older runs; null: no more.")
     refreshed: int = Field(description="Active runs whose status was fetched for this call.")
     not_refreshed: int = Field(description="Active runs shown as remembered: the rate budget was spent.")
@@ -70,9 +84,16 @@ class WaitedRun(_Out):
     changed_files: list[str] | None = None
     changed_files_total: int | None = None
     final_message: str | None = None
+    pending_question: str | None = Field(
+        default=None, description="As in get_run: what an awaiting_input run's agent asked (untrusted)."
+    )
+    mogplex_url: str | None = Field(default=None, description="awaiting_input: where a person answers.")
+    error: str | None = Field(default=None, description="As in get_run's run.error: why the run failed.")
     new_event_count: int
     cursor: str | None = Field(default=None, description="Last event id known: list_run_events afterEventId.")
-    error: str | None = Field(default=None, description="Why this run could not be followed.")
+    unreadable_reason: str | None = Field(
+        default=None, description="Why this run could not be read from Mogplex (it is not waited on)."
+    )
 
 
 class WaitForRunsResult(ToolResult):
@@ -82,8 +103,8 @@ class WaitForRunsResult(ToolResult):
     runs: list[WaitedRun]
     finished: list[str] = Field(description="Runs that reached a terminal status.")
     needs_input: list[str] = Field(description="Runs waiting for a person's input in Mogplex.")
-    still_running: list[str]
-    unreadable: list[str] = Field(description="Runs that could not be followed (see their error).")
+    still_running: list[str] = Field(description="Runs not settled yet (status null: not read yet).")
+    unreadable: list[str] = Field(description="Runs that could not be read (see unreadableReason): not waited on.")
     untrusted_content: str = UNTRUSTED_NOTE
 
 

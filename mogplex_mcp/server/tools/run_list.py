@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, get_args
 
 import anyio
 
@@ -20,16 +22,19 @@ from mogplex_mcp.api.client import MogplexClient
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, is_terminal
 from mogplex_mcp.runs.fingerprints import token_fingerprint
-from mogplex_mcp.runs.review import changed_files, final_message
+from mogplex_mcp.runs.review import final_message
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input
-from mogplex_mcp.runs.store import KnownRun, RunFacts, RunsQuery
-from mogplex_mcp.runs.views import find_delivery
-from mogplex_mcp.server.results import fit_to_budget
+from mogplex_mcp.runs.store import KnownRun, RunsQuery
+from mogplex_mcp.runs.views import Coverage, Delivered, RunOutcome, derive_outcome
+from mogplex_mcp.server.outcomes import judge
+from mogplex_mcp.server.results import RESULT_CHAR_BUDGET, mogplex_app_url, question_text
+from mogplex_mcp.server.snapshots import RunSnapshot
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.tools.orchestration_results import ListedRun, StatusSource
 
 TITLE_CHARS = 80
+LIST_BUDGET = RESULT_CHAR_BUDGET - 2_000  # characters of rows per page
 LIST_MESSAGE_CHARS = 160
 
 
@@ -46,6 +51,7 @@ class _Seen:
     run: RunDetail | None = None
     events: list[RunEvent] | None = None
     as_of: float | None = None
+    saw_last_events: bool = True  # False: the events stop at the API's window with nothing past it
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,11 @@ class RunPage:
     refreshed: int
     not_refreshed: int
     cut_for_size: bool = False
+    # Under a status filter: rows whose status could not be confirmed (not refreshed within the budget), and
+    # how many rows the filter's stored status matched but a fresh look showed no longer do.
+    unconfirmed: list[ListedRun] = dataclasses.field(default_factory=list)
+    moved: int = 0
+    unchecked: int = 0  # "finished": rows last seen active that could not be refreshed (may have finished)
 
 
 def encode_cursor(known: KnownRun) -> str:
@@ -71,32 +82,69 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
 
 
 async def list_page(state: AppState, token: str, query: RunsQuery) -> RunPage:
-    """The page `query` names, freshest statuses first-hand where the budget allows."""
+    """The page `query` names, freshest statuses first-hand where the budget allows.
+
+    Under a status filter the stored status only picks candidates: a row is filed under the filter when
+    its status is confirmed (followed, finished, or refreshed for this call) and matches. Under "active", a
+    row that could not be refreshed goes under `unconfirmed` with its age, never under the filter's answer;
+    under "finished", rows last seen active are candidates too (they may have finished since): those that
+    could not be refreshed are counted as unchecked.
+    """
     fingerprint = token_fingerprint(token)
-    wider = RunsQuery(query.limit + 1, query.before, query.repo_id, query.terminal)
-    rows = await state.known_runs.runs_page(fingerprint, wider)
+    stored = None if query.terminal else query.terminal  # "finished" also looks at rows last seen active
+    rows = await state.known_runs.runs_page(
+        fingerprint, RunsQuery(query.limit + 1, query.before, query.repo_id, stored)
+    )
     page, more = rows[: query.limit], len(rows) > query.limit
     seen = [_from_follower_or_journal(state, token, known) for known in page]
     stale = [item for item in seen if item.source == "remembered"]
     refreshed = await _refresh(state, token, stale[: state.settings.list_refresh_max])
-    listed = [_listed(item, token) for item in seen]
-    shown = fit_to_budget(listed)  # a long page is cut to keep the result small; the cursor resumes after it
-    cut = len(shown) < len(listed)
-    last = page[len(shown) - 1] if shown else None
+    link = mogplex_app_url(state.settings.base_url)
+    filed: dict[_Filing, list[ListedRun]] = {"runs": [], "unconfirmed": [], "moved": [], "unchecked": [], "other": []}
+    used = consumed = 0
+    for item in seen:
+        listed = _listed(item, token, link)
+        size = len(listed.model_dump_json(by_alias=True)) + 2
+        if used + size > LIST_BUDGET:  # cut to keep the result small; the cursor resumes after the last row
+            break
+        consumed += 1
+        where = _filing(item, listed, query.terminal)
+        filed[where].append(listed)
+        used += size if where in ("runs", "unconfirmed") else 0
+    cut = consumed < len(seen)
+    last = page[consumed - 1] if consumed else None
     return RunPage(
-        runs=shown,
+        runs=filed["runs"],
         next_cursor=encode_cursor(last) if last is not None and (more or cut) else None,
         refreshed=refreshed,
         not_refreshed=len(stale) - refreshed,
         cut_for_size=cut,
+        unconfirmed=filed["unconfirmed"],
+        moved=len(filed["moved"]),
+        unchecked=len(filed["unchecked"]),
     )
+
+
+_Filing = Literal["runs", "unconfirmed", "moved", "unchecked", "other"]
+
+
+def _filing(item: _Seen, listed: ListedRun, terminal: bool | None) -> _Filing:
+    """Where a row goes under the filter (`terminal`: True finished, False active, None all)."""
+    if terminal is None:
+        return "runs"
+    if item.source == "remembered":  # its status now is not known
+        return "unconfirmed" if terminal is False else "unchecked"
+    if listed.terminal == terminal:
+        return "runs"
+    return "moved" if terminal is False else "other"  # stored as active, finished since / still active
 
 
 def _from_follower_or_journal(state: AppState, token: str, known: KnownRun) -> _Seen:
     follower = state.hub.get(token, known.run_id)
     if follower is not None and follower.run is not None and (follower.active or follower.terminal):
         source: StatusSource = "final" if follower.terminal else "live"
-        return _Seen(known, source, follower.run, follower.events(), time.time())
+        saw_last = follower.saw_the_end and not follower.window_exhausted
+        return _Seen(known, source, follower.run, follower.events(), time.time(), saw_last)
     if known.status is not None and is_terminal(known.status):
         return _Seen(known, "final", as_of=known.last_seen)
     return _Seen(known, "remembered", as_of=known.last_seen)
@@ -126,17 +174,18 @@ async def _read_one(state: AppState, token: str, api: MogplexClient, item: _Seen
         return  # shown as remembered: listing never fails over one run
     item.run, item.events, item.source, item.as_of = page.run, page.events, "refreshed", time.time()
     await state.remember(token, page.run)
-    delivery = find_delivery(page.events)
-    if page.run.terminal and delivery is not None:
-        outcome = RunFacts(pull_request_url=delivery.pull_request_url, code_changed=delivery.changed)
-        await state.remember_facts(token, page.run.run_id, outcome)
+    snap = RunSnapshot.of_page(page)
+    item.saw_last_events = snap.saw_last_events
+    await judge(state, token, snap)  # a finished run's outcome is recorded like any other sighting
 
 
-def _listed(item: _Seen, token: str) -> ListedRun:
+def _listed(item: _Seen, token: str, link: str) -> ListedRun:
     known, run, facts = item.known, item.run, item.known.facts
-    delivery = find_delivery(item.events) if item.events is not None else None
     status = run.status if run is not None else known.status
-    paths_total = changed_files(item.events)[1] if item.events is not None else 0
+    outcome = None
+    if run is not None and item.events is not None:
+        outcome = derive_outcome(run, item.events, Coverage(saw_last_events=item.saw_last_events))
+    delivered = _delivery(item, status, outcome)
     words = final_message(item.events, LIST_MESSAGE_CHARS) if item.events is not None else None
     title = None if known.title == known.run_id else shorten(clean_text(known.title, token), TITLE_CHARS)
     return ListedRun(
@@ -149,13 +198,42 @@ def _listed(item: _Seen, token: str) -> ListedRun:
         created_at=(run.created_at if run is not None else None) or _parsed(facts.created_at),
         updated_at=(run.updated_at if run is not None else None) or _parsed(facts.updated_at),
         working_branch=(run.branch.working if run is not None and run.branch else None) or facts.working_branch,
-        pull_request_url=(delivery.pull_request_url if delivery else None) or facts.pull_request_url,
-        code_changed=delivery.changed if delivery and delivery.changed is not None else facts.code_changed,
-        changed_files_total=paths_total or None,
+        delivered=delivered.delivered,
+        pull_request_url=delivered.pull_request_url,
+        code_changed=delivered.code_changed,
+        changed_files_total=delivered.changed_files_total or None,
         final_message=clean_text(words, token) if words else None,
+        pending_question=question_text(outcome, token) if outcome is not None else None,
+        mogplex_url=link if status == "awaiting_input" else None,
         status_source=item.source,
         status_as_of=datetime.fromtimestamp(item.as_of, UTC) if item.as_of is not None else None,
+        status_age_seconds=round(max(0.0, time.time() - item.as_of)) if item.as_of is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    delivered: Delivered
+    pull_request_url: str | None
+    code_changed: bool | None
+    changed_files_total: int | None
+
+
+def _delivery(item: _Seen, status: str | None, outcome: RunOutcome | None) -> _Delivery:
+    """The row's outcome: from the events at hand, else what a sighting of the finished run recorded.
+
+    Never a guess: a finished run whose outcome no path has recorded is "unknown", never "no pull request".
+    """
+    facts = item.known.facts
+    if outcome is not None and (outcome.delivered != "unknown" or facts.delivered is None):
+        total = outcome.changed_files_total or facts.changed_files_total
+        return _Delivery(outcome.delivered, outcome.pull_request_url, outcome.code_changed, total)
+    if status is None or not is_terminal(status):
+        return _Delivery("not_yet", None, None, None)
+    recorded = next((value for value in get_args(Delivered) if value == facts.delivered), None)
+    if recorded is None:
+        return _Delivery("unknown", None, None, None)
+    return _Delivery(recorded, facts.pull_request_url, facts.code_changed, facts.changed_files_total)
 
 
 def _parsed(value: str | None) -> datetime | None:

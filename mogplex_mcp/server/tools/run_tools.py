@@ -5,13 +5,14 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 
 from mogplex_mcp.api.errors import ApiStatusError, IdempotencyConflictError, MogplexError, RateLimitedError
 from mogplex_mcp.api.models import (
@@ -24,6 +25,7 @@ from mogplex_mcp.api.models import (
     StartedRun,
     StartRunRequest,
     idempotency_key_problem,
+    is_uuid,
 )
 from mogplex_mcp.runs.fingerprints import request_fingerprint, token_fingerprint
 from mogplex_mcp.runs.local.journal import JournalUnavailableError
@@ -42,6 +44,14 @@ from mogplex_mcp.server.results import (
 )
 from mogplex_mcp.server.snapshots import RunSnapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
+
+RunMode = Literal["SAFE", "YOLO", "AUTO"]  # what the API documents; the harness upper-cases what it is sent
+
+
+def _upper_mode(value: object) -> object:
+    """ "safe" means SAFE (the harness upper-cases it): sent normalised; "" is unset; anything else fails the enum."""
+    return (value.strip().upper() or None) if isinstance(value, str) else value
+
 
 RunId = Annotated[str, Field(description="The run's id (a UUID), as returned by start_run.", max_length=64)]
 
@@ -129,7 +139,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             str | None, Field(description="Run in this existing Mogplex workspace session (id from the app).")
         ] = None,
         mode: Annotated[
-            str | None, Field(description="Agent autonomy: SAFE, YOLO, or AUTO (the default; other values mean AUTO).")
+            RunMode | None,
+            BeforeValidator(_upper_mode),
+            Field(description="Agent autonomy: SAFE, YOLO or AUTO (the default). Any case; other values are refused."),
         ] = None,
         idempotencyKey: Annotated[
             str | None,
@@ -156,13 +168,16 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         }
         # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
         given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
-        fields = {"repoId": repoId, "prompt": prompt, **given}
-        try:
+        named = bool(repoId.strip()) and not is_uuid(repoId.strip())  # "web", "acme/web": names
+        fields = {"repoId": _ANY_ID if named else repoId, "prompt": prompt, **given}
+        try:  # every other argument's problem first, then the name's: one error names them all in turn
             request = StartRunRequest.model_validate(fields)
         except ValidationError as exc:
             raise validation_error("start_run", exc) from None
         if idempotencyKey is not None and (problem := idempotency_key_problem(idempotencyKey)):
             raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
+        if named:
+            raise _repo_name_error(repoId)
         state = app_state(ctx)
         token = require_token(ctx, state)
         result = await _start(state, token, request, idempotencyKey)
@@ -189,7 +204,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
                     run = await api.get_run(runId, deadline=deadline)
                 snap = await snapshot_of(state, token, run, deadline)
         await state.remember(token, snap.run)
-        judged = judge(state, token, snap)
+        judged = await judge(state, token, snap)
         return GetRunResult(
             summary=judged.summary,
             next_steps=guidance.next_steps(judged.outcome, caller="get_run"),
@@ -214,13 +229,27 @@ def register_run_tools(server: MCPServer[Any]) -> None:
                 state.notes.note_cancel_requested(token_fingerprint(token), runId)
             snap = await snapshot_of(state, token, result.run, deadline)
         await state.remember(token, result.run)
-        judged = judge(state, token, snap)
+        judged = await judge(state, token, snap)
         return CancelRunResult(
             summary=_cancel_summary(runId, result.outcome, judged),
             next_steps=guidance.after_cancel(judged.outcome, result.outcome),
             outcome=result.outcome,
             run=judged.view,
         )
+
+
+_ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
+
+
+def _repo_name_error(given: str) -> ToolError:
+    """Every repository name is refused alike ("web" and "acme/web"), before anything is sent: the API takes
+    only the repository's id (a UUID, from list_repos), and a guess could start a run on the wrong one."""
+    shown = clean_text(given)[:100]
+    short = clean_text(given.strip().rsplit("/", 1)[-1])[:100] or shown
+    return ToolError(
+        f"invalid arguments: repoId {shown!r} is not a repository id (ids are UUIDs). If it is a repository name, "
+        f"call list_repos with query {short!r} and pass the id it shows as repoId. Nothing was sent to Mogplex."
+    )
 
 
 def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> str:
@@ -232,7 +261,26 @@ def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> st
     return f"Cancellation requested for run {run_id}; it stops shortly (call wait_for_run to confirm)."
 
 
-async def _start(state: AppState, token: str, request: StartRunRequest, explicit_key: str | None) -> StartRunResult:
+@dataclass(frozen=True)
+class FollowUp:
+    """A start that continues a finished run: it commits onto that run's branch (and so its pull request)."""
+
+    branch: str
+    pull_request_url: str | None
+
+    def where(self) -> str:
+        """Where the follow-up's commits land, in words (after "on branch <branch>")."""
+        if self.pull_request_url:
+            number = self.pull_request_url.rstrip("/").rsplit("/", 1)[-1]
+            label = f"#{number}" if number.isdigit() else self.pull_request_url
+            pr = f"{label}: {self.pull_request_url}" if label != self.pull_request_url else label
+            return f" (it commits onto {self.branch}, so it updates the existing pull request {pr})"
+        return f" (it commits onto {self.branch}, the earlier run's working branch)"
+
+
+async def _start(
+    state: AppState, token: str, request: StartRunRequest, explicit_key: str | None, follow_up: FollowUp | None = None
+) -> StartRunResult:
     fingerprint = token_fingerprint(token)
     body_hash = request_fingerprint(state.settings.base_url, request.to_wire(), token=token)
     claim: KeyClaim | None = None
@@ -258,7 +306,7 @@ async def _start(state: AppState, token: str, request: StartRunRequest, explicit
         else:
             await state.start_claims.record_started(fingerprint, body_hash, started.run.run_id)
     await state.remember(token, started.run, title=request.prompt)
-    return await _started_result(state, token, started, claim, request)
+    return await _started_result(state, token, started, claim, request, follow_up)
 
 
 def _start_definitely_failed(exc: MogplexError) -> bool:
@@ -269,7 +317,12 @@ def _start_definitely_failed(exc: MogplexError) -> bool:
 
 
 async def _started_result(
-    state: AppState, token: str, started: StartedRun, claim: KeyClaim | None, request: StartRunRequest
+    state: AppState,
+    token: str,
+    started: StartedRun,
+    claim: KeyClaim | None,
+    request: StartRunRequest,
+    follow_up: FollowUp | None,
 ) -> StartRunResult:
     run: RunDetail = started.run
     state.notes.note_root_directory(token_fingerprint(token), run.run_id, run.root_directory)
@@ -279,11 +332,12 @@ async def _started_result(
             snap = await snapshot_of(state, token, run, time.monotonic() + state.budget)
         if scope.cancelled_caught:  # the run exists either way: report it, its delivery unknown
             snap = RunSnapshot(run, [], window_exhausted=False, saw_last_events=False)
-    judged = judge(state, token, snap)
+    judged = await judge(state, token, snap)
     repeated = started.replayed and not started.recovered
-    to_default = not request.create_branch and request.working_branch is None
+    # A follow-up commits onto the earlier run's branch on purpose: that is not "straight onto the base branch".
+    to_default = not request.create_branch and request.working_branch is None and follow_up is None
     return StartRunResult(
-        summary=clean_text(_start_summary(started, claim, judged, to_default), token),
+        summary=clean_text(_start_summary(started, claim, judged, to_default, follow_up), token),
         next_steps=guidance.after_start(judged.outcome, repeated=repeated, to_default_branch=to_default),
         run=judged.view,
         replayed=started.replayed,
@@ -292,16 +346,21 @@ async def _started_result(
     )
 
 
-def _start_summary(started: StartedRun, claim: KeyClaim | None, judged: JudgedRun, to_default: bool) -> str:
+def _start_summary(
+    started: StartedRun, claim: KeyClaim | None, judged: JudgedRun, to_default: bool, follow_up: FollowUp | None
+) -> str:
     view = judged.view
     where = f" on branch {view.working_branch}" if view.working_branch else ""
     standing = judged.summary
-    if to_default and not judged.outcome.terminal:
+    if follow_up is not None:
+        where += follow_up.where()
+    elif to_default and not judged.outcome.terminal:
         where += " (straight onto the base branch: no separate branch for review)"
     if started.recovered:
+        got = started.retried_after or "no answer"
         return (
-            f"Started run {view.run_id}{where}: the connection failed after Mogplex accepted the start, and "
-            f"this server's retry recovered the run (no second run). {standing}"
+            f"Started run {view.run_id}{where}: Mogplex accepted the start but the first attempt got {got} "
+            f"instead of the run; this server's retry with the same key recovered it (no second run). {standing}"
         )
     if started.replayed:
         ago = f" from {int(claim.age_seconds)} s ago" if claim and claim.reused else ""

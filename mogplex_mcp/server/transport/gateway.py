@@ -9,6 +9,9 @@
   presented with another token the same way before the SDK sees it.
 - **Session caps**: `SessionRegistry` (per token, and for the whole server), evicting the oldest idle session
   of the same token first, so a flood from one caller costs that caller its own sessions, never another's.
+- **Revocation**: a request authorised by an OAuth access token carries its grant id in the scope
+  (`oauth/revocation.py`), the sessions it opens or uses remember the grant, and the gateway ends them (its
+  GET stream with them) when the grant is revoked, here or elsewhere.
 - Session ids are bearer-like secrets: the SDK logs them at INFO, so its loggers get a filter that masks them.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.server.transport.bodies import BodyBudget, BodyRefused, client_address
+from mogplex_mcp.server.transport.oauth.revocation import GRANT_KEY
 from mogplex_mcp.server.transport.sessions import OpenSession, SessionLimitError, SessionRegistry
 from mogplex_mcp.server.transport.strangers import StrangerRefused, StrangerRequests
 
@@ -53,6 +57,7 @@ _SDK_SESSION_LOGGERS = ("mcp.server.streamable_http_manager", "mcp.server.stream
 _SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b")
 # RFC 6750's token68: what a bearer can plausibly be. Anything else is refused before its body is read.
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_PER_REQUEST = frozenset({"headers", "user", "auth", GRANT_KEY, "query_string"})
 
 
 @dataclass(frozen=True)
@@ -124,12 +129,18 @@ class Gateway:
         self.strangers = strangers or StrangerRequests()
         # With OAuth on (`--public-url`), access tokens stand for their grant's PAT and the 401 names the metadata.
         self.front_door = front_door
+        # The last session-opening request's scope, without its headers and caller: what a session ended outside
+        # any request (its grant revoked) is ended through.
+        self._template: Scope | None = None
+        if front_door is not None:
+            front_door.watch.add_holder(self)
         mask_session_ids_in_sdk_logs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.policy.path:
             await self.app(scope, receive, send)
             return
+        scope.pop(GRANT_KEY, None)  # only the gateway says which grant a request acts under
         headers = Headers(scope=scope)
         scopes: tuple[str, ...] = ()
         try:
@@ -192,7 +203,8 @@ class Gateway:
             await self._use(caller, session_id, scope, receive, send)
 
     async def _oauth(self, scope: Scope, headers: Headers) -> tuple[Headers, tuple[str, ...]]:
-        """An OAuth access token becomes its grant's PAT, in place, for everything downstream; else as is."""
+        """An OAuth access token becomes its grant's PAT, in place, for everything downstream (its grant's id
+        beside it, `GRANT_KEY`); else as is."""
         assert self.front_door is not None
         token = bearer_of(headers)
         if token is None or not token.startswith(self.front_door.access_prefix):
@@ -202,6 +214,7 @@ class Gateway:
             raise BearerProblem("the access token is invalid, expired or revoked: sign in again")
         raw = [(name, value) for name, value in scope["headers"] if name.lower() != b"authorization"]
         scope["headers"] = [*raw, (b"authorization", b"Bearer " + resolved.pat.encode())]
+        scope[GRANT_KEY] = resolved.grant_id
         return Headers(scope=scope), resolved.scopes
 
     def identify(self, headers: Headers) -> Caller:
@@ -220,6 +233,8 @@ class Gateway:
         return Caller(token_fingerprint(fallback) if fallback else None)
 
     async def _open(self, caller: Caller, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front_door is not None:
+            self._template = {key: value for key, value in scope.items() if key not in _PER_REQUEST}
         try:
             client = client_address(scope)
             stranger = self.sessions.stranger(caller.fingerprint)
@@ -238,6 +253,8 @@ class Gateway:
                 if session_id and not opened:
                     host = headers.get("host", "").encode()
                     session = self.sessions.opened(session_id, caller.fingerprint, host, client)
+                    if grant_id := scope.get(GRANT_KEY):
+                        session.grants.add(grant_id)
                     self.sessions.release(caller.fingerprint, client, stranger=stranger)  # the session counts itself
                     self.sessions.begin(session)
                     opened.append(session)
@@ -259,6 +276,8 @@ class Gateway:
         if session.fingerprint != caller.fingerprint:
             await _json_error(404, "Session not found")(scope, receive, send)  # exactly as if it did not exist
             return
+        if grant_id := scope.get(GRANT_KEY):
+            session.grants.add(grant_id)
         status: list[int] = []
 
         async def watch(message: Message) -> None:
@@ -275,6 +294,18 @@ class Gateway:
             if ended or status == [404]:
                 self.sessions.closed(session_id)
 
+    def grants_in_use(self) -> set[str]:
+        return self.sessions.grants_in_use()
+
+    async def end_sessions_of(self, grant_ids: Collection[str]) -> int:
+        """End every session a revoked grant opened or used, its GET stream with it; how many."""
+        ended = self.sessions.take_sessions_of(grant_ids)
+        template = self._template
+        if template is not None:  # else no request ever came: there is no session either
+            for session in ended:
+                await self._terminate(session, template)
+        return len(ended)
+
     async def _terminate(self, session: OpenSession, current: Scope) -> None:
         """End an evicted session through the SDK's own DELETE path, as its owner would."""
         scope = dict(current)
@@ -283,6 +314,7 @@ class Gateway:
         scope["query_string"] = b""
         scope.pop("user", None)
         scope.pop("auth", None)
+        scope.pop(GRANT_KEY, None)
         user = Caller(session.fingerprint).user()
         if user is not None:
             scope["user"], scope["auth"] = user, AuthCredentials([])

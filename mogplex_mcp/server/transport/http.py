@@ -48,6 +48,7 @@ from mogplex_mcp.server.transport.connections import GatewayConfig, connection_c
 from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
+from mogplex_mcp.server.transport.protocol_checks import ProtocolChecks
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
 from mogplex_mcp.server.transport.strangers import StrangerLimits, StrangerRequests
 
@@ -193,7 +194,7 @@ def build_http_app(
 
         front_door = build_front_door(settings, options.oauth)
         served, server_kwargs = with_front_door(front_door, served, server_kwargs)
-    server = create_server(served, readiness=readiness, **server_kwargs)
+    server = create_server(served, readiness=readiness, stateless=options.stateless, **server_kwargs)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse(
@@ -233,6 +234,7 @@ def build_http_app(
     strangers = StrangerRequests(
         StrangerLimits(options.max_unverified_requests_per_client, options.max_unverified_requests)
     )
+    app.add_middleware(ProtocolChecks, path=MCP_PATH, stateless=options.stateless)  # inside the gateway
     app.add_middleware(
         Gateway, policy=policy, sessions=sessions, bodies=bodies, strangers=strangers, front_door=front_door
     )

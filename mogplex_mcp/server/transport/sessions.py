@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 
@@ -50,6 +50,8 @@ class OpenSession:
     in_flight: int = 0
     requests: int = 0
     client: str = "local"
+    # OAuth grants whose access tokens opened or used this session: it ends when any of them is revoked.
+    grants: set[str] = field(default_factory=set)
 
     @property
     def idle(self) -> bool:
@@ -188,6 +190,18 @@ class SessionRegistry:
 
     def closed(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+
+    def grants_in_use(self) -> set[str]:
+        self._expire()
+        return {grant for session in self._sessions.values() for grant in session.grants}
+
+    def take_sessions_of(self, grant_ids: Collection[str]) -> list[OpenSession]:
+        """Forget (and return, to be ended) every session that one of these grants opened or used."""
+        wanted = set(grant_ids)
+        taken = [session for session in self._sessions.values() if session.grants & wanted]
+        for session in taken:
+            del self._sessions[session.session_id]
+        return taken
 
     def begin(self, session: OpenSession) -> None:
         session.in_flight += 1

@@ -86,7 +86,10 @@ async def test_an_unknown_run_is_reported_not_fatal_for_the_others(tmp_path: Pat
         missing = "00000000-0000-4000-8000-000000000001"
         waited = await s.ok("wait_for_runs", runIds=[missing, run_id], mode="all", timeoutSeconds=30)
         assert waited["unreadable"] == [missing] and waited["finished"] == [run_id]
-        assert "no run with this runId exists" in {run["runId"]: run for run in waited["runs"]}[missing]["error"]
+        assert (
+            "no run with this runId exists"
+            in {run["runId"]: run for run in waited["runs"]}[missing]["unreadableReason"]
+        )
 
 
 async def _upstream_reads_while_waiting(tmp_path: Path, waiters: int, seconds: float) -> tuple[float, int]:

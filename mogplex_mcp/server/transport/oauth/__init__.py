@@ -6,7 +6,8 @@ gets short-lived opaque tokens that stand for that PAT here. Built from the SDK'
 (`mcp.server.auth`): its handlers for RFC 8414 metadata, `/authorize` (PKCE S256 only), `/token`, `/register`
 (RFC 7591) and `/revoke` (RFC 7009), RFC 9728 protected-resource metadata (root and `/mcp`-suffixed), around
 our provider (`provider.py`), sign-in page (`signin.py`), client ids and metadata documents (`clients.py`),
-key (`keys.py`), limits (`limits.py`) and per-grant scopes (`scopes.py`). Grants live in the run-supervision
+key (`keys.py`), limits (`limits.py`), per-grant scopes (`scopes.py`) and revocation reaching open sessions and
+streams (`revocation.py`). Grants live in the run-supervision
 store (`runs/grant_store.py`: SQLite locally, Redis for replicas).
 
 On `/mcp` the gateway asks `FrontDoor.resolve` for an access token's PAT and then treats the request exactly
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 from mcp.server.auth.handlers.metadata import MetadataHandler, ProtectedResourceMetadataHandler
 from mcp.server.auth.routes import (
@@ -56,6 +58,7 @@ from mogplex_mcp.server.transport.oauth.provider import (
     FrontDoorProvider,
     Resolved,
 )
+from mogplex_mcp.server.transport.oauth.revocation import EndListens, GrantWatch
 from mogplex_mcp.server.transport.oauth.scopes import ALL_SCOPES, GrantScopes
 from mogplex_mcp.server.transport.oauth.signin import SignInPage
 
@@ -76,7 +79,7 @@ ROOT_RESOURCE_METADATA = "/.well-known/oauth-protected-resource"
 
 
 class FrontDoor:
-    """The provider, its routes, and what the gateway asks (`resolve`, `resource_metadata_url`)."""
+    """The provider, its routes, and what the gateway asks (`resolve`, `resource_metadata_url`, `watch`)."""
 
     access_prefix = ACCESS_PREFIX
 
@@ -85,6 +88,10 @@ class FrontDoor:
         self.options = options
         self.provider = provider
         self._closers = closers
+        # Ends open sessions and listen streams of grants dropped here (at once) or elsewhere (checked).
+        self.watch = GrantWatch(provider.store, options.revocation_check_seconds)
+        provider.on_dropped.append(self.watch.ended)
+        self.watch.before_check(provider.drop_rejected)
         self._http: httpx2.AsyncClient | None = None
         self.registrations = RateLimiter(options.registrations_per_minute, options.registrations_per_minute_total)
         self.sign_ins = RateLimiter(options.sign_ins_per_minute, options.sign_ins_per_minute_total)
@@ -130,17 +137,24 @@ class FrontDoor:
         return routes
 
     def install(self, app: Starlette, server: MCPServer[Any]) -> None:
-        """Mount the routes, scope every MCP message by its grant, close the store with the app."""
+        """Mount the routes, scope every MCP message by its grant, end listen streams of revoked grants, watch
+        open sessions' grants while the app runs, close the store with the app."""
         app.router.routes.extend(self.routes())
         app.state.front_door = self
         server.middleware.append(GrantScopes())
+        server.middleware.append(EndListens(self.watch))
         inner = app.router.lifespan_context
 
         @asynccontextmanager
         async def lifespan(the_app: Starlette) -> AsyncIterator[Any]:
             async with inner(the_app) as state:
                 try:
-                    yield state
+                    async with anyio.create_task_group() as watching:
+                        watching.start_soon(self.watch.run, name="oauth grant watch")
+                        try:
+                            yield state
+                        finally:
+                            watching.cancel_scope.cancel()
                 finally:
                     await self.aclose()
 

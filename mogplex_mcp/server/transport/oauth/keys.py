@@ -60,6 +60,21 @@ class Keys:
                 continue
         return None
 
+    def opening_key(self, sealed: str, context: bytes) -> int | None:
+        """Which key opens `sealed` (0: the current one, more: an older one during a rotation), None: none."""
+        try:
+            raw = _unb64(sealed)
+        except ValueError:
+            return None
+        nonce, body = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        for index, aead in enumerate(self._aead):
+            try:
+                aead.decrypt(nonce, body, context)  # the plaintext is dropped at once: only the tag matters
+            except (InvalidTag, ValueError):
+                continue
+            return index
+        return None
+
     def sign(self, message: bytes) -> str:
         return _b64(hmac.digest(self._mac_keys[0], message, "sha256"))
 
@@ -85,6 +100,15 @@ def load_keys(state_dir: Path, *, shared: bool, env: Mapping[str, str] | None = 
             "`openssl rand -base64 32`). Without it a grant issued by one replica could not be read by another."
         )
     return Keys([_key_file(state_dir / KEY_FILE)])
+
+
+def existing_keys(state_dir: Path, *, shared: bool, env: Mapping[str, str] | None = None) -> Keys | None:
+    """The keys `serve` would use, for the operator's commands; never creates a key file. None when there is
+    none: the variable unset and (with Redis, where only the variable counts) no file in the state dir."""
+    values = os.environ if env is None else env
+    if (values.get(KEY_ENV) or "").strip() or (not shared and (state_dir / KEY_FILE).exists()):
+        return load_keys(state_dir, shared=shared, env=values)
+    return None
 
 
 def _key_file(path: Path) -> bytes:

@@ -33,6 +33,9 @@ class OAuthOptions:
     sign_ins_per_minute_total: int = 120
     registrations_per_minute: int = 10
     registrations_per_minute_total: int = 100
+    # How often open sessions' grants are checked against the store (revoked on another replica or by the
+    # operator's command): the longest such a session's streams outlive their grant.
+    revocation_check_seconds: float = 5.0
     metadata_fetch_seconds: float = 5.0
     metadata_max_bytes: int = 16 * 1024
     # Client metadata documents must be https on a public address; tests (only) may serve them on loopback,

@@ -21,6 +21,7 @@ import logging
 import secrets
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -101,8 +102,11 @@ class FrontDoorProvider:
         self.store = store
         self.registered = RegisteredClients(keys)
         self.documents = documents
-        # PAT fingerprints Mogplex answered 401 for: their grants are dropped at their next use.
+        # PAT fingerprints Mogplex answered 401 for: their grants are dropped at their next use, or at the
+        # grant watch's next check (`drop_rejected`), whichever comes first.
         self._rejected: OrderedDict[str, None] = OrderedDict()
+        # Told the ids of every grant this provider drops, so open sessions of them end (`revocation.py`).
+        self.on_dropped: list[Callable[[list[str]], Awaitable[None]]] = []
 
     # --- clients -------------------------------------------------------------------------------
 
@@ -191,6 +195,7 @@ class FrontDoorProvider:
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: GrantCode
     ) -> OAuthToken:
+        now = self.store.now()
         grant = Grant(
             grant_id=authorization_code.grant_id,
             client_id=client.client_id,
@@ -198,7 +203,11 @@ class FrontDoorProvider:
             sealed_pat=authorization_code.sealed_pat,
             scopes=tuple(authorization_code.scopes),
             resource=authorization_code.resource or self.options.resource,
-            expires_at=self.store.now() + self.options.grant_days * 86400,
+            expires_at=now + self.options.grant_days * 86400,
+            client_name=client.client_name,
+            redirect_uri=str(authorization_code.redirect_uri),
+            created_at=now,
+            refreshed_at=now,
         )
         await self.store.save_grant(grant)
         logger.info("OAuth grant issued to client %s (scopes %s)", _shown(client), " ".join(grant.scopes))
@@ -239,13 +248,14 @@ class FrontDoorProvider:
         if spent is None:
             raise TokenError("invalid_grant", "refresh token does not exist")
         if not spent[1]:
-            await self.store.drop_grant(refresh_token.grant_id)
+            await self._drop(refresh_token.grant_id)
             logger.warning("a used refresh token was presented again: grant of client %s revoked", _shown(client))
             raise TokenError("invalid_grant", "refresh token was already used: the grant is revoked, sign in again")
         grant = await self.store.grant(refresh_token.grant_id)
         if grant is None:
             raise TokenError("invalid_grant", "the grant is revoked or expired: sign in again")
-        grant = dataclasses.replace(grant, expires_at=self.store.now() + self.options.grant_days * 86400)
+        now = self.store.now()
+        grant = dataclasses.replace(grant, expires_at=now + self.options.grant_days * 86400, refreshed_at=now)
         await self.store.save_grant(grant)
         return await self._issue(grant, tuple(scopes))
 
@@ -271,12 +281,11 @@ class FrontDoorProvider:
             return None  # issued for another resource (audience)
         if grant.fingerprint in self._rejected:
             del self._rejected[grant.fingerprint]
-            dropped = await self.store.drop_grants_of(grant.fingerprint)
-            logger.warning("Mogplex refused a signed-in token (401): %d grant(s) dropped, sign-in needed", dropped)
+            await self._drop_grants_of(grant.fingerprint)
             return None
         pat = self.keys.open(grant.sealed_pat, grant.grant_id.encode())
         if pat is None:  # sealed under a key this server no longer has
-            await self.store.drop_grant(grant.grant_id)
+            await self._drop(grant.grant_id)
             return None
         return Resolved(pat=pat.decode(), fingerprint=grant.fingerprint, scopes=issued.scopes, grant_id=grant.grant_id)
 
@@ -286,8 +295,29 @@ class FrontDoorProvider:
         raise TokenError("unsupported_grant_type", "this server issues tokens only for a signed-in user")
 
     async def revoke_token(self, token: GrantAccessToken | GrantRefreshToken) -> None:
-        await self.store.drop_grant(token.grant_id)
+        await self._drop(token.grant_id)
         logger.info("OAuth grant revoked by its client")
+
+    async def drop_rejected(self) -> None:
+        """Drop the grants of every PAT Mogplex refused since the last call (open streams of them end too)."""
+        pending = list(self._rejected)  # those arriving meanwhile wait for the next call
+        for fingerprint in pending:
+            await self._drop_grants_of(fingerprint)  # the store failing leaves the rest for the next call
+            self._rejected.pop(fingerprint, None)
+
+    async def _drop(self, grant_id: str) -> None:
+        await self.store.drop_grant(grant_id)
+        await self._tell([grant_id])
+
+    async def _drop_grants_of(self, fingerprint: str) -> None:
+        dropped = await self.store.drop_grants_of(fingerprint)
+        if dropped:
+            logger.warning("Mogplex refused a signed-in token (401): %d grant(s) dropped, sign-in needed", len(dropped))
+            await self._tell(dropped)
+
+    async def _tell(self, grant_ids: list[str]) -> None:
+        for listener in self.on_dropped:
+            await listener(grant_ids)
 
     def pat_rejected(self, fingerprint: str) -> None:
         """Mogplex answered 401 for this PAT: its grants go at their next use (the client then signs in again)."""
