@@ -33,6 +33,7 @@ _DEFAULTS = {
     "metadata_max_bytes": 16 * 1024,
     "metadata_fetches_in_flight": 4,
     "metadata_fetches_per_minute": 60,
+    "store_wait_seconds": 2.0,
 }
 
 
@@ -62,6 +63,7 @@ def configure_oauth(group: argparse._ArgumentGroup, positive: Positive) -> None:
         ("metadata_max_bytes", "BYTES", int, "largest client ID metadata document read"),
         ("metadata_fetches_in_flight", "N", int, "client ID metadata documents fetched at once (whole server)"),
         ("metadata_fetches_per_minute", "N", int, "client ID metadata documents fetched per minute (whole server)"),
+        ("store_wait_seconds", "SECONDS", float, "longest wait for the SQLite grant store another process holds"),
     )
     for name, metavar, kind, text in flags:
         group.add_argument(

@@ -19,7 +19,7 @@ import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN
 from mogplex_mcp.runs.local.grants import FILE_NAME
-from tests.oauth.support import OAuthServer, RawFlow, oauth_server
+from tests.oauth.support import OAuthServer, RawFlow, oauth_server, options_from_cli
 from tests.server.transport.support import INITIALIZE, MCP_HEADERS
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +47,8 @@ async def timed_requests(http: httpx2.AsyncClient, server: OAuthServer, access_t
 
 
 async def test_a_locked_grant_store_delays_only_the_caller_that_writes_it(tmp_path: Path) -> None:
-    async with oauth_server(tmp_path) as server, httpx2.AsyncClient(timeout=30) as http:
+    flags = options_from_cli("--oauth-store-wait-seconds", "1")  # the locked caller's bounded wait
+    async with oauth_server(tmp_path, **flags) as server, httpx2.AsyncClient(timeout=30) as http:
         raw = RawFlow(server, http)
         tokens = await raw.tokens(DEMO_TOKEN)
         control = await timed_requests(http, server, tokens["access_token"])
@@ -73,6 +74,7 @@ async def test_a_locked_grant_store_delays_only_the_caller_that_writes_it(tmp_pa
             await holder.stdin.aclose()
 
         # The revoking caller waited its bounded time and was told to retry...
+        assert waited[0] > 0.9, waited  # it did wait out the flagged 1 s before giving up
         assert refused[0].status_code == 503, refused[0].text
         assert refused[0].json()["error"] == "temporarily_unavailable" and "retry" in refused[0].text
         assert refused[0].headers["retry-after"]

@@ -286,13 +286,14 @@ def with_front_door(
 def build_front_door(settings: Settings, options: OAuthOptions) -> FrontDoor:
     """The front door for these settings: its key (ConfigError when Redis lacks a shared one) and store."""
     keys = load_keys(settings.state_dir, shared=bool(settings.redis_url))
-    store, closers = grant_store_for(settings)
+    store, closers = grant_store_for(settings, options.store_wait_seconds)
     provider = FrontDoorProvider(options, keys, store, MetadataDocuments(options))
     return FrontDoor(settings, options, provider, closers)
 
 
-def grant_store_for(settings: Settings) -> tuple[GrantStore, list[Any]]:
-    """Redis when configured (shared by replicas), else SQLite in the state dir; and how to close it."""
+def grant_store_for(settings: Settings, wait_seconds: float = 2.0) -> tuple[GrantStore, list[Any]]:
+    """Redis when configured (shared by replicas), else SQLite in the state dir, waiting at most `wait_seconds`
+    for a file another process holds; and how to close it."""
     if settings.redis_url:
         from mogplex_mcp.runs import redis as shared
         from mogplex_mcp.runs.backends import redis_limits
@@ -302,5 +303,5 @@ def grant_store_for(settings: Settings) -> tuple[GrantStore, list[Any]]:
         return RedisGrantStore(connection), [connection.aclose]
     from mogplex_mcp.runs.local.grants import LocalGrantStore
 
-    local = LocalGrantStore.in_state_dir(settings.state_dir)
+    local = LocalGrantStore.in_state_dir(settings.state_dir, busy_seconds=wait_seconds)
     return local, [local.close]

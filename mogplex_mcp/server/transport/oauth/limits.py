@@ -46,6 +46,8 @@ class OAuthOptions:
     # so outbound work stays bounded however many addresses they come from (a cached document costs nothing).
     metadata_fetches_in_flight: int = 4
     metadata_fetches_per_minute: int = 60
+    # Longest a request waits for the SQLite grant store while another process holds it (then 503, retry).
+    store_wait_seconds: float = 2.0
     # Client metadata documents must be https on a public address; tests (only) may serve them on loopback,
     # and trust an extra CA for them (a private CA, or a test's self-signed certificate).
     allow_loopback_metadata: bool = False
