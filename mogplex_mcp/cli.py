@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from mogplex_mcp import __version__
 from mogplex_mcp.cli_grants import configure_grants
 from mogplex_mcp.cli_oauth import configure_oauth, oauth_options
+from mogplex_mcp.cli_ops import configure_ops, ops_options
 from mogplex_mcp.config import COUNT_SETTINGS, REDIS_SECONDS_SETTINGS, ConfigError, Settings
 
 COMMANDS = ("serve", "emulator", "demo", "doctor", "oauth")
@@ -124,6 +125,7 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         serve.add_argument_group("OAuth sign-in for remote connectors (--transport http; docs/oauth.md)"), _positive
     )
     configure_metrics(serve.add_argument_group("metrics (--transport http; docs/operations.md)"))
+    configure_ops(serve.add_argument_group("probes and drain (--transport http; docs/scale.md#probes-and-drain)"))
 
 
 def configure_metrics(group: argparse._ArgumentGroup) -> None:
@@ -349,6 +351,7 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         oauth=oauth_options(args),
+        **ops_options(args),
     )
     if settings.token and not local_only(options):
         logger.warning(
