@@ -95,8 +95,13 @@ def ops_options(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
             except ValueError as exc:
                 raise ConfigError(f"{limit.env} must be {exc}") from None
         found[dest] = limit.default if value is None else value
+    # Checked only when the reserve was set: with the default, a grace period under 3 s still works as before
+    # (uvicorn gets at least 1 s, drain.uvicorn_grace).
     grace = getattr(args, "grace_period", None)
-    if grace is not None and found["drain_cleanup_seconds"] >= grace:
+    reserve_set = args.drain_cleanup_seconds is not None or clean_env_value(
+        values.get(OPS_LIMITS["drain_cleanup_seconds"].env)
+    )
+    if grace is not None and reserve_set and found["drain_cleanup_seconds"] >= grace:
         raise ConfigError(
             f"--drain-cleanup-reserve ({found['drain_cleanup_seconds']:g} s) must be less than --grace-period "
             f"({grace:g} s): the rest of the grace period is what calls in flight get to finish"

@@ -41,6 +41,7 @@ def test_help_and_docs_state_the_defaults_the_server_uses() -> None:
         ([], {"MOGPLEX_DRAIN_FLUSH_SECONDS": "0"}, "MOGPLEX_DRAIN_FLUSH_SECONDS must be a positive number"),
         (["--grace-period", "5", "--drain-cleanup-reserve", "5"], {}, "must be less than --grace-period"),
         (["--grace-period", "5"], {"MOGPLEX_DRAIN_CLEANUP_SECONDS": "9"}, "must be less than --grace-period"),
+        (["--grace-period", "2", "--probe-slots", "many"], {}, "--probe-slots: expected a whole number"),
     ],
 )
 def test_a_bad_limit_is_a_clear_error_and_nothing_is_served(
