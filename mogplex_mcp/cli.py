@@ -51,7 +51,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor", help="check token, base URL and access; print ready-to-paste configs for MCP hosts"
     )
-    doctor.add_argument("--base-url", help="Mogplex base URL to check (default: $MOGPLEX_BASE_URL or mogplex.com)")
+    doctor.add_argument(
+        "--base-url", help="Mogplex base URL to check (env MOGPLEX_BASE_URL; default: https://mogplex.com)"
+    )
     doctor.add_argument("--no-network", action="store_true", help="skip the reachability and token checks")
     doctor.set_defaults(handler=_run_doctor)
 
@@ -73,29 +75,38 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         "--read-only",
         action="store_true",
         default=None,
-        help="hide start_run, cancel_run and continue_run (env MOGPLEX_READ_ONLY)",
+        help="hide start_run, cancel_run and continue_run (env MOGPLEX_READ_ONLY; default: off)",
     )
     serve.add_argument(
         "--emulator",
         action="store_true",
         help="serve against an embedded Mogplex emulator on a free loopback port (offline, no account needed)",
     )
-    serve.add_argument("--base-url", help="Mogplex base URL (env MOGPLEX_BASE_URL; default https://mogplex.com)")
+    serve.add_argument("--base-url", help="Mogplex base URL (env MOGPLEX_BASE_URL; default: https://mogplex.com)")
     serve.add_argument(
-        "--log-level", choices=LOG_LEVELS, default=None, help="log level on stderr (env MOGPLEX_LOG_LEVEL; warning)"
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="log level on stderr (env MOGPLEX_LOG_LEVEL; default: warning)",
     )
     serve.add_argument(
         "--log-format",
         choices=("text", "json"),
         default=None,
-        help="stderr log lines as text or one JSON object each (env MOGPLEX_LOG_FORMAT; text)",
+        help="stderr log lines as text or one JSON object each (env MOGPLEX_LOG_FORMAT; default: text)",
     )
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: %(default)s")
+    serve.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio: an MCP host launches this process and talks over its stdin/stdout; http: streamable HTTP on"
+        " --host/--port, one server shared by many clients and users (docs/http.md) (default: %(default)s)",
+    )
     serve.add_argument(
         "--redis-url",
         metavar="URL",
-        help="share start de-duplication and request budgets among replicas in Redis (env MOGPLEX_REDIS_URL;"
-        " prefer the env var for a password: flags show in `ps`); needs the redis extra",
+        help="share start de-duplication and request budgets among replicas in Redis; needs the redis extra;"
+        " prefer the env var for a password: flags show in `ps` (env MOGPLEX_REDIS_URL; default: off)",
     )
     configure_redis_limits(serve.add_argument_group("Redis budgets (--redis-url; docs/scale.md)"))
     http = serve.add_argument_group("streamable HTTP (--transport http)")
@@ -141,7 +152,7 @@ def configure_metrics(group: argparse._ArgumentGroup) -> None:
         "--metrics-host",
         default="127.0.0.1",
         metavar="ADDRESS",
-        help="address the metrics port binds (default: %(default)s; MCP callers cannot reach it unless you open it)",
+        help="address the metrics port binds; MCP callers cannot reach it unless you open it (default: %(default)s)",
     )
 
 
@@ -166,14 +177,14 @@ def configure_redis_limits(group: argparse._ArgumentGroup) -> None:
         default = Settings.__dataclass_fields__[dest].default
         group.add_argument(
             flag, dest=dest, type=_positive(float), default=None, metavar="SECONDS",
-            help=f"{what} (env {env}; default {default:g})",
+            help=f"{what} (env {env}; default: {default:g})",
         )  # fmt: skip
     for dest, (flag, what) in REDIS_BYTE_FLAGS.items():
         env = COUNT_SETTINGS[dest]
         size: int = getattr(Settings, dest)
         group.add_argument(
             flag, dest=dest, type=_positive(int), default=None, metavar="BYTES",
-            help=f"{what} (env {env}; default {size // 1024 // 1024} MB)",
+            help=f"{what} (env {env}; default: {size // 1024 // 1024} MB)",
         )  # fmt: skip
 
 

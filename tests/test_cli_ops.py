@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 from pathlib import Path
 
 import pytest
 
+from mogplex_mcp.cli import build_parser
 from mogplex_mcp.cli_ops import OPS_LIMITS
 from mogplex_mcp.runs.readiness import CHECK_TIMEOUT_SECONDS
 from mogplex_mcp.server.transport.connections import PROBE_SLOTS
@@ -51,3 +54,21 @@ def test_a_bad_limit_is_a_clear_error_and_nothing_is_served(
     assert result.returncode == 2, result.stderr
     assert says in result.stderr and "Traceback" not in result.stderr
     assert "listening on" not in result.stderr
+
+
+def test_serve_help_describes_every_flag_and_states_defaults_one_way() -> None:
+    """`serve --help`: defaults read "(env NAME; default: X)" or "(default: X)" at the end, never another way."""
+    parser = build_parser("serve")
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve = commands.choices["serve"]
+    for action in serve._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        text = " ".join((action.help or "").split()) % {"default": action.default}
+        flag = action.option_strings[0]
+        assert not re.search(r"default(?!: )", text.replace("(default)", "")), f"{flag}: {text}"
+        assert not re.search(r"\(env [A-Z_]+(?:; (?!default: ))", text), f"{flag}: {text}"
+        if "default" in text:
+            assert re.search(r"\((?:env [A-Z_]+; )?default: [^()]+\)$", text), f"{flag}: default not last: {text}"
+        described = re.sub(r"\((?:env [A-Z_]+; )?default: [^()]+\)$", "", text).strip()
+        assert len(described) > 8, f"{flag} has no description beyond its default: {text!r}"
