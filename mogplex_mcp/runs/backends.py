@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-from mcp.server.mcpserver.exceptions import ToolError
 
 from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
 from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
@@ -32,7 +31,7 @@ from mogplex_mcp.runs.mirrored_claims import MirroredStartClaims
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
-from mogplex_mcp.runs.store import KeyClaim, KnownRuns, StartClaims, StoreUnavailableError
+from mogplex_mcp.runs.store import KeyClaim, KnownRuns, StartClaims, StartClaimsUnavailableError, StoreUnavailableError
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 
 if TYPE_CHECKING:
@@ -42,15 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mogplex_mcp.server")
 
-STORE_DOWN_MESSAGE = (
-    "start_run is unavailable for a moment: the shared start journal (Redis) cannot be reached, so this server "
-    "cannot rule out starting a duplicate paid run. Nothing was sent. Retry in a few seconds; or pass an "
-    "explicit idempotencyKey (reuse the same key on every retry of this start) to start without the journal."
-)
-
 
 class GuardedStartClaims:
-    """Start claims whose store failures become a retryable tool error (claim) or a logged warning (the rest)."""
+    """Start claims whose store failures refuse the start (claim: nothing may be sent) or are logged (the rest)."""
 
     def __init__(self, inner: StartClaims) -> None:
         self.inner = inner
@@ -60,7 +53,7 @@ class GuardedStartClaims:
             return await self.inner.claim_key(fingerprint, request_hash)
         except StoreUnavailableError as exc:
             logger.warning("start_run refused: %s", exc)
-            raise ToolError(STORE_DOWN_MESSAGE) from None
+            raise StartClaimsUnavailableError(str(exc), shared=True) from None
 
     async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
         try:

@@ -48,7 +48,7 @@ from mogplex_mcp.runs.health import TaskHealth, supervise
 from mogplex_mcp.runs.local.pacer import LocalPacer
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import FollowCoordinator
-from mogplex_mcp.runs.store import unbudgeted
+from mogplex_mcp.runs.store_budget import unbudgeted
 
 logger = logging.getLogger("mogplex_mcp.runs")
 

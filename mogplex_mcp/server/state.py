@@ -23,12 +23,10 @@ from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.fingerprints import clean_title, token_fingerprint
 from mogplex_mcp.runs.follower import FollowerHub
-from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
 from mogplex_mcp.runs.local.journal import StartJournal
-from mogplex_mcp.runs.local.known_runs import facts_of
 from mogplex_mcp.runs.notes import RunNotebook
 from mogplex_mcp.runs.readiness import Readiness
-from mogplex_mcp.runs.store import KnownRuns, RunFacts, StartClaims
+from mogplex_mcp.runs.store import KnownRuns, RunFacts, StartClaims, facts_of
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
@@ -78,6 +76,9 @@ class AppState:
     pool: HttpPool
     journal: StartJournal
     hub: FollowerHub
+    # Where start_run claims Idempotency-Keys and where the runs list lives: chosen by runs/backends.py.
+    start_claims: StartClaims
+    known_runs: KnownRuns
     # Called with (token fingerprint, runId) when a run is new to that token's resources/list.
     on_new_run: list[Callable[[str, str], Awaitable[None]]] = field(default_factory=list)
     # What GET does not say about a run (its rootDirectory, a cancel this server asked for).
@@ -93,20 +94,8 @@ class AppState:
     recorded: dict[tuple[str, str], RunFacts] = field(default_factory=dict)
     # Runs whose notes were looked up in the journal once (a restarted server learns their rootDirectory).
     _recalled: set[tuple[str, str]] = field(default_factory=set)
-    # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
-    claims: StartClaims | None = None
-    # The runs list (resources/list); None: the journal itself.
-    known: KnownRuns | None = None
     # What /readyz reports, and the drain (SIGTERM) that cuts waits short (runs/readiness.py).
     readiness: Readiness = field(default_factory=Readiness)
-
-    @property
-    def start_claims(self) -> StartClaims:
-        return self.claims if self.claims is not None else LocalStartClaims(self.journal)
-
-    @property
-    def known_runs(self) -> KnownRuns:
-        return self.known if self.known is not None else LocalKnownRuns(self.journal)
 
     @property
     def http(self) -> httpx2.AsyncClient:

@@ -12,8 +12,8 @@ from typing import TypeVar
 
 import anyio
 
-from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun, StartJournal
-from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.local.journal import StartJournal
+from mogplex_mcp.runs.store import KeyClaim, KnownRun, RunFacts, RunsQuery
 from mogplex_mcp.telemetry import tracing
 
 _T = TypeVar("_T")

@@ -45,16 +45,9 @@ from mogplex_mcp.server import guidance
 from mogplex_mcp.server.compact_views import coalescing_note, transcript_lines
 from mogplex_mcp.server.errors import missing_token_error, runs_unreadable_message, tool_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge
-from mogplex_mcp.server.resources.subscriptions import (
-    EVENTS_URI,
-    LOG_URI,
-    RUN_URI,
-    ResourceMiddleware,
-    RunNotifier,
-    request_headers,
-    run_not_found,
-    run_uris,
-)
+from mogplex_mcp.server.resources.subscribers import request_headers, run_not_found
+from mogplex_mcp.server.resources.subscriptions import ResourceMiddleware, RunNotifier
+from mogplex_mcp.server.resources.uris import EVENTS_URI, LOG_URI, RUN_URI, run_uris
 from mogplex_mcp.server.results import UNTRUSTED_NOTE, EventView, RunView, fit_to_budget
 from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, token_from_request
@@ -171,17 +164,17 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface, *, 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
         if stateless:
             raise MCPError(INVALID_REQUEST, STATELESS_SUBSCRIBE)
-        await surface.notifier_for(ctx).subscribe(ctx, str(params.uri))
+        await surface.notifier_for(ctx).subscribers.subscribe(ctx, str(params.uri))
         return EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        await surface.notifier_for(ctx).unsubscribe(ctx, str(params.uri))
+        await surface.notifier_for(ctx).subscribers.unsubscribe(ctx, str(params.uri))
         return EmptyResult()
 
     async def listen(
         ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
-        async with surface.notifier_for(ctx).holding(ctx, params.notifications) as bus:
+        async with surface.notifier_for(ctx).subscribers.holding(ctx, params.notifications) as bus:
             # One handler per stream, over its caller's bus: it sees only that token's changes. A draining server
             # ends the stream gracefully (its final result), so the client knows to listen again elsewhere.
             handler = ListenHandler(bus)

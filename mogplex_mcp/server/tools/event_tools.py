@@ -31,7 +31,7 @@ from mogplex_mcp.server.results import (
 )
 from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
-from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, tool
+from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
 # How long a wait gives its follower to catch up with an afterEventId it does not hold yet.
@@ -41,7 +41,11 @@ EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summa
 
 def register_event_tools(server: MCPServer[Any]) -> None:
     """Add list_run_events and wait_for_run to `server`."""
+    _add_list_run_events(server)
+    _add_wait_for_run(server)
 
+
+def _add_list_run_events(server: MCPServer[Any]) -> None:
     @tool(server, "list_run_events", "List a run's events", READ_ONLY)
     async def list_run_events(
         ctx: Context[Any, Any],
@@ -86,6 +90,8 @@ def register_event_tools(server: MCPServer[Any]) -> None:
             window_exhausted=exhausted,
         )
 
+
+def _add_wait_for_run(server: MCPServer[Any]) -> None:
     @tool(server, "wait_for_run", "Wait for a run", READ_ONLY)
     async def wait_for_run(
         ctx: Context[Any, Any],

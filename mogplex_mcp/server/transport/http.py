@@ -160,14 +160,7 @@ def build_http_app(
     `metrics` (made here when `options.metrics_port` is set), `app.state.metrics` records while the app runs;
     `serve_http` serves it on the metrics port.
     """
-    if metrics is None and options.metrics_port is not None:
-        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
-
-        metrics = PrometheusRecorder()
-    if metrics is not None:
-        from mogplex_mcp.server.transport.metrics import watching_state
-
-        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
+    metrics = _recorder(options, metrics, server_kwargs)
     security = transport_security(options)
     limits = SessionLimits(
         per_token=options.max_sessions_per_token,
@@ -184,18 +177,6 @@ def build_http_app(
         served, server_kwargs = with_front_door(front_door, served, server_kwargs)
     server = create_server(served, readiness=readiness, stateless=options.stateless, **server_kwargs)
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse(
-            {"status": "ok", "server": "mogplex-mcp", "version": __version__, "stateless": options.stateless}
-        )
-
-    async def readyz(_: Request) -> Response:
-        # Reasons name the journal's path problem or Redis's masked URL, never a token: safe to show anyone.
-        problems = await readiness.problems()
-        body: dict[str, object] = {"status": "not ready" if problems else "ready", "server": "mogplex-mcp"}
-        body["checks"] = {name: problems.get(name, "ok") for name in readiness.check_names} | problems
-        return JSONResponse(body, status_code=503 if problems else 200)
-
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=options.stateless,
@@ -205,8 +186,7 @@ def build_http_app(
         # The gateway admits sessions (and evicts idle ones to make room); the SDK's cap is only a backstop.
         max_sessions=limits.total + limits.per_token,
     )
-    app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
-    app.add_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
+    _add_probes(app, readiness, stateless=options.stateless)
     if front_door is not None:
         front_door.install(app, server)
     policy = GatewayPolicy(
@@ -227,6 +207,38 @@ def build_http_app(
 
         instrument_app(app, metrics, sessions)
     return app
+
+
+def _add_probes(app: Starlette, readiness: Readiness, *, stateless: bool) -> None:
+    """`/healthz` (the process answers) and `/readyz` (it can serve: journal, Redis, not draining)."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "server": "mogplex-mcp", "version": __version__, "stateless": stateless})
+
+    async def readyz(_: Request) -> Response:
+        # Reasons name the journal's path problem or Redis's masked URL, never a token: safe to show anyone.
+        problems = await readiness.problems()
+        body: dict[str, object] = {"status": "not ready" if problems else "ready", "server": "mogplex-mcp"}
+        body["checks"] = {name: problems.get(name, "ok") for name in readiness.check_names} | problems
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    app.add_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
+
+
+def _recorder(
+    options: HttpOptions, metrics: PrometheusRecorder | None, server_kwargs: dict[str, Any]
+) -> PrometheusRecorder | None:
+    """The metrics recorder (made when `options.metrics_port` is set), watching each lifespan's state."""
+    if metrics is None and options.metrics_port is not None:
+        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
+
+        metrics = PrometheusRecorder()
+    if metrics is not None:
+        from mogplex_mcp.server.transport.metrics import watching_state
+
+        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
+    return metrics
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
