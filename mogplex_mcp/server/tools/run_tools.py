@@ -218,7 +218,9 @@ def _add_get_run(server: MCPServer[Any]) -> None:
         follower = state.hub.get(token, runId)
         async with upstream("get the run", token, state.budget) as deadline:
             if follower is not None and follower.run is not None and follower.terminal:
-                # A finished run never changes: answer from what its follower saw (once any backfill is done).
+                # A finished run never changes: answer from what its follower saw (once any backfill is done),
+                # to a token upstream accepted recently.
+                await state.confirm_token(token, deadline)
                 snap = await settled_snapshot(follower, deadline)
             else:
                 async with state.client(token) as api:
