@@ -44,6 +44,7 @@ from mogplex_mcp.server.results import (
 )
 from mogplex_mcp.server.snapshots import RunSnapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
+from mogplex_mcp.server.tools.repo_names import looks_like_name, name_error, not_an_id_error
 
 RunMode = Literal["SAFE", "YOLO", "AUTO"]  # what the API documents; the harness upper-cases what it is sent
 
@@ -168,7 +169,7 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         }
         # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
         given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
-        named = bool(repoId.strip()) and not is_uuid(repoId.strip())  # "web", "acme/web": names
+        named = bool(repoId.strip()) and not is_uuid(repoId.strip())  # "web", "acme/web", or junk
         fields = {"repoId": _ANY_ID if named else repoId, "prompt": prompt, **given}
         try:  # every other argument's problem first, then the name's: one error names them all in turn
             request = StartRunRequest.model_validate(fields)
@@ -176,9 +177,11 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             raise validation_error("start_run", exc) from None
         if idempotencyKey is not None and (problem := idempotency_key_problem(idempotencyKey)):
             raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
-        if named:
-            raise _repo_name_error(repoId)
+        if named and not looks_like_name(repoId):
+            raise not_an_id_error(repoId)
         state = app_state(ctx)
+        if named:  # never a start: a name is looked up (read-only) so that the refusal can name its id
+            raise await name_error(ctx, state, repoId)
         token = require_token(ctx, state)
         result = await _start(state, token, request, idempotencyKey)
         if request.conversation_id or request.workspace_session_id:  # what continue_run may carry over
@@ -237,17 +240,6 @@ def register_run_tools(server: MCPServer[Any]) -> None:
 
 
 _ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
-
-
-def _repo_name_error(given: str) -> ToolError:
-    """Every repository name is refused alike ("web" and "acme/web"), before anything is sent: the API takes
-    only the repository's id (a UUID, from list_repos), and a guess could start a run on the wrong one."""
-    shown = clean_text(given)[:100]
-    short = clean_text(given.strip().rsplit("/", 1)[-1])[:100] or shown
-    return ToolError(
-        f"invalid arguments: repoId {shown!r} is not a repository id (ids are UUIDs). If it is a repository name, "
-        f"call list_repos with query {short!r} and pass the id it shows as repoId. Nothing was sent to Mogplex."
-    )
 
 
 def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> str:
