@@ -100,12 +100,85 @@ def _diff(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 # --- the child process -------------------------------------------------------------------------------
 
 
+class _CountingFront:
+    """The emulator's ASGI app behind this process's counters and its two `/_bench/` endpoints."""
+
+    def __init__(self, emulator: Any, inner: Any) -> None:
+        self.emulator = emulator
+        self.inner = inner
+        self.kinds: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self.answered: list[float] = []
+        self.lock = threading.Lock()
+
+    def create_runs(self, count: int, scenario: str) -> list[str]:
+        from mogplex_mcp.emulator.validation import parse_start_request
+
+        emulator = self.emulator
+        repo = emulator.config.repos[0]
+        body = json.dumps({"repoId": repo["id"], "prompt": f"[scenario:{scenario}] benchmark run"}).encode()
+        start = parse_start_request(body)
+        return [
+            emulator.store.create(start, repo, scenario, str(uuid.uuid4()), emulator.clock()).run_id
+            for _ in range(count)
+        ]
+
+    def stats(self, scope: Any) -> dict[str, Any]:
+        with self.lock:
+            data: dict[str, Any] = {
+                "requests": sum(self.kinds.values()),
+                "by_kind": dict(self.kinds),
+                "by_status": dict(self.statuses),
+                "cpu_seconds": cpu_seconds_self(),
+            }
+            if b"times=1" in scope.get("query_string", b""):
+                data["times"] = list(self.answered)
+        return data
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        path: str = scope["path"]
+        if path == STATS_PATH:
+            await _reply(send, self.stats(scope))
+            return None
+        if path == RUNS_PATH:
+            raw = b""
+            while True:
+                message = await receive()
+                raw += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            wanted = json.loads(raw)
+            await _reply(send, {"runIds": self.create_runs(int(wanted["count"]), str(wanted["scenario"]))})
+            return None
+        if not path.startswith("/api/"):
+            return await self.inner(scope, receive, send)
+        kind = request_kind(scope["method"], path)
+
+        async def counting_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                with self.lock:
+                    self.kinds[kind] += 1
+                    self.statuses[str(message["status"])] += 1
+                    self.answered.append(time.monotonic())
+            await send(message)
+
+        return await self.inner(scope, receive, counting_send)
+
+
+async def _reply(send: Any, data: Any) -> None:
+    body = json.dumps(data).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from mogplex_mcp.emulator import DEMO_TOKEN, Emulator, EmulatorConfig
     from mogplex_mcp.emulator.server import DropConnections, base_url_of
-    from mogplex_mcp.emulator.validation import parse_start_request
 
     config = EmulatorConfig(
         flavor=args.flavor,
@@ -117,66 +190,7 @@ def _serve(args: argparse.Namespace) -> None:
         long_run_events=args.long_events,
     )
     emulator = Emulator(config)
-    inner = DropConnections(emulator.asgi_app())
-    kinds: Counter[str] = Counter()
-    statuses: Counter[str] = Counter()
-    answered: list[float] = []
-    lock = threading.Lock()
-
-    def create_runs(count: int, scenario: str) -> list[str]:
-        repo = config.repos[0]
-        body = json.dumps({"repoId": repo["id"], "prompt": f"[scenario:{scenario}] benchmark run"}).encode()
-        start = parse_start_request(body)
-        return [
-            emulator.store.create(start, repo, scenario, str(uuid.uuid4()), emulator.clock()).run_id
-            for _ in range(count)
-        ]
-
-    async def reply(send: Any, data: Any) -> None:
-        body = json.dumps(data).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    async def app(scope: Any, receive: Any, send: Any) -> Any:
-        if scope["type"] != "http":
-            return await inner(scope, receive, send)
-        path: str = scope["path"]
-        if path == STATS_PATH:
-            with lock:
-                data = {
-                    "requests": sum(kinds.values()),
-                    "by_kind": dict(kinds),
-                    "by_status": dict(statuses),
-                    "cpu_seconds": cpu_seconds_self(),
-                }
-                if b"times=1" in scope.get("query_string", b""):
-                    data["times"] = list(answered)
-            await reply(send, data)
-            return None
-        if path == RUNS_PATH:
-            raw = b""
-            while True:
-                message = await receive()
-                raw += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            wanted = json.loads(raw)
-            await reply(send, {"runIds": create_runs(int(wanted["count"]), str(wanted["scenario"]))})
-            return None
-        if not path.startswith("/api/"):
-            return await inner(scope, receive, send)
-        kind = request_kind(scope["method"], path)
-
-        async def counting_send(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                with lock:
-                    kinds[kind] += 1
-                    statuses[str(message["status"])] += 1
-                    answered.append(time.monotonic())
-            await send(message)
-
-        return await inner(scope, receive, counting_send)
+    app = _CountingFront(emulator, DropConnections(emulator.asgi_app()))
 
     # Protocol 6, not 0: asyncio sets TCP_NODELAY on accepted connections only for IPPROTO_TCP sockets, and
     # without it a streamed answer (SSE) on a kept-alive connection waits for the client's delayed ACK.

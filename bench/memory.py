@@ -19,7 +19,7 @@ from bench.report import Section
 from bench.servers import BARE, WIDE_BUDGET, server_env, stdio_server
 from mogplex_mcp.api.models import EventPage
 from mogplex_mcp.runs.follower import FollowSettings
-from mogplex_mcp.runs.local.journal import DEFAULT_MAX_RUNS
+from mogplex_mcp.runs.store import DEFAULT_MAX_RUNS
 
 TARGET_MB = 80.0
 EVENTS_PER_RUN = 200  # what one page of the API returns: a follower's first (and, for a finished run, only) poll

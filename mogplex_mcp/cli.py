@@ -226,6 +226,40 @@ def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
         metavar="SECONDS",
         help="on SIGTERM, drain for at most this long, then exit regardless (default: %(default)s)",
     )
+    group.add_argument(
+        "--max-body-bytes",
+        type=_positive(int),
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="largest request body; 413 beyond (default: %(default)s, room for the longest prompt)",
+    )
+    group.add_argument(
+        "--max-body-bytes-per-client",
+        type=_positive(int),
+        default=8 * 1024 * 1024,
+        metavar="BYTES",
+        help="request-body bytes in flight per client address; 429 beyond (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-body-bytes-in-flight",
+        type=_positive(int),
+        default=64 * 1024 * 1024,
+        metavar="BYTES",
+        help="request-body bytes in flight in all; 503 beyond (default: %(default)s)",
+    )
+    for what, default, beyond in (
+        ("sessions-per-client", 16, "evicts its oldest idle one, else 429"),
+        ("sessions", 128, "evicts an idle one, else 503"),
+        ("requests-per-client", 32, "429"),
+        ("requests", 128, "503"),
+    ):
+        group.add_argument(
+            f"--max-unverified-{what}",
+            type=_positive(int),
+            default=default,
+            metavar="N",
+            help=f"{what.replace('-', ' ')} of tokens Mogplex has not accepted yet; {beyond} (default: %(default)s)",
+        )
 
 
 def _port(text: str) -> int:
@@ -345,6 +379,13 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         header_timeout_seconds=args.header_timeout,
         body_timeout_seconds=args.body_timeout,
+        max_body_bytes=args.max_body_bytes,
+        max_body_bytes_per_client=args.max_body_bytes_per_client,
+        max_body_bytes_in_flight=args.max_body_bytes_in_flight,
+        max_unverified_sessions_per_client=args.max_unverified_sessions_per_client,
+        max_unverified_sessions=args.max_unverified_sessions,
+        max_unverified_requests_per_client=args.max_unverified_requests_per_client,
+        max_unverified_requests=args.max_unverified_requests,
         graceful_shutdown_seconds=args.grace_period,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,

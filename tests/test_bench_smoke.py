@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.fanout import Scenario, followed, orchestrated
+from bench.fanout_scenarios import Scenario, followed, orchestrated
 from bench.report import Section, table
 
 pytestmark = pytest.mark.anyio

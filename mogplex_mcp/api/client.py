@@ -7,9 +7,8 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -18,6 +17,15 @@ import httpx2
 from pydantic import ValidationError
 
 from mogplex_mcp.api.bodies import DEFAULT_MAX_BODY_BYTES, read_capped
+from mogplex_mcp.api.calls import (
+    API_PREFIX,
+    Call,
+    bare_token,
+    normalize_base_url,
+    out_of_time,
+    run_from,
+    run_path,
+)
 from mogplex_mcp.api.errors import (
     ApiStatusError,
     AuthenticationError,
@@ -47,32 +55,15 @@ from mogplex_mcp.api.models import (
 from mogplex_mcp.api.pool import DEFAULT_TIMEOUT, USER_AGENT, cut_timeout, make_http_client, new_pool
 from mogplex_mcp.api.redirects import adopt_apex, learned_base
 from mogplex_mcp.api.retry import RetryPolicy, next_delay
-from mogplex_mcp.config import TOKEN_ENV, Settings, mask_secrets, mask_token
+from mogplex_mcp.config import TOKEN_ENV, Settings, mask_token
 
 __all__ = ["API_PREFIX", "USER_AGENT", "MogplexClient", "make_http_client"]
-
-API_PREFIX = "/api/v1/mogplex"
 
 logger = logging.getLogger("mogplex_mcp.api")
 
 T = TypeVar("T")
 _TOKEN_SHAPE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: all a bearer header can carry
 _UNSET: Any = object()
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One logical API call: what is sent on every attempt, unchanged."""
-
-    method: str
-    path: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    body: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def what(self) -> str:
-        return f"{self.method} {self.path}"
 
 
 class MogplexClient:
@@ -103,8 +94,8 @@ class MogplexClient:
     ) -> None:
         if http is not None and transport is not None:
             raise ValueError("pass either a shared `http` pool or a `transport`, not both")
-        self._base_url = _normalize_base_url(base_url)
-        self._token = _bare_token(token)
+        self._base_url = normalize_base_url(base_url)
+        self._token = bare_token(token)
         self._owns_http = http is None
         self._http = http if http is not None else new_pool(DEFAULT_TIMEOUT, transport)
         self._retry = retry if retry is not None else RetryPolicy()
@@ -191,7 +182,7 @@ class MogplexClient:
             params["id"] = checked_uuid(repo_id, "repo_id", "a repository id from list_repos")
         if limit is not None:
             params["limit"] = str(checked_limit(limit, REPOS_LIMIT_MAX))
-        call = _Call("GET", "/repos", params=params)
+        call = Call("GET", "/repos", params=params)
         repos = await self._call(call, RepoList.model_validate, deadline)
         return repos.repos
 
@@ -204,10 +195,10 @@ class MogplexClient:
     ) -> StartedRun:
         """Start a run. One Idempotency-Key per call, the same on every retry; the caller's key wins."""
         key = checked_idempotency_key(idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
-        call = _Call("POST", "/runs", body=request.to_wire(), headers={"Idempotency-Key": key})
+        call = Call("POST", "/runs", body=request.to_wire(), headers={"Idempotency-Key": key})
 
         def parse(data: Any) -> tuple[RunDetail, bool]:
-            return _run_from(data), isinstance(data, dict) and data.get("replayed") is True
+            return run_from(data), isinstance(data, dict) and data.get("replayed") is True
 
         failures: list[str] = []
         (run, replayed), attempts = await self._call_counted(call, parse, deadline, failures)
@@ -220,30 +211,30 @@ class MogplexClient:
         )
 
     async def get_run(self, run_id: str, *, deadline: float | None = None) -> RunDetail:
-        call = _Call("GET", _run_path(run_id))
-        return await self._call(call, _run_from, deadline)
+        call = Call("GET", run_path(run_id))
+        return await self._call(call, run_from, deadline)
 
     async def list_events(self, run_id: str, *, limit: int | None = None, deadline: float | None = None) -> EventPage:
         """The run and its first `limit` events, oldest first (the API has no cursor)."""
-        path = _run_path(run_id, "events")
+        path = run_path(run_id, "events")
         params = {"limit": str(checked_limit(limit, EVENTS_LIMIT_MAX))} if limit is not None else {}
-        call = _Call("GET", path, params=params)
+        call = Call("GET", path, params=params)
         return await self._call(call, EventPage.model_validate, deadline)
 
     async def cancel_run(self, run_id: str, *, deadline: float | None = None) -> CancelResult:
         """Ask the run to stop. Idempotent: on a finished run it changes nothing."""
-        call = _Call("POST", _run_path(run_id, "cancel"))
+        call = Call("POST", run_path(run_id, "cancel"))
         return await self._call(call, CancelResult.model_validate, deadline)
 
     # --- the request loop ----------------------------------------------------------------------
 
-    async def _call(self, call: _Call, parse: Callable[[Any], T], deadline: float | None) -> T:
+    async def _call(self, call: Call, parse: Callable[[Any], T], deadline: float | None) -> T:
         """Send `call`, retrying by the policy within the budget and the deadline; parse the data."""
         result, _ = await self._call_counted(call, parse, deadline)
         return result
 
     async def _call_counted(
-        self, call: _Call, parse: Callable[[Any], T], deadline: float | None, failures: list[str] | None = None
+        self, call: Call, parse: Callable[[Any], T], deadline: float | None, failures: list[str] | None = None
     ) -> tuple[T, int]:
         """`_call`, plus the number of the attempt that succeeded (1 when no retry was needed).
 
@@ -285,7 +276,7 @@ class MogplexClient:
 
     async def _attempt(
         self,
-        call: _Call,
+        call: Call,
         parse: Callable[[Any], T],
         token: str,
         attempt: int,
@@ -305,12 +296,12 @@ class MogplexClient:
             raise shape_error(exc, response.status_code, call.what, token) from None
 
     async def _send(
-        self, call: _Call, token: str, attempt: int, stop_at: float | None, limit_name: str
+        self, call: Call, token: str, attempt: int, stop_at: float | None, limit_name: str
     ) -> tuple[httpx2.Response, bytes]:
         """One request on the wire, inside the token's share of the upstream; the body read with a cap."""
         remaining = None if stop_at is None else stop_at - self._clock()
         if remaining is not None and remaining <= 0:
-            raise _out_of_time(call, limit_name)
+            raise out_of_time(call, limit_name)
         headers = {
             "Authorization": f"Bearer {token}",
             "User-Agent": USER_AGENT,
@@ -387,38 +378,3 @@ class MogplexClient:
             return False
         self._base_url = apex
         return True
-
-
-def _bare_token(token: str | None) -> str | None:
-    """The token without surrounding space or a pasted "Bearer " prefix (we add that ourselves)."""
-    token = (token or "").strip()
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
-    return token or None
-
-
-def _out_of_time(call: _Call, limit_name: str) -> UpstreamTimeoutError:
-    return UpstreamTimeoutError(f"{call.what}: {limit_name} ran out before an answer arrived")
-
-
-def _normalize_base_url(base_url: str) -> str:
-    url = base_url.strip().rstrip("/")
-    if url.endswith(API_PREFIX):  # a pasted full API URL still works
-        url = url[: -len(API_PREFIX)].rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", url):
-        shown = mask_secrets(re.sub(r"^([^/]*//)?[^/@]*@", r"\1<credentials not shown>@", url))[:80]
-        raise ValueError(f"base_url must be an http(s) URL such as https://mogplex.com, got {shown!r}")
-    return url
-
-
-def _run_path(run_id: str, action: str | None = None) -> str:
-    """A run id is one path segment, never a path: anything but a UUID is refused before sending."""
-    run_id = checked_uuid(run_id, "runId", "the runId that start_run returned")
-    return f"/runs/{run_id}" + (f"/{action}" if action else "")
-
-
-def _run_from(data: Any) -> RunDetail:
-    """POST /runs answers the run bare (plus `replayed`); GET /runs/{id} wraps it in `run`."""
-    if isinstance(data, dict) and isinstance(data.get("run"), dict):
-        data = data["run"]
-    return RunDetail.model_validate(data)

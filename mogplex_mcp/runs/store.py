@@ -1,30 +1,26 @@
-"""The run-supervision state behind one seam: start claims, known runs, the pacer, follow leases.
+"""The run-supervision state behind one seam: start claims, known runs, the pacer, follow leases, verified tokens.
 
 Each protocol is small and async, with two backends: `runs/local/` (the embedded default: today's SQLite
 journal and in-memory pacer, one process) and `runs/redis/` (shared by every replica of an HTTP server).
 Both pass one behavioural test suite (`tests/runs/test_store.py`).
 
-Everything is keyed by a token *fingerprint* (`token_fingerprint`), never by the token itself.
-
-`KeyClaim` and `KnownRun` are defined next to the SQLite journal for now and re-exported here; they move
-into this module when the journal moves into `runs/local/`.
+Everything is keyed by a token *fingerprint* (`runs/fingerprints.py`), never by the token itself. The
+value types the protocols pass (`KeyClaim`, `KnownRun`, `RunFacts`, `RunsQuery`, `FeedUpdate`) are defined
+here, so a backend imports this module and nothing of another backend.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from mogplex_mcp.api.models import RunDetail, RunEvent
-from mogplex_mcp.runs.fingerprints import token_fingerprint
-from mogplex_mcp.runs.local.journal import KeyClaim, KnownRun, RunsUnreadable
-from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery
+from mogplex_mcp.runs.views import Delivery
 
 __all__ = [
+    "DEFAULT_MAX_RUNS",
+    "DEFAULT_WINDOW_SECONDS",
     "FeedUpdate",
     "FollowFeed",
     "FollowLease",
@@ -36,69 +32,96 @@ __all__ = [
     "RunsQuery",
     "RunsUnreadable",
     "StartClaims",
+    "StartClaimsUnavailableError",
     "StoreUnavailableError",
-    "spending_store_time",
-    "store_budget",
-    "store_time_left",
-    "token_fingerprint",
-    "unbudgeted",
+    "VerifiedTokens",
+    "facts_of",
 ]
 
-
-@dataclass
-class _StoreBudget:
-    left: float  # seconds the shared store may still take in this call
-
-
-# The shared store's time budget of the current tool call (None: no budget, e.g. background work).
-_budget: ContextVar[_StoreBudget | None] = ContextVar("mogplex_store_budget", default=None)
+# How long an identical start reuses the first one's Idempotency-Key, and how many runs are kept per token.
+DEFAULT_WINDOW_SECONDS = 600.0
+DEFAULT_MAX_RUNS = 200
 
 
-@contextmanager
-def store_budget(seconds: float) -> Iterator[None]:
-    """Every shared-store command inside the block together may take at most `seconds` (one tool call).
+@dataclass(frozen=True)
+class KeyClaim:
+    """The Idempotency-Key to send for a start, and whether an earlier identical start already holds it."""
 
-    It counts time spent waiting on the store, not the call's own time: a 50 s wait_for_run still records its
-    run in Redis at the end. Backends cut each command at what is left and fail at once when nothing is, so a
-    tool call that touches the store several times waits on it `seconds` at most in all. Nested: the outer
-    budget rules.
+    idempotency_key: str
+    reused: bool
+    age_seconds: float
+    run_id: str | None = None  # the run that earlier start produced, once recorded
+    durable: bool = True  # False: held in this process only (the file could not be written)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What list_runs and continue_run need to know of a run beyond its status; None = not known.
+
+    `conversation_id`/`workspace_session_id` are only ever what this server itself sent for the run.
     """
-    if _budget.get() is not None:
-        yield
-        return
-    token = _budget.set(_StoreBudget(max(0.0, seconds)))
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+
+    created_at: str | None = None  # ISO-8601, as the API gave it
+    updated_at: str | None = None
+    working_branch: str | None = None
+    root_directory: str | None = None
+    harness: str | None = None
+    conversation_id: str | None = None
+    workspace_session_id: str | None = None
+    pull_request_url: str | None = None
+    code_changed: bool | None = None
+    # A finished run's derived outcome (runs/views.py `Delivered`), as get_run told it; None: not recorded.
+    delivered: str | None = None
+    changed_files_total: int | None = None
 
 
-@contextmanager
-def unbudgeted() -> Iterator[None]:
-    """No call budget inside the block: for background work a tool call starts (it inherits the call's context)."""
-    token = _budget.set(None)
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+@dataclass(frozen=True)
+class KnownRun:
+    """A run this server started or looked at; `title` falls back to the run id."""
+
+    run_id: str
+    title: str
+    status: str | None
+    repo_id: str | None
+    first_seen: float
+    last_seen: float
+    facts: RunFacts = field(default_factory=RunFacts)
+    position: int = 0  # with first_seen, the paging cursor: stable while the run is kept
 
 
-def store_time_left() -> float | None:
-    """Seconds the store may still take in this call; None outside any budget."""
-    budget = _budget.get()
-    return None if budget is None else budget.left
+@dataclass(frozen=True)
+class RunsQuery:
+    """One page of known runs, newest first: after `before` = (first_seen, position) of the last one shown."""
+
+    limit: int = 20
+    before: tuple[float, int] | None = None
+    repo_id: str | None = None
+    terminal: bool | None = None  # True: finished runs only; False: active (or status never seen) only
 
 
-@contextmanager
-def spending_store_time() -> Iterator[None]:
-    """Charge the time the block takes to the call's store budget (a no-op outside one)."""
-    budget = _budget.get()
-    began = time.monotonic()
-    try:
-        yield
-    finally:
-        if budget is not None:
-            budget.left -= time.monotonic() - began
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def facts_of(run: RunDetail, delivery: Delivery | None = None) -> RunFacts:
+    """The facts a run's detail (and its delivery, when known) tells."""
+    return RunFacts(
+        created_at=_iso(run.created_at),
+        updated_at=_iso(run.updated_at),
+        working_branch=run.branch.working if run.branch else None,
+        root_directory=run.root_directory,
+        harness=run.harness,
+        pull_request_url=delivery.pull_request_url if delivery else None,
+        code_changed=delivery.changed if delivery else None,
+    )
+
+
+class RunsUnreadable(Exception):
+    """The runs list cannot be read just now (the journal file fails): not the same as an empty list."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class StoreUnavailableError(Exception):
@@ -108,11 +131,28 @@ class StoreUnavailableError(Exception):
     """
 
 
+class StartClaimsUnavailableError(Exception):
+    """No Idempotency-Key can be vouched for right now: a start sent with a fresh one could become a second paid
+    run, so nothing may be sent. Retrying later may work.
+
+    `reason` names what failed and never contains credentials; `shared` is True when the shared store (Redis)
+    failed rather than this process's journal file.
+    """
+
+    def __init__(self, reason: str, *, shared: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.shared = shared
+
+
 class StartClaims(Protocol):
     """De-duplicates identical starts: within the window, an identical start gets the same Idempotency-Key."""
 
     async def claim_key(self, fingerprint: str, request_hash: str) -> KeyClaim:
-        """Reuse the key of an identical start within the window, else take a fresh one atomically."""
+        """Reuse the key of an identical start within the window, else take a fresh one atomically.
+
+        Raises `StartClaimsUnavailableError` when neither is possible without risking a second run.
+        """
         ...
 
     async def record_started(self, fingerprint: str, request_hash: str, run_id: str) -> None:
@@ -178,6 +218,25 @@ class Pacer(Protocol):
 
     async def delay_needed(self, fingerprint: str) -> float:
         """Seconds until this token's next request may go out (0 when it may go now)."""
+        ...
+
+
+class VerifiedTokens(Protocol):
+    """Which token fingerprints upstream accepted, and when: kept across restarts (and shared by replicas).
+
+    Entries older than the backend's `keep_seconds` are gone; a refusal (401) removes one at once.
+    """
+
+    async def record(self, fingerprint: str, accepted_at: float | None) -> None:
+        """Upstream accepted the token at `accepted_at` (wall clock); None: it refused it, forget it."""
+        ...
+
+    async def recent(self, since: float, limit: int = 10_000) -> dict[str, float]:
+        """Fingerprints accepted at or after `since` (within `keep_seconds`), the newest `limit`, with when."""
+        ...
+
+    async def accepted_at(self, fingerprint: str) -> float | None:
+        """When upstream last accepted this token (within `keep_seconds`); None when not known."""
         ...
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx2
+from anyio.abc import TaskGroup
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -17,15 +18,17 @@ from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
+from mogplex_mcp.api.limits import CALLER
 from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.backends import open_backends
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
+from mogplex_mcp.runs.identities import remember_verified
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.runs.sanitize import clean_text
-from mogplex_mcp.runs.store import store_budget
+from mogplex_mcp.runs.store_budget import store_budget
 from mogplex_mcp.server import guidance, viewer
 from mogplex_mcp.server.call_log import ToolCallObserver
 from mogplex_mcp.server.errors import validation_error, with_tool_name
@@ -133,57 +136,13 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        own_journal = journal is None
         ready = readiness or Readiness()
-        the_journal = journal or StartJournal.in_state_dir(
-            settings.state_dir,
-            window_seconds=settings.dedupe_window_seconds,
-            wait_seconds=settings.journal_wait_seconds,
-        )
-        pool = HttpPool(settings, transport)
-        following = follow or FollowSettings(requests_per_minute=settings.follow_requests_per_minute)
-        per_minute = following.requests_per_minute
-        try:
-            async with (
-                open_backends(settings, the_journal, per_minute) as backends,
-                anyio.create_task_group() as tg,
-            ):
-                streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
-                hub = FollowerHub(
-                    tg,
-                    follower_client_factory(settings, pool.get, pool.gate),
-                    following,
-                    make_stream=streams,
-                    make_pacer=backends.make_pacer,
-                    coordinator=backends.coordinator,
-                )
-                state = AppState(
-                    settings=settings,
-                    pool=pool,
-                    journal=the_journal,
-                    hub=hub,
-                    claims=backends.claims,
-                    known=backends.known,
-                    readiness=ready,
-                )
-                watch_health(ready, the_journal, backends.store_problem)
-                # A background task that keeps crashing (runs/health.py) is a readiness problem until it recovers.
-                hub.health.on_problem.append(ready.report_failure)
-                hub.health.on_recovered.append(ready.report_ok)
-                ready.on_drain(hub.hand_over)
-                ready.on_exit(the_journal.close)  # a forced exit still writes through claims held in memory
-                hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
-                resources.attach(state, tg)
-                if on_state is not None:
-                    on_state(state)
-                ready.started = True
-                yield state
-                tg.cancel_scope.cancel()
-        finally:
-            ready.started = False
-            await pool.aclose()
-            if own_journal:
-                the_journal.close()
+        async with open_state(settings, ready, transport=transport, journal=journal, follow=follow) as (state, tg):
+            resources.attach(state, tg)
+            if on_state is not None:
+                on_state(state)
+            ready.started = True
+            yield state
 
     server = MogplexServer(
         "mogplex",
@@ -208,7 +167,21 @@ def create_server(
         for name in WRITE_TOOLS:
             server.remove_tool(name)
     viewer.install(server)
+    server.middleware.append(_note_caller)
     return server
+
+
+async def _note_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Who is asking (the HTTP client's address), for the upstream gate's fair queue of unverified tokens."""
+    client = getattr(ctx.request, "client", None)
+    host = getattr(client, "host", None)
+    if not isinstance(host, str):
+        return await call_next(ctx)
+    token = CALLER.set(host)
+    try:
+        return await call_next(ctx)
+    finally:
+        CALLER.reset(token)
 
 
 def _short_text(result: Any) -> Any:
@@ -244,3 +217,70 @@ def watch_health(
 async def tool_names(server: MCPServer[Any]) -> list[str]:
     """The registered tools' names, in registration order (for docs and the bundle manifest)."""
     return [tool.name for tool in await server.list_tools()]
+
+
+@asynccontextmanager
+async def open_state(
+    settings: Settings,
+    ready: Readiness,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    journal: StartJournal | None = None,
+    follow: FollowSettings | None = None,
+) -> AsyncIterator[tuple[AppState, TaskGroup]]:
+    """One lifespan's state: the journal, the upstream pools, the chosen store backends and the follower hub,
+    with the task group the followers run in (cancelled when the block ends); `ready` gets the health checks
+    (journal, Redis) and the drain and exit hooks, and is not started any more once the block ends."""
+    own_journal = journal is None
+    the_journal = journal or StartJournal.in_state_dir(
+        settings.state_dir,
+        window_seconds=settings.dedupe_window_seconds,
+        wait_seconds=settings.journal_wait_seconds,
+    )
+    pool = HttpPool(settings, transport)
+    following = follow or FollowSettings(
+        requests_per_minute=settings.follow_requests_per_minute,
+        max_bytes_per_run=settings.run_event_bytes,
+        max_cache_bytes=settings.event_cache_bytes,
+    )
+    per_minute = following.requests_per_minute
+    try:
+        async with (
+            open_backends(settings, the_journal, per_minute) as backends,
+            anyio.create_task_group() as tg,
+        ):
+            await remember_verified(pool.gate, backends.verified, tg, shared=backends.shared)
+            streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
+            hub = FollowerHub(
+                tg,
+                follower_client_factory(settings, pool.get, pool.gate),
+                following,
+                make_stream=streams,
+                make_pacer=backends.make_pacer,
+                coordinator=backends.coordinator,
+                verified=pool.gate.verified_fingerprint,
+                known_verified=pool.gate.known_verified,
+            )
+            state = AppState(
+                settings=settings,
+                pool=pool,
+                journal=the_journal,
+                hub=hub,
+                start_claims=backends.claims,
+                known_runs=backends.known,
+                readiness=ready,
+            )
+            watch_health(ready, the_journal, backends.store_problem)
+            # A background task that keeps crashing (runs/health.py) is a readiness problem until it recovers.
+            hub.health.on_problem.append(ready.report_failure)
+            hub.health.on_recovered.append(ready.report_ok)
+            ready.on_drain(hub.hand_over)
+            ready.on_exit(the_journal.close)  # a forced exit still writes through claims held in memory
+            hub.add_listener(outcome_recorder(state.known_runs))  # list_runs knows finished runs' outcomes
+            yield state, tg
+            tg.cancel_scope.cancel()
+    finally:
+        ready.started = False
+        await pool.aclose()
+        if own_journal:
+            the_journal.close()

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from mogplex_mcp.api import errors as api
 from mogplex_mcp.config import TOKEN_ENV
 from mogplex_mcp.runs.sanitize import clean_text, shorten
+from mogplex_mcp.runs.store import StartClaimsUnavailableError
 
 _MISSING_TOKEN = (
     f"No Mogplex token is configured. Create a personal access token (mog_…) in Mogplex settings and set it "
@@ -149,6 +150,18 @@ def validation_error(tool: str, exc: ValidationError, *, sends: bool = True) -> 
     listed = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
     sent = " Nothing was sent to Mogplex." if sends else ""
     return ToolError(shorten(clean_text(f"invalid arguments: {listed}.{sent}"), 1500))
+
+
+STORE_DOWN_MESSAGE = (
+    "start_run is unavailable for a moment: the shared start journal (Redis) cannot be reached, so this server "
+    "cannot rule out starting a duplicate paid run. Nothing was sent. Retry in a few seconds; or pass an "
+    "explicit idempotencyKey (reuse the same key on every retry of this start) to start without the journal."
+)
+
+
+def claims_unavailable_error(exc: StartClaimsUnavailableError) -> ToolError:
+    """start_run refused because no Idempotency-Key could be vouched for (shared store or journal file)."""
+    return ToolError(STORE_DOWN_MESSAGE) if exc.shared else journal_unavailable_error(exc.reason)
 
 
 def journal_unavailable_error(reason: str) -> ToolError:

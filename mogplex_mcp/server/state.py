@@ -15,7 +15,7 @@ import httpx2
 from mcp.server.mcpserver import Context
 
 from mogplex_mcp.api.client import MogplexClient
-from mogplex_mcp.api.errors import MogplexError, UpstreamTimeoutError
+from mogplex_mcp.api.errors import MogplexError, PermissionDeniedError, UpstreamTimeoutError
 from mogplex_mcp.api.limits import GateLimits, UpstreamGate
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.api.pool import make_http_client, make_stream_client
@@ -23,12 +23,10 @@ from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.fingerprints import clean_title, token_fingerprint
 from mogplex_mcp.runs.follower import FollowerHub
-from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
 from mogplex_mcp.runs.local.journal import StartJournal
-from mogplex_mcp.runs.local.known_runs import facts_of
 from mogplex_mcp.runs.notes import RunNotebook
 from mogplex_mcp.runs.readiness import Readiness
-from mogplex_mcp.runs.store import KnownRuns, RunFacts, StartClaims
+from mogplex_mcp.runs.store import KnownRuns, RunFacts, StartClaims, facts_of
 from mogplex_mcp.server.errors import missing_token_error, tool_error
 
 
@@ -78,6 +76,9 @@ class AppState:
     pool: HttpPool
     journal: StartJournal
     hub: FollowerHub
+    # Where start_run claims Idempotency-Keys and where the runs list lives: chosen by runs/backends.py.
+    start_claims: StartClaims
+    known_runs: KnownRuns
     # Called with (token fingerprint, runId) when a run is new to that token's resources/list.
     on_new_run: list[Callable[[str, str], Awaitable[None]]] = field(default_factory=list)
     # What GET does not say about a run (its rootDirectory, a cancel this server asked for).
@@ -93,20 +94,8 @@ class AppState:
     recorded: dict[tuple[str, str], RunFacts] = field(default_factory=dict)
     # Runs whose notes were looked up in the journal once (a restarted server learns their rootDirectory).
     _recalled: set[tuple[str, str]] = field(default_factory=set)
-    # Where start_run claims Idempotency-Keys (server/backends.py); None: the journal itself.
-    claims: StartClaims | None = None
-    # The runs list (resources/list); None: the journal itself.
-    known: KnownRuns | None = None
     # What /readyz reports, and the drain (SIGTERM) that cuts waits short (runs/readiness.py).
     readiness: Readiness = field(default_factory=Readiness)
-
-    @property
-    def start_claims(self) -> StartClaims:
-        return self.claims if self.claims is not None else LocalStartClaims(self.journal)
-
-    @property
-    def known_runs(self) -> KnownRuns:
-        return self.known if self.known is not None else LocalKnownRuns(self.journal)
 
     @property
     def http(self) -> httpx2.AsyncClient:
@@ -158,6 +147,23 @@ class AppState:
         """
         written = await self.known_runs.remember_run(token_fingerprint(token), run_id, facts=facts)
         return written is not None
+
+    async def confirm_token(self, token: str, deadline: float) -> None:
+        """Cached run data goes only to a token upstream accepted within `recheck_token_seconds` (issue 23, #7).
+
+        Raises the 401 at once when upstream refused this token lately; otherwise, when its last acceptance is
+        older, asks upstream (one cheap request) before anything cached is shown: a revoked token gets the
+        401, not the runs it could once read.
+        """
+        gate = self.pool.gate
+        gate.check_rejected(token, "show cached run data")
+        if gate.accepted_within(token_fingerprint(token), self.settings.recheck_token_seconds):
+            return
+        try:
+            async with self.client(token) as api:
+                await api.list_repos(limit=1, deadline=deadline)
+        except PermissionDeniedError:
+            return  # a known user without the read scope: accepted (production does not check it for GETs)
 
     def client(self, token: str | None) -> MogplexClient:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http, gate=self.pool.gate)

@@ -93,6 +93,13 @@ class PrometheusRecorder(Recorder):
         Gauge(PREFIX + "build_info", "The running version (always 1).", ["version"], registry=r).labels(
             __version__
         ).set(1)
+        self._define_call_metrics(r)
+        self._define_store_metrics(r)
+        self._live = _LiveMetrics()
+        r.register(self._live)
+
+    def _define_call_metrics(self, r: CollectorRegistry) -> None:
+        """Tool calls and the requests they send to Mogplex."""
         self._tool_calls = Counter(
             PREFIX + "tool_calls", "Tool calls by tool and outcome.", ["tool", "outcome"], registry=r
         )
@@ -133,6 +140,9 @@ class PrometheusRecorder(Recorder):
             ["route"],
             registry=r,
         )
+
+    def _define_store_metrics(self, r: CollectorRegistry) -> None:
+        """The journal, Redis and OAuth sign-ins."""
         self._journal_fallbacks = Counter(
             PREFIX + "journal_fallbacks",
             "Times the journal file could not be used and an operation fell back to this process's memory.",
@@ -156,8 +166,6 @@ class PrometheusRecorder(Recorder):
         self._oauth_refreshes = Counter(
             PREFIX + "oauth_refreshes", "OAuth token refreshes by outcome.", ["outcome"], registry=r
         )
-        self._live = _LiveMetrics()
-        r.register(self._live)
 
     # --- live sources ----------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ from mcp import Client
 from mogplex_mcp.emulator import EmulatorConfig, running_emulator
 from mogplex_mcp.runs import redis as redis_backend
 from mogplex_mcp.runs.redis.connection import SLOW_READS_TO_OPEN
-from mogplex_mcp.runs.store import StoreUnavailableError, store_budget
+from mogplex_mcp.runs.store import StoreUnavailableError
+from mogplex_mcp.runs.store_budget import store_budget
 from mogplex_mcp.server.app import create_server
 from tests.redis_server import RedisServer, running_redis
 from tests.server.harness import FAST_FOLLOW, settings_for, text_of

@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -33,6 +32,14 @@ from mogplex_mcp.runs.fingerprints import TITLE_MAX_CHARS as TITLE_MAX_CHARS
 from mogplex_mcp.runs.fingerprints import clean_title as clean_title
 from mogplex_mcp.runs.fingerprints import request_fingerprint as request_fingerprint
 from mogplex_mcp.runs.fingerprints import token_fingerprint as token_fingerprint
+from mogplex_mcp.runs.local.claim_rows import (
+    attach_run,
+    drop_claim,
+    drop_claims_before,
+    insert_claim,
+    select_claim,
+    write_through,
+)
 from mogplex_mcp.runs.local.journal_file import (
     RETRY_WRITES_AFTER_SECONDS,
     EmptyJournal,
@@ -40,16 +47,31 @@ from mogplex_mcp.runs.local.journal_file import (
     JournalFile,
     JournalStorageError,
 )
-from mogplex_mcp.runs.local.known_runs import KnownRun as KnownRun
-from mogplex_mcp.runs.local.known_runs import RunFacts, RunsQuery, select_page, select_run, store_facts
+from mogplex_mcp.runs.local.known_runs import (
+    is_known_in,
+    prune_runs,
+    select_page,
+    select_recent,
+    select_run,
+    store_facts,
+    upsert_run,
+)
 from mogplex_mcp.runs.local.memory_claims import ClaimId, ClaimTable, MemoryClaim
+from mogplex_mcp.runs.store import (
+    DEFAULT_MAX_RUNS,
+    DEFAULT_WINDOW_SECONDS,
+    KeyClaim,
+    KnownRun,
+    RunFacts,
+    RunsQuery,
+    RunsUnreadable,
+    StartClaimsUnavailableError,
+)
 from mogplex_mcp.telemetry import hooks
 
 logger = logging.getLogger("mogplex_mcp.runs.journal")
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
-DEFAULT_WINDOW_SECONDS = 600.0
-DEFAULT_MAX_RUNS = 200
 # Expired claims are kept a while past the window so a slow start can still attach its run id.
 _CLAIM_RETENTION_SECONDS = 86_400.0
 # How long a claim waits for the file's write lock before falling back to the in-process table.
@@ -60,27 +82,8 @@ BOOKKEEPING_WAIT_SECONDS = 0.1
 _READ_WAIT_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class KeyClaim:
-    """The Idempotency-Key to send for a start, and whether an earlier identical start already holds it."""
-
-    idempotency_key: str
-    reused: bool
-    age_seconds: float
-    run_id: str | None = None  # the run that earlier start produced, once recorded
-    durable: bool = True  # False: held in this process only (the file could not be written)
-
-
-class JournalUnavailableError(Exception):
+class JournalUnavailableError(StartClaimsUnavailableError):
     """No key can be vouched for: the file cannot be read and this process holds no claim for the request."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class RunsUnreadable(Exception):
-    """The runs list cannot be read from the file just now: not the same as an empty list."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -193,25 +196,15 @@ class StartJournal:
         """Attach the run a claimed start produced, so a replayed claim can name it."""
         self._claims.attach_run((fingerprint, request_hash), run_id)
 
-        def record(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE start_claims SET run_id = ? WHERE fingerprint = ? AND request_hash = ?",
-                (run_id, fingerprint, request_hash),
-            )
-
-        self._best_effort("record a started run", record, self._wait)
+        claim_id = (fingerprint, request_hash)
+        self._best_effort("record a started run", lambda db: attach_run(db, claim_id, run_id), self._wait)
 
     def forget(self, fingerprint: str, request_hash: str) -> None:
         """Drop a claim whose start definitely failed, so the next identical start gets a fresh key."""
         self._claims.drop((fingerprint, request_hash), self._clock())
 
-        def drop(db: sqlite3.Connection) -> None:
-            db.execute(
-                "DELETE FROM start_claims WHERE fingerprint = ? AND request_hash = ?",
-                (fingerprint, request_hash),
-            )
-
-        self._best_effort("forget a start", drop, self._wait)
+        claim_id = (fingerprint, request_hash)
+        self._best_effort("forget a start", lambda db: drop_claim(db, claim_id), self._wait)
 
     def remember_run(
         self,
@@ -232,12 +225,12 @@ class StartJournal:
         pending = self._claims.unpersisted(self._clock())
 
         def upsert(db: sqlite3.Connection) -> bool:
-            _write_through(db, pending)  # claims held during an outage reach the file with the first write
-            new = _upsert_known_run(db, (fingerprint, run_id), (cleaned or None, status, repo_id), self._clock())
+            write_through(db, pending)  # claims held during an outage reach the file with the first write
+            new = upsert_run(db, (fingerprint, run_id), (cleaned or None, status, repo_id), self._clock())
             if facts is not None:
                 store_facts(db, (fingerprint, run_id), facts)
             if new:
-                self._prune_runs(db, fingerprint)
+                prune_runs(db, fingerprint, self._max_runs)
             return new
 
         try:
@@ -258,15 +251,7 @@ class StartJournal:
         if limit <= 0:
             return []
 
-        def select(db: sqlite3.Connection) -> list[KnownRun]:
-            rows = db.execute(
-                "SELECT run_id, title, status, repo_id, first_seen, last_seen FROM known_runs"
-                " WHERE fingerprint = ? ORDER BY first_seen DESC, rowid DESC LIMIT ?",
-                (fingerprint, limit),
-            ).fetchall()
-            return [KnownRun(r[0], r[1] or r[0], r[2], r[3], r[4], r[5]) for r in rows]
-
-        return self._read_list("list known runs", select)
+        return self._read_list("list known runs", lambda db: select_recent(db, fingerprint, limit))
 
     def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
         """One page of the runs seen with this token, newest first (see RunsQuery); RunsUnreadable as above."""
@@ -283,13 +268,7 @@ class StartJournal:
     def is_known(self, fingerprint: str, run_id: str) -> bool:
         """Whether this server started or looked at the run with this token."""
 
-        def select(db: sqlite3.Connection) -> bool:
-            row = db.execute(
-                "SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id)
-            ).fetchone()
-            return row is not None
-
-        return self._read_or("look up a run", select, False)
+        return self._read_or("look up a run", lambda db: is_known_in(db, fingerprint, run_id), False)
 
     def close(self) -> None:
         """Write through claims held in memory (if the file takes them now), then close; safe to call twice."""
@@ -297,7 +276,7 @@ class StartJournal:
         if pending:
 
             def flush(db: sqlite3.Connection) -> None:
-                _write_through(db, pending)
+                write_through(db, pending)
 
             try:
                 self._file.write(flush, self._wait, force=True)
@@ -323,19 +302,13 @@ class StartJournal:
         pending = self._claims.unpersisted(now)
 
         def claim(db: sqlite3.Connection) -> KeyClaim:
-            db.execute(
-                "DELETE FROM start_claims WHERE created_at < ?", (now - max(self._window, _CLAIM_RETENTION_SECONDS),)
-            )
-            _write_through(db, pending)
-            row = _select_claim(db, claim_id)
+            drop_claims_before(db, now - max(self._window, _CLAIM_RETENTION_SECONDS))
+            write_through(db, pending)
+            row = select_claim(db, claim_id)
             if row is not None and self._is_live(claim_id, row[1], now):
                 return KeyClaim(row[0], reused=True, age_seconds=max(0.0, now - row[1]), run_id=row[2])
             key = new_key()
-            db.execute(
-                "INSERT OR REPLACE INTO start_claims"
-                " (fingerprint, request_hash, idempotency_key, created_at, run_id) VALUES (?, ?, ?, ?, NULL)",
-                (*claim_id, key, now),
-            )
+            insert_claim(db, claim_id, key, now)
             return KeyClaim(key, reused=False, age_seconds=0.0)
 
         result = self._file.write(claim, self._wait)
@@ -346,7 +319,7 @@ class StartJournal:
     def _claim_in_memory(self, claim_id: ClaimId, now: float, new_key: Callable[[], str], why: str) -> KeyClaim:
         """The file cannot be written: reuse a claim it still shows, else hold a new one in this process."""
         try:
-            row = self._file.read(lambda db: _select_claim(db, claim_id), self._read_wait)
+            row = self._file.read(lambda db: select_claim(db, claim_id), self._read_wait)
         except EmptyJournal:
             row = None
         except JournalStorageError as failure:
@@ -396,14 +369,6 @@ class StartJournal:
             return  # the read then fails over to its fallback, and the next call tries again
         self._migrated = True
 
-    def _prune_runs(self, db: sqlite3.Connection, fingerprint: str) -> None:
-        db.execute(
-            "DELETE FROM known_runs WHERE fingerprint = ? AND rowid NOT IN ("
-            " SELECT rowid FROM known_runs WHERE fingerprint = ?"
-            " ORDER BY first_seen DESC, rowid DESC LIMIT ?)",
-            (fingerprint, fingerprint, self._max_runs),
-        )
-
     def _note_failure(self, what: str, failure: JournalStorageError, meanwhile: str) -> None:
         """Warn once when the file starts failing, saying what happens meanwhile; then quietly, until it works."""
         if meanwhile is not _REFUSING:  # every fallback is counted (docs/operations.md); a refusal is no fallback
@@ -426,37 +391,3 @@ _REFUSING = (
     "it cannot be read either, so a start without idempotencyKey is refused (nothing is sent) unless this "
     "process already holds its claim"
 )
-
-
-def _write_through(db: sqlite3.Connection, claims: list[tuple[ClaimId, MemoryClaim]]) -> None:
-    """Copy claims made in memory into the file; one the file already holds for the request wins there."""
-    for (fingerprint, request_hash), held in claims:
-        db.execute(
-            "INSERT OR IGNORE INTO start_claims VALUES (?, ?, ?, ?, ?)",
-            (fingerprint, request_hash, held.idempotency_key, held.created_at, held.run_id),
-        )
-
-
-def _upsert_known_run(
-    db: sqlite3.Connection, run: tuple[str, str], fields: tuple[str | None, str | None, str | None], now: float
-) -> bool:
-    """Insert or refresh (fingerprint, run id) with (title, status, repo id); True when it was not known."""
-    known = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", run).fetchone()
-    db.execute(
-        "INSERT INTO known_runs"
-        " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
-        " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
-        " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
-        (*run, *fields, now, now),
-    )
-    return known is None
-
-
-def _select_claim(db: sqlite3.Connection, claim_id: ClaimId) -> tuple[str, float, str | None] | None:
-    row = db.execute(
-        "SELECT idempotency_key, created_at, run_id FROM start_claims WHERE fingerprint = ? AND request_hash = ?",
-        claim_id,
-    ).fetchone()
-    return None if row is None else (str(row[0]), float(row[1]), row[2])

@@ -1,20 +1,18 @@
-"""Known runs: what is kept per run (KnownRun, RunFacts), and the SQL that pages and updates them.
+"""Known runs in the journal's SQLite file: the fact columns, and the SQL that pages and updates them.
 
-The journal (journal.py) owns the SQLite file; this module names what a known run holds — including the
-facts added for list_runs and continue_run — reads pages of them, writes facts, and adds the fact columns
-to a file an older version wrote.
+The journal (journal.py) owns the file; what a known run holds (KnownRun, RunFacts) is named in
+`runs/store.py`. This module reads pages of known runs, writes facts, and adds the fact columns to a file
+an older version wrote.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from datetime import datetime
+from dataclasses import fields
 from typing import Any
 
-from mogplex_mcp.api.models import RunDetail
-from mogplex_mcp.runs.views import Delivery
+from mogplex_mcp.runs.store import KnownRun, RunFacts, RunsQuery
 
 # name -> SQL type; the order is the order of RunFacts' fields.
 FACT_COLUMNS: dict[str, str] = {
@@ -31,51 +29,6 @@ FACT_COLUMNS: dict[str, str] = {
     "changed_files_total": "INTEGER",
 }
 TERMINAL_STATUSES = ("success", "failed", "cancelled")
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What list_runs and continue_run need to know of a run beyond its status; None = not known.
-
-    `conversation_id`/`workspace_session_id` are only ever what this server itself sent for the run.
-    """
-
-    created_at: str | None = None  # ISO-8601, as the API gave it
-    updated_at: str | None = None
-    working_branch: str | None = None
-    root_directory: str | None = None
-    harness: str | None = None
-    conversation_id: str | None = None
-    workspace_session_id: str | None = None
-    pull_request_url: str | None = None
-    code_changed: bool | None = None
-    # A finished run's derived outcome (runs/views.py `Delivered`), as get_run told it; None: not recorded.
-    delivered: str | None = None
-    changed_files_total: int | None = None
-
-
-@dataclass(frozen=True)
-class KnownRun:
-    """A run this server started or looked at; `title` falls back to the run id."""
-
-    run_id: str
-    title: str
-    status: str | None
-    repo_id: str | None
-    first_seen: float
-    last_seen: float
-    facts: RunFacts = field(default_factory=RunFacts)
-    position: int = 0  # with first_seen, the paging cursor: stable while the run is kept
-
-
-@dataclass(frozen=True)
-class RunsQuery:
-    """One page of known runs, newest first: after `before` = (first_seen, position) of the last one shown."""
-
-    limit: int = 20
-    before: tuple[float, int] | None = None
-    repo_id: str | None = None
-    terminal: bool | None = None  # True: finished runs only; False: active (or status never seen) only
 
 
 def facts_from_row(values: Sequence[Any]) -> RunFacts:
@@ -147,18 +100,43 @@ def add_missing_columns(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE known_runs ADD COLUMN {name} {kind}")
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def facts_of(run: RunDetail, delivery: Delivery | None = None) -> RunFacts:
-    """The facts a run's detail (and its delivery, when known) tells."""
-    return RunFacts(
-        created_at=iso(run.created_at),
-        updated_at=iso(run.updated_at),
-        working_branch=run.branch.working if run.branch else None,
-        root_directory=run.root_directory,
-        harness=run.harness,
-        pull_request_url=delivery.pull_request_url if delivery else None,
-        code_changed=delivery.changed if delivery else None,
+def upsert_run(
+    db: sqlite3.Connection, run: tuple[str, str], fields: tuple[str | None, str | None, str | None], now: float
+) -> bool:
+    """Insert or refresh (fingerprint, run id) with (title, status, repo id); True when it was not known."""
+    known = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", run).fetchone()
+    db.execute(
+        "INSERT INTO known_runs"
+        " (fingerprint, run_id, title, status, repo_id, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (fingerprint, run_id) DO UPDATE SET"
+        " title = COALESCE(excluded.title, title), status = COALESCE(excluded.status, status),"
+        " repo_id = COALESCE(excluded.repo_id, repo_id), last_seen = excluded.last_seen",
+        (*run, *fields, now, now),
     )
+    return known is None
+
+
+def prune_runs(db: sqlite3.Connection, fingerprint: str, max_runs: int) -> None:
+    """Keep the token's `max_runs` most recently first-seen runs."""
+    db.execute(
+        "DELETE FROM known_runs WHERE fingerprint = ? AND rowid NOT IN ("
+        " SELECT rowid FROM known_runs WHERE fingerprint = ?"
+        " ORDER BY first_seen DESC, rowid DESC LIMIT ?)",
+        (fingerprint, fingerprint, max_runs),
+    )
+
+
+def select_recent(db: sqlite3.Connection, fingerprint: str, limit: int) -> list[KnownRun]:
+    """The token's runs, most recently first seen first, at most `limit` (without their facts)."""
+    rows = db.execute(
+        "SELECT run_id, title, status, repo_id, first_seen, last_seen FROM known_runs"
+        " WHERE fingerprint = ? ORDER BY first_seen DESC, rowid DESC LIMIT ?",
+        (fingerprint, limit),
+    ).fetchall()
+    return [KnownRun(r[0], r[1] or r[0], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def is_known_in(db: sqlite3.Connection, fingerprint: str, run_id: str) -> bool:
+    row = db.execute("SELECT 1 FROM known_runs WHERE fingerprint = ? AND run_id = ?", (fingerprint, run_id)).fetchone()
+    return row is not None

@@ -9,9 +9,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from mogplex_mcp.runs.local.journal import DEFAULT_WINDOW_SECONDS
 from mogplex_mcp.runs.redis.connection import RedisStore, redis_errors
-from mogplex_mcp.runs.store import KeyClaim
+from mogplex_mcp.runs.store import DEFAULT_WINDOW_SECONDS, KeyClaim
 
 
 def _new_uuid_key() -> str:

@@ -32,7 +32,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mogplex_mcp.config import mask_redis_url
-from mogplex_mcp.runs.store import StoreUnavailableError, spending_store_time, store_time_left
+from mogplex_mcp.runs.store import StoreUnavailableError
+from mogplex_mcp.runs.store_budget import spending_store_time, store_time_left
 from mogplex_mcp.telemetry import hooks, tracing
 
 logger = logging.getLogger("mogplex_mcp.runs.redis")

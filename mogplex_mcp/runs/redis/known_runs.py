@@ -6,11 +6,10 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from mogplex_mcp.api.models import TERMINAL_STATUSES
 from mogplex_mcp.runs.fingerprints import clean_title
-from mogplex_mcp.runs.local.journal import DEFAULT_MAX_RUNS
-from mogplex_mcp.runs.local.known_runs import TERMINAL_STATUSES
 from mogplex_mcp.runs.redis.connection import RedisStore, redis_errors
-from mogplex_mcp.runs.store import KnownRun, RunFacts, RunsQuery
+from mogplex_mcp.runs.store import DEFAULT_MAX_RUNS, KnownRun, RunFacts, RunsQuery
 
 # A token nobody used for this long loses its runs list (each write refreshes it).
 DEFAULT_RETENTION_SECONDS = 30 * 86_400

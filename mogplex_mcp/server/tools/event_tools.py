@@ -12,7 +12,7 @@ from pydantic import Field
 
 from mogplex_mcp.api.errors import InvalidRequestError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, checked_uuid
-from mogplex_mcp.runs.compact import ProgressCompactor
+from mogplex_mcp.runs.compact import CompactLine, ProgressCompactor
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
@@ -31,7 +31,7 @@ from mogplex_mcp.server.results import (
 )
 from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
-from mogplex_mcp.server.tools.run_tools import READ_ONLY, RunId, tool
+from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
 
 WAIT_EVENTS_SHOWN = 20
 # How long a wait gives its follower to catch up with an afterEventId it does not hold yet.
@@ -41,7 +41,11 @@ EVENTS_BUDGET = RESULT_CHAR_BUDGET - 3_000  # room for the run's view, the summa
 
 def register_event_tools(server: MCPServer[Any]) -> None:
     """Add list_run_events and wait_for_run to `server`."""
+    _add_list_run_events(server)
+    _add_wait_for_run(server)
 
+
+def _add_list_run_events(server: MCPServer[Any]) -> None:
     @tool(server, "list_run_events", "List a run's events", READ_ONLY)
     async def list_run_events(
         ctx: Context[Any, Any],
@@ -86,6 +90,8 @@ def register_event_tools(server: MCPServer[Any]) -> None:
             window_exhausted=exhausted,
         )
 
+
+def _add_wait_for_run(server: MCPServer[Any]) -> None:
     @tool(server, "wait_for_run", "Wait for a run", READ_ONLY)
     async def wait_for_run(
         ctx: Context[Any, Any],
@@ -107,6 +113,9 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         _check_run_id(runId)
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
         started = time.monotonic()
+        if (cached := state.hub.get(token, runId)) is not None and cached.terminal:
+            async with upstream("wait for the run", token, state.budget) as deadline:
+                await state.confirm_token(token, deadline)  # a finished run is answered from cache
         # A draining server (SIGTERM) ends the wait with what it has: "still running", so the caller asks again.
         async with state.hub.watch(token, runId) as follower:
             with state.readiness.cut_short():
@@ -134,7 +143,8 @@ def register_event_tools(server: MCPServer[Any]) -> None:
         cursor, events_from = callers.start_after(afterEventId, snap.events)
         start = _cursor_position(snap.events, cursor, runId, "wait_for_run")
         judged = await judge(state, token, snap)
-        result = _wait_result(judged, follower, snap.events[start:], waited, cursor, token, events_from)
+        lines = snap.lines if start == 0 else None  # no cursor: the follower's lines, kept as events came
+        result = _wait_result(judged, follower, snap.events[start:], waited, cursor, token, events_from, lines)
         callers.given(result.next_cursor)
         return result
 
@@ -183,13 +193,13 @@ def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, to
     """Where the events after `cursor` start; a cursor that names no event of the run is the caller's error."""
     if cursor is None:
         return 0
-    ids = [event.id for event in events]
-    if cursor not in ids:
+    position = next((index for index, event in enumerate(events) if event.id == cursor), None)
+    if position is None:
         raise ToolError(
             f"invalid arguments: afterEventId {clean_text(cursor)[:80]!r} is not an event of run {run_id}. Pass "
             f"the nextCursor of an earlier {tool_name} call, or omit afterEventId to start at the first event."
         )
-    return ids.index(cursor) + 1
+    return position + 1
 
 
 def _check_run_id(run_id: str) -> None:
@@ -220,11 +230,11 @@ async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait
                 ticks += 1
                 await ctx.report_progress(ticks, None, f"status: {status}")
                 last_status = status
-            events = follower.events()
-            for line in compactor.lines(events[reported:]):
+            fresh = follower.events_from(reported)  # only what is new: a wake costs what it reports
+            reported = follower.event_count
+            for line in compactor.lines(fresh):
                 ticks += 1
                 await ctx.report_progress(ticks, None, _progress_line(follower, line))
-            reported = len(events)
             if settled(follower):  # over, needs a person's input in Mogplex, or no longer followable
                 return
             await follower.wait_changed(version)
@@ -243,9 +253,10 @@ def _wait_result(
     cursor: str | None,
     token: str,
     events_from: EventsFrom,
+    lines: list[CompactLine] | None,
 ) -> WaitForRunResult:
     # Compact: a tool's start and finish share a view, streamed words form one; a view's id is its last event's.
-    shown = fit_to_budget(compact_event_views(after, token)[:WAIT_EVENTS_SHOWN], budget=8_000)
+    shown = fit_to_budget(compact_event_views(after, token, WAIT_EVENTS_SHOWN, lines=lines), budget=8_000)
     next_cursor = shown[-1].id if shown else cursor
     ids = [event.id for event in after]
     remaining = len(after) - (ids.index(next_cursor) + 1 if next_cursor in ids else 0)

@@ -17,6 +17,7 @@ from mogplex_mcp.runs.store import RunFacts, RunsQuery, RunsUnreadable
 from mogplex_mcp.server.errors import runs_unreadable_message, tool_error, validation_error
 from mogplex_mcp.server.outcomes import judge, snapshot_of
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
+from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
 from mogplex_mcp.server.tools.multi_wait import wait_for_runs as wait_on_runs
 from mogplex_mcp.server.tools.orchestration_results import (
     ContinueRunResult,
@@ -25,7 +26,7 @@ from mogplex_mcp.server.tools.orchestration_results import (
     WaitMode,
 )
 from mogplex_mcp.server.tools.run_list import BadCursor, RunPage, decode_cursor, list_page
-from mogplex_mcp.server.tools.run_tools import READ_ONLY, FollowUp, RunId, _start, tool
+from mogplex_mcp.server.tools.run_tools import FollowUp, start
 
 WAIT_RUNS_MAX = 20
 _STATUS_FILTER = {"active": False, "finished": True, "all": None}
@@ -33,7 +34,12 @@ _STATUS_FILTER = {"active": False, "finished": True, "all": None}
 
 def register_orchestration_tools(server: MCPServer[Any]) -> None:
     """Add list_runs, wait_for_runs and continue_run to `server`."""
+    _add_list_runs(server)
+    _add_wait_for_runs(server)
+    _add_continue_run(server)
 
+
+def _add_list_runs(server: MCPServer[Any]) -> None:
     @tool(server, "list_runs", "List known runs", READ_ONLY)
     async def list_runs(
         ctx: Context[Any, Any],
@@ -53,12 +59,16 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         except BadCursor as exc:
             raise ToolError(f"invalid arguments: {exc}. Omit it to start at the newest run.") from None
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
+        async with upstream("list your runs", token, state.budget) as deadline:
+            await state.confirm_token(token, deadline)  # the list is cached: only for a token accepted lately
         try:
             page = await list_page(state, token, query)
         except RunsUnreadable as exc:  # not "no runs seen": the list exists, it cannot be read just now
             raise ToolError(runs_unreadable_message(exc.reason)) from None
         return _listed_result(page, status)
 
+
+def _add_wait_for_runs(server: MCPServer[Any]) -> None:
     @tool(server, "wait_for_runs", "Wait for several runs", READ_ONLY)
     async def wait_for_runs(
         ctx: Context[Any, Any],
@@ -75,8 +85,12 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         token = require_token(ctx, state)
         run_ids = _checked_run_ids(runIds)
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
+        async with upstream("wait for the runs", token, state.budget) as deadline:
+            await state.confirm_token(token, deadline)  # finished runs are answered from cache
         return await wait_on_runs(ctx, state, token, run_ids, mode, timeout)
 
+
+def _add_continue_run(server: MCPServer[Any]) -> None:
     @tool(
         server,
         "continue_run",
@@ -98,7 +112,7 @@ def register_orchestration_tools(server: MCPServer[Any]) -> None:
         previous = await _finished_run(state, token, runId)
         request, carried = await _follow_up(state, token, previous, prompt, harness)
         onto = FollowUp(request.base_branch or "", await _pull_request_of(state, token, previous))
-        started = await _start(state, token, request, None, onto)
+        started = await start(state, token, request, None, onto)
         chain = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
         await state.remember_facts(token, started.run.run_id, chain)
         verb = "Replayed the identical follow-up" if started.replayed else "Continued"

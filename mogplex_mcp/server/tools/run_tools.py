@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -14,7 +12,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BeforeValidator, Field, ValidationError
 
-from mogplex_mcp.api.errors import ApiStatusError, IdempotencyConflictError, MogplexError, RateLimitedError
 from mogplex_mcp.api.models import (
     IDEMPOTENCY_KEY_MAX_CHARS,
     PROMPT_MAX_CHARS,
@@ -28,11 +25,11 @@ from mogplex_mcp.api.models import (
     is_uuid,
 )
 from mogplex_mcp.runs.fingerprints import request_fingerprint, token_fingerprint
-from mogplex_mcp.runs.local.journal import JournalUnavailableError
 from mogplex_mcp.runs.sanitize import clean_text
-from mogplex_mcp.runs.store import KeyClaim, RunFacts
+from mogplex_mcp.runs.start import StartRequest, start_once
+from mogplex_mcp.runs.store import KeyClaim, RunFacts, StartClaimsUnavailableError
 from mogplex_mcp.server import guidance
-from mogplex_mcp.server.errors import journal_unavailable_error, validation_error
+from mogplex_mcp.server.errors import claims_unavailable_error, validation_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge, snapshot_of
 from mogplex_mcp.server.results import (
     CancelRunResult,
@@ -44,37 +41,19 @@ from mogplex_mcp.server.results import (
 )
 from mogplex_mcp.server.snapshots import RunSnapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
+from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
 from mogplex_mcp.server.tools.repo_names import looks_like_name, name_error, not_an_id_error
-
-RunMode = Literal["SAFE", "YOLO", "AUTO"]  # what the API documents; the harness upper-cases what it is sent
-
-
-def _upper_mode(value: object) -> object:
-    """ "safe" means SAFE (the harness upper-cases it): sent normalised; "" is unset; anything else fails the enum."""
-    return (value.strip().upper() or None) if isinstance(value, str) else value
-
-
-RunId = Annotated[str, Field(description="The run's id (a UUID), as returned by start_run.", max_length=64)]
-
-READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def tool(server: MCPServer[Any], name: str, title: str, annotations: ToolAnnotations) -> Callable[[F], F]:
-    """`server.tool`, with the docstring dedented into the description models read."""
-
-    def decorator(fn: F) -> F:
-        description = inspect.cleandoc(fn.__doc__ or "").replace("\n", " ")
-        server.add_tool(fn, name=name, title=title, description=description, annotations=annotations)
-        return fn
-
-    return decorator
 
 
 def register_run_tools(server: MCPServer[Any]) -> None:
     """Add list_repos, start_run, get_run and cancel_run to `server`."""
+    _add_list_repos(server)
+    _add_start_run(server)
+    _add_get_run(server)
+    _add_cancel_run(server)
 
+
+def _add_list_repos(server: MCPServer[Any]) -> None:
     @tool(server, "list_repos", "List repositories", READ_ONLY)
     async def list_repos(
         ctx: Context[Any, Any],
@@ -104,6 +83,57 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             steps.insert(0, "Pass a query (part of the repository name) to find the one you need.")
         return ListReposResult(summary=summary, next_steps=steps, repos=views, count=len(views))
 
+
+# start_run's arguments (their descriptions are what models read).
+RepoId = Annotated[str, Field(description="Repository id from list_repos.", min_length=1, max_length=200)]
+Prompt = Annotated[
+    str,
+    Field(
+        description="The task for the coding agent: self-contained, with acceptance criteria.",
+        min_length=1,
+        max_length=PROMPT_MAX_CHARS,
+    ),
+]
+HarnessArg = Annotated[Harness | None, Field(description="Which agent runs the task. Default: codex.")]
+BaseBranch = Annotated[str | None, Field(description="Branch to start from. Default: the repo's default branch.")]
+WorkingBranch = Annotated[
+    str | None,
+    Field(description="Branch to commit to; with createBranch: true a new one (default: a generated name)."),
+]
+CreateBranch = Annotated[
+    bool | None, Field(description="true: work on a separate branch, ready for review. Recommended.")
+]
+RootDirectory = Annotated[str | None, Field(description="Monorepo subpath to work in.")]
+ConversationId = Annotated[
+    str | None, Field(description="Continue this Mogplex conversation (id from the Mogplex app).")
+]
+WorkspaceSessionId = Annotated[
+    str | None, Field(description="Run in this existing Mogplex workspace session (id from the app).")
+]
+RunMode = Literal["SAFE", "YOLO", "AUTO"]  # what the API documents; the harness upper-cases what it is sent
+
+
+def _upper_mode(value: object) -> object:
+    """ "safe" means SAFE (the harness upper-cases it): sent normalised; "" is unset; anything else fails the enum."""
+    return (value.strip().upper() or None) if isinstance(value, str) else value
+
+
+Mode = Annotated[
+    RunMode | None,
+    BeforeValidator(_upper_mode),
+    Field(description="Agent autonomy: SAFE, YOLO or AUTO (the default). Any case; other values are refused."),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        description="Optional. Same key + same arguments = the same run, never a second one. "
+        "Omit it: identical starts within 10 minutes are de-duplicated automatically.",
+        max_length=IDEMPOTENCY_KEY_MAX_CHARS,
+    ),
+]
+
+
+def _add_start_run(server: MCPServer[Any]) -> None:
     @tool(
         server,
         "start_run",
@@ -112,46 +142,17 @@ def register_run_tools(server: MCPServer[Any]) -> None:
     )
     async def start_run(
         ctx: Context[Any, Any],
-        repoId: Annotated[str, Field(description="Repository id from list_repos.", min_length=1, max_length=200)],
-        prompt: Annotated[
-            str,
-            Field(
-                description="The task for the coding agent: self-contained, with acceptance criteria.",
-                min_length=1,
-                max_length=PROMPT_MAX_CHARS,
-            ),
-        ],
-        harness: Annotated[Harness | None, Field(description="Which agent runs the task. Default: codex.")] = None,
-        baseBranch: Annotated[
-            str | None, Field(description="Branch to start from. Default: the repo's default branch.")
-        ] = None,
-        workingBranch: Annotated[
-            str | None,
-            Field(description="Branch to commit to; with createBranch: true a new one (default: a generated name)."),
-        ] = None,
-        createBranch: Annotated[
-            bool | None, Field(description="true: work on a separate branch, ready for review. Recommended.")
-        ] = None,
-        rootDirectory: Annotated[str | None, Field(description="Monorepo subpath to work in.")] = None,
-        conversationId: Annotated[
-            str | None, Field(description="Continue this Mogplex conversation (id from the Mogplex app).")
-        ] = None,
-        workspaceSessionId: Annotated[
-            str | None, Field(description="Run in this existing Mogplex workspace session (id from the app).")
-        ] = None,
-        mode: Annotated[
-            RunMode | None,
-            BeforeValidator(_upper_mode),
-            Field(description="Agent autonomy: SAFE, YOLO or AUTO (the default). Any case; other values are refused."),
-        ] = None,
-        idempotencyKey: Annotated[
-            str | None,
-            Field(
-                description="Optional. Same key + same arguments = the same run, never a second one. "
-                "Omit it: identical starts within 10 minutes are de-duplicated automatically.",
-                max_length=IDEMPOTENCY_KEY_MAX_CHARS,
-            ),
-        ] = None,
+        repoId: RepoId,
+        prompt: Prompt,
+        harness: HarnessArg = None,
+        baseBranch: BaseBranch = None,
+        workingBranch: WorkingBranch = None,
+        createBranch: CreateBranch = None,
+        rootDirectory: RootDirectory = None,
+        conversationId: ConversationId = None,
+        workspaceSessionId: WorkspaceSessionId = None,
+        mode: Mode = None,
+        idempotencyKey: IdempotencyKey = None,
     ) -> StartRunResult:
         """Start a remote coding-agent run on a repository. Returns at once with the run's id; the
         agent works in a cloud sandbox and usually opens a pull request. Pass createBranch: true for
@@ -167,28 +168,46 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             "workspaceSessionId": workspaceSessionId,
             "mode": mode,
         }
-        # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
-        given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
-        named = bool(repoId.strip()) and not is_uuid(repoId.strip())  # "web", "acme/web", or junk
-        fields = {"repoId": _ANY_ID if named else repoId, "prompt": prompt, **given}
-        try:  # every other argument's problem first, then the name's: one error names them all in turn
-            request = StartRunRequest.model_validate(fields)
-        except ValidationError as exc:
-            raise validation_error("start_run", exc) from None
-        if idempotencyKey is not None and (problem := idempotency_key_problem(idempotencyKey)):
-            raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
-        if named and not looks_like_name(repoId):
-            raise not_an_id_error(repoId)
+        request = _start_request(repoId, prompt, optional, idempotencyKey)
         state = app_state(ctx)
-        if named:  # never a start: a name is looked up (read-only) so that the refusal can name its id
+        if request is None:  # never a start: a name is looked up (read-only) so that the refusal can name its id
             raise await name_error(ctx, state, repoId)
         token = require_token(ctx, state)
-        result = await _start(state, token, request, idempotencyKey)
+        result = await start(state, token, request, idempotencyKey)
         if request.conversation_id or request.workspace_session_id:  # what continue_run may carry over
             sent = RunFacts(conversation_id=request.conversation_id, workspace_session_id=request.workspace_session_id)
             await state.remember_facts(token, result.run.run_id, sent)
         return result
 
+
+def _start_request(
+    repo_id: str, prompt: str, optional: dict[str, Any], idempotency_key: str | None
+) -> StartRunRequest | None:
+    """start_run's arguments checked into the request to send; invalid ones are refused before anything is sent.
+
+    None: every argument is valid but repoId is a repository name, which only a lookup can answer.
+    """
+    # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
+    given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
+    named = bool(repo_id.strip()) and not is_uuid(repo_id.strip())  # "web", "acme/web", or junk
+    fields = {"repoId": _ANY_ID if named else repo_id, "prompt": prompt, **given}
+    try:  # every other argument's problem first, then the name's: one error names them all in turn
+        request = StartRunRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise validation_error("start_run", exc) from None
+    if idempotency_key is not None and (problem := idempotency_key_problem(idempotency_key)):
+        raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
+    if named:
+        if not looks_like_name(repo_id):
+            raise not_an_id_error(repo_id)
+        return None
+    return request
+
+
+_ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
+
+
+def _add_get_run(server: MCPServer[Any]) -> None:
     @tool(server, "get_run", "Get a run's state", READ_ONLY)
     async def get_run(ctx: Context[Any, Any], runId: RunId) -> GetRunResult:
         """Get a run's current state, plus what a person wants to know: is it done, how long has it
@@ -198,7 +217,9 @@ def register_run_tools(server: MCPServer[Any]) -> None:
         follower = state.hub.get(token, runId)
         async with upstream("get the run", token, state.budget) as deadline:
             if follower is not None and follower.run is not None and follower.terminal:
-                # A finished run never changes: answer from what its follower saw (once any backfill is done).
+                # A finished run never changes: answer from what its follower saw (once any backfill is done),
+                # to a token upstream accepted recently.
+                await state.confirm_token(token, deadline)
                 snap = await settled_snapshot(follower, deadline)
             else:
                 async with state.client(token) as api:
@@ -212,6 +233,8 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             run=judged.view,
         )
 
+
+def _add_cancel_run(server: MCPServer[Any]) -> None:
     @tool(
         server,
         "cancel_run",
@@ -237,9 +260,6 @@ def register_run_tools(server: MCPServer[Any]) -> None:
             outcome=result.outcome,
             run=judged.view,
         )
-
-
-_ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
 
 
 def _cancel_summary(run_id: str, cancel: CancelOutcome, judged: JudgedRun) -> str:
@@ -268,42 +288,24 @@ class FollowUp:
         return f" (it commits onto {self.branch}, the earlier run's working branch)"
 
 
-async def _start(
+async def start(
     state: AppState, token: str, request: StartRunRequest, explicit_key: str | None, follow_up: FollowUp | None = None
 ) -> StartRunResult:
+    """Start `request` once (runs/start.py: claim, send, record) and say what happened (start_run, continue_run)."""
     fingerprint = token_fingerprint(token)
     body_hash = request_fingerprint(state.settings.base_url, request.to_wire(), token=token)
-    claim: KeyClaim | None = None
-    if explicit_key is None:
-        try:
-            claim = await state.start_claims.claim_key(fingerprint, body_hash)
-        except JournalUnavailableError as exc:  # a fresh key could start a second run: send nothing
-            raise journal_unavailable_error(exc.reason) from None
-    key = explicit_key.strip() if explicit_key is not None else claim.idempotency_key if claim else None
-    async with (
-        upstream("start the run", token, state.budget, argument="repoId") as deadline,
-        state.client(token) as api,
-    ):
-        try:
-            started = await api.start_run(request, idempotency_key=key, deadline=deadline)
-        except MogplexError as exc:
-            if claim is not None and _start_definitely_failed(exc):
-                await state.start_claims.forget(fingerprint, body_hash)
-            raise
-    if claim is not None:
-        if started.run.status == "failed":  # a failed start is never worth replaying
-            await state.start_claims.forget(fingerprint, body_hash)
-        else:
-            await state.start_claims.record_started(fingerprint, body_hash, started.run.run_id)
-    await state.remember(token, started.run, title=request.prompt)
-    return await _started_result(state, token, started, claim, request, follow_up)
-
-
-def _start_definitely_failed(exc: MogplexError) -> bool:
-    """A 4xx (other than 409 and 429) means no run exists under the key: the next try may use a new one."""
-    if not isinstance(exc, ApiStatusError) or isinstance(exc, IdempotencyConflictError | RateLimitedError):
-        return False
-    return 400 <= exc.status < 500 and exc.status not in (408, 409)
+    once = StartRequest(request, fingerprint, body_hash, explicit_key)
+    try:
+        sent = await start_once(
+            state.start_claims,
+            once,
+            window=lambda: upstream("start the run", token, state.budget, argument="repoId"),
+            client=lambda: state.client(token),
+        )
+    except StartClaimsUnavailableError as exc:  # a fresh key could start a second run: nothing was sent
+        raise claims_unavailable_error(exc) from None
+    await state.remember(token, sent.started.run, title=request.prompt)
+    return await _started_result(state, token, sent.started, sent.claim, request, follow_up)
 
 
 async def _started_result(

@@ -36,12 +36,21 @@ from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
 from mogplex_mcp.runs.readiness import Readiness
 from mogplex_mcp.server.app import create_server
+from mogplex_mcp.server.state import AppState
+from mogplex_mcp.server.transport.bodies import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_BODY_BYTES_PER_CLIENT,
+    BodyBudget,
+    BodyLimits,
+)
 from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
 from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.protocol_checks import ProtocolChecks
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
+from mogplex_mcp.server.transport.strangers import StrangerLimits, StrangerRequests
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
     from mogplex_mcp.telemetry.metrics import PrometheusRecorder
@@ -75,6 +84,15 @@ class HttpOptions:
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
+    # Request bodies: one request's, one client address's in flight, and all in flight (transport/bodies.py).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes_per_client: int = DEFAULT_MAX_BODY_BYTES_PER_CLIENT
+    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
+    # Callers whose token upstream has not accepted (yet): sessions and requests in flight, per address and in all.
+    max_unverified_sessions_per_client: int = 16
+    max_unverified_sessions: int = 128
+    max_unverified_requests_per_client: int = 32
+    max_unverified_requests: int = 128
     # Prometheus metrics on a listener of their own (docs/operations.md); None: off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
@@ -143,21 +161,25 @@ def build_http_app(
     `metrics` (made here when `options.metrics_port` is set), `app.state.metrics` records while the app runs;
     `serve_http` serves it on the metrics port.
     """
-    if metrics is None and options.metrics_port is not None:
-        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
-
-        metrics = PrometheusRecorder()
-    if metrics is not None:
-        from mogplex_mcp.server.transport.metrics import watching_state
-
-        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
+    metrics = _recorder(options, metrics, server_kwargs)
     security = transport_security(options)
     limits = SessionLimits(
         per_token=options.max_sessions_per_token,
         total=options.max_sessions,
         idle_seconds=options.session_idle_minutes * 60,
+        unverified_per_client=options.max_unverified_sessions_per_client,
+        unverified_total=options.max_unverified_sessions,
     )
     served = http_settings(settings, options)
+    sessions = SessionRegistry(limits)
+    told = server_kwargs.pop("on_state", None)
+
+    def on_state(state: AppState) -> None:
+        sessions.verified = state.pool.gate.verified_fingerprint  # who upstream accepted: the gateway's strangers
+        if told is not None:
+            told(state)
+
+    server_kwargs["on_state"] = on_state
     readiness = server_kwargs.pop("readiness", None) or Readiness()
     front_door = None
     if options.oauth is not None:
@@ -167,18 +189,6 @@ def build_http_app(
         served, server_kwargs = with_front_door(front_door, served, server_kwargs)
     server = create_server(served, readiness=readiness, stateless=options.stateless, **server_kwargs)
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse(
-            {"status": "ok", "server": "mogplex-mcp", "version": __version__, "stateless": options.stateless}
-        )
-
-    async def readyz(_: Request) -> Response:
-        # Reasons name the journal's path problem or Redis's masked URL, never a token: safe to show anyone.
-        problems = await readiness.problems()
-        body: dict[str, object] = {"status": "not ready" if problems else "ready", "server": "mogplex-mcp"}
-        body["checks"] = {name: problems.get(name, "ok") for name in readiness.check_names} | problems
-        return JSONResponse(body, status_code=503 if problems else 200)
-
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=options.stateless,
@@ -187,9 +197,9 @@ def build_http_app(
         session_idle_timeout=limits.idle_seconds,
         # The gateway admits sessions (and evicts idle ones to make room); the SDK's cap is only a backstop.
         max_sessions=limits.total + limits.per_token,
+        max_request_body_size=options.max_body_bytes,
     )
-    app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
-    app.add_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
+    _add_probes(app, readiness, stateless=options.stateless)
     if front_door is not None:
         front_door.install(app, server)
     policy = GatewayPolicy(
@@ -198,10 +208,19 @@ def build_http_app(
         fallback_token=served.token if served.http_token_fallback else None,
         stateful=not options.stateless,
     )
-    sessions = SessionRegistry(limits)
+    bodies = BodyBudget(
+        BodyLimits(options.max_body_bytes, options.max_body_bytes_per_client, options.max_body_bytes_in_flight)
+    )
+    strangers = StrangerRequests(
+        StrangerLimits(options.max_unverified_requests_per_client, options.max_unverified_requests)
+    )
     app.add_middleware(ProtocolChecks, path=MCP_PATH, stateless=options.stateless)  # inside the gateway
-    app.add_middleware(Gateway, policy=policy, sessions=sessions, front_door=front_door)
+    app.add_middleware(
+        Gateway, policy=policy, sessions=sessions, bodies=bodies, strangers=strangers, front_door=front_door
+    )
     app.state.sessions = sessions
+    app.state.bodies = bodies
+    app.state.strangers = strangers
     app.state.session_manager = server.session_manager
     app.state.readiness = readiness
     app.state.metrics = metrics
@@ -210,6 +229,38 @@ def build_http_app(
 
         instrument_app(app, metrics, sessions)
     return app
+
+
+def _add_probes(app: Starlette, readiness: Readiness, *, stateless: bool) -> None:
+    """`/healthz` (the process answers) and `/readyz` (it can serve: journal, Redis, not draining)."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "server": "mogplex-mcp", "version": __version__, "stateless": stateless})
+
+    async def readyz(_: Request) -> Response:
+        # Reasons name the journal's path problem or Redis's masked URL, never a token: safe to show anyone.
+        problems = await readiness.problems()
+        body: dict[str, object] = {"status": "not ready" if problems else "ready", "server": "mogplex-mcp"}
+        body["checks"] = {name: problems.get(name, "ok") for name in readiness.check_names} | problems
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    app.add_route(HEALTH_PATH, healthz, methods=["GET"], include_in_schema=False)
+    app.add_route(READY_PATH, readyz, methods=["GET"], include_in_schema=False)
+
+
+def _recorder(
+    options: HttpOptions, metrics: PrometheusRecorder | None, server_kwargs: dict[str, Any]
+) -> PrometheusRecorder | None:
+    """The metrics recorder (made when `options.metrics_port` is set), watching each lifespan's state."""
+    if metrics is None and options.metrics_port is not None:
+        from mogplex_mcp.telemetry.metrics import PrometheusRecorder
+
+        metrics = PrometheusRecorder()
+    if metrics is not None:
+        from mogplex_mcp.server.transport.metrics import watching_state
+
+        server_kwargs["on_state"] = watching_state(metrics, server_kwargs.get("on_state"))
+    return metrics
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
