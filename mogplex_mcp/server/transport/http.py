@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
-from mogplex_mcp.runs.readiness import Readiness
+from mogplex_mcp.runs.readiness import CHECK_TIMEOUT_SECONDS, Readiness
 from mogplex_mcp.server.app import create_server
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.bodies import (
@@ -44,8 +44,19 @@ from mogplex_mcp.server.transport.bodies import (
     BodyBudget,
     BodyLimits,
 )
-from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
-from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
+from mogplex_mcp.server.transport.connections import (
+    PROBE_SLOTS,
+    GatewayConfig,
+    connection_cap,
+    raise_open_file_limit,
+)
+from mogplex_mcp.server.transport.drain import (
+    CLEANUP_RESERVE_SECONDS,
+    DEFAULT_GRACE_SECONDS,
+    FORCED_FLUSH_SECONDS,
+    Drain,
+    uvicorn_grace,
+)
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.protocol_checks import ProtocolChecks
@@ -76,6 +87,12 @@ class HttpOptions:
     allowed_origins: tuple[str, ...] = ()
     # SIGTERM: how long the drain may take before the process exits regardless (drain.py).
     graceful_shutdown_seconds: float = DEFAULT_GRACE_SECONDS
+    # Probes and drain (cli_ops.py): a readiness check's bound, connections kept for probes past the cap,
+    # a forced exit's last-write bound, and the part of the grace period kept for the lifespan's cleanup.
+    readiness_timeout_seconds: float = CHECK_TIMEOUT_SECONDS
+    probe_slots: int = PROBE_SLOTS
+    drain_flush_seconds: float = FORCED_FLUSH_SECONDS
+    drain_cleanup_seconds: float = CLEANUP_RESERVE_SECONDS
     # The gateway's limits (docs/http.md, "Threat model"): sessions per token and in all, idle expiry,
     # connections, and how long a request's headers and body may take.
     max_sessions_per_token: int = 32
@@ -180,7 +197,7 @@ def build_http_app(
             told(state)
 
     server_kwargs["on_state"] = on_state
-    readiness = server_kwargs.pop("readiness", None) or Readiness()
+    readiness = server_kwargs.pop("readiness", None) or Readiness(check_timeout=options.readiness_timeout_seconds)
     front_door = None
     if options.oauth is not None:
         from mogplex_mcp.server.transport.oauth import build_front_door, with_front_door
@@ -300,8 +317,9 @@ def uvicorn_server(
         max_connections=max_connections or options.max_connections,
         header_timeout=options.header_timeout_seconds,
         body_timeout=options.body_timeout_seconds,
+        probe_slots=options.probe_slots,
         log_level=log_level.lower(),
-        timeout_graceful_shutdown=uvicorn_grace(options.graceful_shutdown_seconds),
+        timeout_graceful_shutdown=uvicorn_grace(options.graceful_shutdown_seconds, options.drain_cleanup_seconds),
         lifespan="on",
         access_log=log_level.lower() in ("debug", "info"),
         server_header=False,
@@ -326,7 +344,13 @@ async def serve_http(
     config = uvicorn_server(app, options, log_level=log_level, max_connections=cap, json_logs=json_logs).config
     server = _EmbeddedServer(config)
     watch_connections(app, server)
-    drain = Drain(server, app.state.readiness, options.graceful_shutdown_seconds, app.state.session_manager)
+    drain = Drain(
+        server,
+        app.state.readiness,
+        options.graceful_shutdown_seconds,
+        app.state.session_manager,
+        flush_seconds=options.drain_flush_seconds,
+    )
     loop = asyncio.get_running_loop()
 
     def stop(signum: int, frame: FrameType | None) -> None:
