@@ -214,7 +214,7 @@ def _explain(section: Section, passes: list[dict[str, Path_]], calls: int) -> No
         if ours_ms > bare_ms + 20:
             section.notes.append(
                 f"HTTP, modern era: {ours_ms:.0f} ms per call against {bare_ms:.0f} ms for the bare server — a "
-                "~40 ms stall per call that is ours. Cause: `mogplex_mcp/server/transport/http.py:bind_socket` "
+                "~40 ms stall per call that is ours. Cause: `mogplex_mcp/server/transport/serving.py:bind_socket` "
                 "creates the listening socket with `socket.socket(family, socket.SOCK_STREAM)`, i.e. protocol 0, "
                 "and asyncio sets TCP_NODELAY on accepted connections only when `sock.proto == IPPROTO_TCP`; so "
                 "Nagle stays on, and a response written in pieces (SSE: headers, then events) on a kept-alive "

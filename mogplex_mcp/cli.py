@@ -229,7 +229,8 @@ def _serve_stdio(settings: Settings) -> int:
 def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
     import anyio
 
-    from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, local_only, serve_http
+    from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, local_only
+    from mogplex_mcp.server.transport.serving import serve_http
 
     options = HttpOptions(
         host=args.host,

@@ -19,13 +19,8 @@ from mogplex_mcp.emulator import (
     EmulatorHandle,
     running_emulator,
 )
-from mogplex_mcp.server.transport.http import (
-    HttpOptions,
-    build_http_app,
-    http_settings,
-    running_http,
-    transport_security,
-)
+from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, http_settings, transport_security
+from mogplex_mcp.server.transport.serving import running_http
 from tests.e2e.support import (
     MODES,
     REPO_ID,

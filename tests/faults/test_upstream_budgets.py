@@ -22,7 +22,8 @@ from mogplex_mcp.config import Settings
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorHandle, running_emulator
 from mogplex_mcp.emulator.traffic import token_tag
 from mogplex_mcp.server.state import AppState
-from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
+from mogplex_mcp.server.transport.http import HttpOptions, build_http_app
+from mogplex_mcp.server.transport.serving import running_http
 from tests.e2e.support import REPO_ID, UNKNOWN_TOKEN, USER_B_TOKEN, emulator_config, error, http_client, ok
 from tests.server.harness import FAST_FOLLOW
 from tests.server.resources.test_run_resources import until

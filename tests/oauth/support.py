@@ -31,8 +31,9 @@ from mogplex_mcp.cli import build_parser
 from mogplex_mcp.cli_oauth import oauth_options
 from mogplex_mcp.emulator import EmulatorConfig, EmulatorHandle, running_emulator
 from mogplex_mcp.server.state import AppState
-from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
+from mogplex_mcp.server.transport.http import HttpOptions, build_http_app
 from mogplex_mcp.server.transport.oauth import FrontDoor, OAuthOptions
+from mogplex_mcp.server.transport.serving import running_http
 from tests.e2e.support import Mode, emulator_config
 from tests.redis_server import free_port
 from tests.server.harness import FAST_FOLLOW, settings_for

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from mogplex_mcp.emulator import EmulatorConfig, EmulatorHandle, running_emulator
-from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, metrics_listener, running_http
+from mogplex_mcp.server.transport.http import HttpOptions, build_http_app
+from mogplex_mcp.server.transport.serving import metrics_listener, running_http
 from tests.e2e.support import emulator_config
 from tests.server.harness import FAST_FOLLOW, settings_for
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorThread
-from mogplex_mcp.server.transport.http import running_http
+from mogplex_mcp.server.transport.serving import running_http
 from tests.e2e.support import emulator_config, error, http_client, ok, server_env
 from tests.telemetry.support import Scrape
 

@@ -21,7 +21,8 @@ from playwright.async_api import Browser, ConsoleMessage, Frame, FrameLocator, P
 
 from mogplex_mcp.config import Settings
 from mogplex_mcp.emulator import DEMO_TOKEN, EmulatorConfig, EmulatorHandle, running_emulator
-from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
+from mogplex_mcp.server.transport.http import HttpOptions, build_http_app
+from mogplex_mcp.server.transport.serving import running_http
 from tests.provision import missing, require_executable
 
 HERE = Path(__file__).parent

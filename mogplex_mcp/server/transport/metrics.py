@@ -23,14 +23,8 @@ from mogplex_mcp.config import ConfigError
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 from mogplex_mcp.server.state import AppState
-from mogplex_mcp.server.transport.http import (
-    HttpOptions,
-    _EmbeddedServer,
-    bind_socket,
-    is_loopback,
-    log_config,
-    url_for,
-)
+from mogplex_mcp.server.transport.http import HttpOptions, is_loopback
+from mogplex_mcp.server.transport.serving import _EmbeddedServer, bind_socket, log_config, url_for
 from mogplex_mcp.server.transport.sessions import SessionRegistry
 from mogplex_mcp.telemetry import hooks
 from mogplex_mcp.telemetry.metrics import CONTENT_TYPE, PrometheusRecorder

@@ -15,7 +15,8 @@ from mcp import Client
 from mogplex_mcp.emulator import EmulatorConfig, EmulatorHandle, ManualClock
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.server.state import AppState
-from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
+from mogplex_mcp.server.transport.http import HttpOptions, build_http_app
+from mogplex_mcp.server.transport.serving import running_http
 from tests.server.harness import FAST_FOLLOW, settings_for
 from tests.server.resources.test_run_resources import WAIT_LIMIT, Inbox, emulator, live, until
 

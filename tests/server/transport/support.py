@@ -19,7 +19,8 @@ from starlette.applications import Starlette
 from mogplex_mcp.emulator import EmulatorConfig, EmulatorHandle, running_emulator
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.server.state import AppState
-from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
+from mogplex_mcp.server.transport.http import HttpOptions, build_http_app
+from mogplex_mcp.server.transport.serving import running_http
 from mogplex_mcp.server.transport.sessions import SessionRegistry
 from tests.e2e.support import Mode, emulator_config
 from tests.server.harness import FAST_FOLLOW, settings_for
