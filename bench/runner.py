@@ -24,6 +24,7 @@ from bench import (
     definitions,
     fanout,
     gateway,
+    hardening,
     journal_stress,
     memory,
     oauth,
@@ -62,10 +63,12 @@ class Size:
     sign_ins: int = 200
     rolling_people: int = 8  # clients working through nginx during the rolling restarts
     rolling_passes: int = 2  # times every replica is restarted
+    hardening_flood: int = 300
+    hardening_bodies: int = 150
 
 
 FULL = Size(15, 300, 65.0, 20.0, True, 1000, (100, 250, 500, 750, 1000), 10.0, 10_000, 1000)
-QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1, 4, 15.0, 16, 4, 1)
+QUICK = Size(4, 40, 12.0, 5.0, False, 250, (100, 250), 3.0, 1000, 100, 99, 1.0, 1, 4, 15.0, 16, 4, 1, 60, 50)
 
 
 def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
@@ -89,6 +92,7 @@ def benchmarks(size: Size) -> dict[str, Callable[[], Awaitable[Section]]]:
         "oauth": lambda: oauth.run(size.calls, size.sign_ins),
         "redis_keys": redis_keys.run,
         "rolling": lambda: rolling.run(size.rolling_people, size.rolling_passes),
+        "hardening": lambda: hardening.run(size.hardening_flood, size.hardening_bodies),
     }
 
 
@@ -99,7 +103,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         "--only",
         metavar="NAMES",
         help="comma-separated subset of: cold_start, per_call, telemetry, fanout, memory, throughput, viewer_size, "
-        "gateway, scale, definitions, journal_stress, oauth, rolling, redis_keys",
+        "gateway, scale, definitions, journal_stress, oauth, rolling, redis_keys, hardening",
     )
     parser.add_argument("--no-write", action="store_true", help="print the table only; do not write the docs")
     parser.add_argument(

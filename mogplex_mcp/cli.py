@@ -9,16 +9,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
-import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from mogplex_mcp import __version__
 from mogplex_mcp.cli_grants import configure_grants
+from mogplex_mcp.cli_limits import (
+    REDIS_BYTE_FLAGS,
+    REDIS_FLAGS,
+    configure_gateway_limits,
+    configure_metrics,
+    configure_redis_limits,
+    positive,
+)
 from mogplex_mcp.cli_oauth import configure_oauth, oauth_options
-from mogplex_mcp.config import COUNT_SETTINGS, REDIS_SECONDS_SETTINGS, ConfigError, Settings
+from mogplex_mcp.cli_ops import configure_ops, ops_options
+from mogplex_mcp.config import ConfigError, Settings
 
 COMMANDS = ("serve", "emulator", "demo", "doctor", "oauth")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -50,7 +57,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor", help="check token, base URL and access; print ready-to-paste configs for MCP hosts"
     )
-    doctor.add_argument("--base-url", help="Mogplex base URL to check (default: $MOGPLEX_BASE_URL or mogplex.com)")
+    doctor.add_argument(
+        "--base-url", help="Mogplex base URL to check (env MOGPLEX_BASE_URL; default: https://mogplex.com)"
+    )
     doctor.add_argument("--no-network", action="store_true", help="skip the reachability and token checks")
     doctor.set_defaults(handler=_run_doctor)
 
@@ -72,29 +81,38 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
         "--read-only",
         action="store_true",
         default=None,
-        help="hide start_run, cancel_run and continue_run (env MOGPLEX_READ_ONLY)",
+        help="hide start_run, cancel_run and continue_run (env MOGPLEX_READ_ONLY; default: off)",
     )
     serve.add_argument(
         "--emulator",
         action="store_true",
         help="serve against an embedded Mogplex emulator on a free loopback port (offline, no account needed)",
     )
-    serve.add_argument("--base-url", help="Mogplex base URL (env MOGPLEX_BASE_URL; default https://mogplex.com)")
+    serve.add_argument("--base-url", help="Mogplex base URL (env MOGPLEX_BASE_URL; default: https://mogplex.com)")
     serve.add_argument(
-        "--log-level", choices=LOG_LEVELS, default=None, help="log level on stderr (env MOGPLEX_LOG_LEVEL; warning)"
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="log level on stderr (env MOGPLEX_LOG_LEVEL; default: warning)",
     )
     serve.add_argument(
         "--log-format",
         choices=("text", "json"),
         default=None,
-        help="stderr log lines as text or one JSON object each (env MOGPLEX_LOG_FORMAT; text)",
+        help="stderr log lines as text or one JSON object each (env MOGPLEX_LOG_FORMAT; default: text)",
     )
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: %(default)s")
+    serve.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio: an MCP host launches this process and talks over its stdin/stdout; http: streamable HTTP on"
+        " --host/--port, one server shared by many clients and users (docs/http.md) (default: %(default)s)",
+    )
     serve.add_argument(
         "--redis-url",
         metavar="URL",
-        help="share start de-duplication and request budgets among replicas in Redis (env MOGPLEX_REDIS_URL;"
-        " prefer the env var for a password: flags show in `ps`); needs the redis extra",
+        help="share start de-duplication and request budgets among replicas in Redis; needs the redis extra;"
+        " prefer the env var for a password: flags show in `ps` (env MOGPLEX_REDIS_URL; default: off)",
     )
     configure_redis_limits(serve.add_argument_group("Redis budgets (--redis-url; docs/scale.md)"))
     http = serve.add_argument_group("streamable HTTP (--transport http)")
@@ -121,130 +139,10 @@ def configure_serve(serve: argparse.ArgumentParser) -> None:
     )
     configure_gateway_limits(serve.add_argument_group("shared-server limits (--transport http; docs/http.md)"))
     configure_oauth(
-        serve.add_argument_group("OAuth sign-in for remote connectors (--transport http; docs/oauth.md)"), _positive
+        serve.add_argument_group("OAuth sign-in for remote connectors (--transport http; docs/oauth.md)"), positive
     )
     configure_metrics(serve.add_argument_group("metrics (--transport http; docs/operations.md)"))
-
-
-def configure_metrics(group: argparse._ArgumentGroup) -> None:
-    """Prometheus metrics on a port of their own: off unless asked, loopback unless told otherwise."""
-    group.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        metavar="PORT",
-        help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics, apart from the MCP port (default: off)",
-    )
-    group.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="ADDRESS",
-        help="address the metrics port binds (default: %(default)s; MCP callers cannot reach it unless you open it)",
-    )
-
-
-REDIS_FLAGS = {
-    "redis_timeout_seconds": ("--redis-timeout", "one Redis command, connecting included"),
-    "redis_read_timeout_seconds": ("--redis-read-timeout", "a read the journal can answer instead"),
-    "redis_call_budget_seconds": ("--redis-call-budget", "all Redis commands of one tool call together"),
-    "redis_breaker_seconds": ("--redis-breaker", "after a timeout, Redis is not asked for this long"),
-}
-
-
-REDIS_BYTE_FLAGS = {
-    "redis_feed_run_bytes": ("--redis-feed-run-bytes", "most bytes one run's feed holds in Redis"),
-    "redis_feed_token_bytes": ("--redis-feed-token-bytes", "most feed bytes one token publishes per hour"),
-}
-
-
-def configure_redis_limits(group: argparse._ArgumentGroup) -> None:
-    """How long Redis may take, and what run feeds may hold there; each flag also has its env var."""
-    for dest, (flag, what) in REDIS_FLAGS.items():
-        env = REDIS_SECONDS_SETTINGS[dest]
-        default = Settings.__dataclass_fields__[dest].default
-        group.add_argument(
-            flag, dest=dest, type=_positive(float), default=None, metavar="SECONDS",
-            help=f"{what} (env {env}; default {default:g})",
-        )  # fmt: skip
-    for dest, (flag, what) in REDIS_BYTE_FLAGS.items():
-        env = COUNT_SETTINGS[dest]
-        size: int = getattr(Settings, dest)
-        group.add_argument(
-            flag, dest=dest, type=_positive(int), default=None, metavar="BYTES",
-            help=f"{what} (env {env}; default {size // 1024 // 1024} MB)",
-        )  # fmt: skip
-
-
-def configure_gateway_limits(group: argparse._ArgumentGroup) -> None:
-    """The gateway's limits: sessions per token and in all, idle expiry, connections, header and body deadlines."""
-    group.add_argument(
-        "--max-sessions-per-token",
-        type=_positive(int),
-        default=32,
-        metavar="N",
-        help="open MCP sessions per token; more evict its oldest idle one (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-sessions",
-        type=_positive(int),
-        default=1000,
-        metavar="N",
-        help="open MCP sessions in all; more evict an idle one, never-used first (default: %(default)s)",
-    )
-    group.add_argument(
-        "--session-idle-timeout",
-        type=_positive(float),
-        default=10.0,
-        metavar="MINUTES",
-        help="end a session after this long without a request or open stream (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-connections",
-        type=_positive(int),
-        default=1000,
-        metavar="N",
-        help="open HTTP connections; more displace the oldest idle one (default: %(default)s)",
-    )
-    group.add_argument(
-        "--header-timeout",
-        type=_positive(float),
-        default=10.0,
-        metavar="SECONDS",
-        help="close a connection whose request headers are not complete in time (default: %(default)s)",
-    )
-    group.add_argument(
-        "--body-timeout",
-        type=_positive(float),
-        default=30.0,
-        metavar="SECONDS",
-        help="close a connection whose request body is not complete this long after its headers (default: %(default)s)",
-    )
-    group.add_argument(
-        "--grace-period",
-        type=_positive(float),
-        default=30.0,
-        metavar="SECONDS",
-        help="on SIGTERM, drain for at most this long, then exit regardless (default: %(default)s)",
-    )
-
-
-def _port(text: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:  # ASCII digits: "²".isdigit() is True
-        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text[:20]!r}")
-    return int(text)
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
-    return parse
+    configure_ops(serve.add_argument_group("probes and drain (--transport http; docs/scale.md#probes-and-drain)"))
 
 
 def configure_logging(level: str | None, log_format: str | None = None) -> str:
@@ -345,10 +243,18 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         header_timeout_seconds=args.header_timeout,
         body_timeout_seconds=args.body_timeout,
+        max_body_bytes=args.max_body_bytes,
+        max_body_bytes_per_client=args.max_body_bytes_per_client,
+        max_body_bytes_in_flight=args.max_body_bytes_in_flight,
+        max_unverified_sessions_per_client=args.max_unverified_sessions_per_client,
+        max_unverified_sessions=args.max_unverified_sessions,
+        max_unverified_requests_per_client=args.max_unverified_requests_per_client,
+        max_unverified_requests=args.max_unverified_requests,
         graceful_shutdown_seconds=args.grace_period,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         oauth=oauth_options(args),
+        **ops_options(args),
     )
     if settings.token and not local_only(options):
         logger.warning(

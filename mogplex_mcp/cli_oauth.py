@@ -35,8 +35,8 @@ def configure_oauth(group: argparse._ArgumentGroup, positive: Positive) -> None:
     group.add_argument(
         "--public-url",
         metavar="URL",
-        help=f"turn on the OAuth front door: the https origin clients use, e.g. https://mcp.example.com (env "
-        f"{PUBLIC_URL_ENV}); remote connectors (claude.ai, ChatGPT) then sign in with a PAT once",
+        help="turn on the OAuth front door: the https origin clients use, e.g. https://mcp.example.com; remote"
+        f" connectors (claude.ai, ChatGPT) then sign in with a PAT once (env {PUBLIC_URL_ENV}; default: off)",
     )
     flags: tuple[tuple[str, str, type[int] | type[float], str], ...] = (
         ("access_token_minutes", "MINUTES", float, "life of an access token"),

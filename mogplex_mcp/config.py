@@ -133,12 +133,24 @@ class Settings:
     upstream_streams: int = 100
     upstream_streams_per_token: int = 25
     rejected_token_seconds: float = 30.0
+    # Tokens upstream has not accepted yet: requests that may wait per client address (then refused at once).
+    unverified_waiting: int = 16
+    # How long an acceptance by upstream lets a token skip that queue (also across restarts: the state dir/Redis).
+    verified_token_seconds: float = 7 * 24 * 3600.0
+    # Cached run data (runs list, a run's events) is served only to a token upstream accepted this recently;
+    # older, the tool asks upstream first (a 401 then ends it).
+    recheck_token_seconds: float = 300.0
+    # Known runs kept per token are forgotten this long after they were last seen (the journal and Redis).
+    known_run_max_age_days: float = 30.0
     max_response_bytes: int = 4 * 1024 * 1024
     max_stream_event_bytes: int = 1024 * 1024
     # list_runs reads at most this many active runs' statuses per call (and only within the token's pacer).
     list_refresh_max: int = 5
     # Each token's follower budget: upstream requests per sliding minute (shared by replicas with Redis).
     follow_requests_per_minute: int = 40
+    # Bytes of events followers keep (estimated: characters of text), per run and all together (issue 23, #4).
+    run_event_bytes: int = 8 * 1024 * 1024
+    event_cache_bytes: int = 64 * 1024 * 1024
     # Shared state for several replicas (start claims, request budgets); None: the embedded SQLite/in-memory one.
     redis_url: str | None = field(default=None, repr=False)
     # How long Redis may take (docs/scale.md "Budgets"): one command; a read this replica can answer from its
@@ -193,6 +205,9 @@ class Settings:
             ("read_timeout", "MOGPLEX_READ_TIMEOUT_SECONDS"),
             ("retry_budget_seconds", "MOGPLEX_RETRY_BUDGET_SECONDS"),
             ("rejected_token_seconds", "MOGPLEX_REJECTED_TOKEN_SECONDS"),
+            ("verified_token_seconds", "MOGPLEX_VERIFIED_TOKEN_SECONDS"),
+            ("recheck_token_seconds", "MOGPLEX_RECHECK_TOKEN_SECONDS"),
+            ("known_run_max_age_days", "MOGPLEX_KNOWN_RUN_MAX_AGE_DAYS"),
             *REDIS_SECONDS_SETTINGS.items(),
         ):
             raw = clean_env_value(env.get(env_name))
@@ -228,11 +243,14 @@ class Settings:
 COUNT_SETTINGS: dict[str, str] = {
     "upstream_connections": "MOGPLEX_UPSTREAM_CONNECTIONS",
     "upstream_per_token": "MOGPLEX_UPSTREAM_PER_TOKEN",
+    "unverified_waiting": "MOGPLEX_UNVERIFIED_WAITING",
     "upstream_streams": "MOGPLEX_UPSTREAM_STREAMS",
     "upstream_streams_per_token": "MOGPLEX_UPSTREAM_STREAMS_PER_TOKEN",
     "max_response_bytes": "MOGPLEX_MAX_RESPONSE_BYTES",
     "max_stream_event_bytes": "MOGPLEX_MAX_STREAM_EVENT_BYTES",
     "follow_requests_per_minute": "MOGPLEX_FOLLOW_REQUESTS_PER_MINUTE",
+    "run_event_bytes": "MOGPLEX_RUN_EVENT_BYTES",
+    "event_cache_bytes": "MOGPLEX_EVENT_CACHE_BYTES",
     "redis_feed_run_bytes": "MOGPLEX_REDIS_FEED_RUN_BYTES",
     "redis_feed_token_bytes": "MOGPLEX_REDIS_FEED_TOKEN_BYTES",
 }

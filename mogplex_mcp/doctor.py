@@ -1,6 +1,7 @@
 """`mogplex-mcp doctor`: check settings, token and upstream access; print ready-to-paste host configs.
 
-Each check is ok, a warning, or a problem with the fix. The token is never printed, only its masked form.
+Each check is ok, a warning, a problem with the fix, or skipped (`--no-network`: said so, and "Ready" then says
+it covered only the offline checks). The token is never printed, only its masked form.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from mogplex_mcp.config import (
 from mogplex_mcp.runs.local.journal import JOURNAL_FILE_NAME
 from mogplex_mcp.runs.local.journal_heal import is_damage, side_lock
 
-Level = Literal["ok", "warn", "problem"]
+Level = Literal["ok", "warn", "problem", "skipped"]
 TOKEN_SHAPE = re.compile(r"^mog_[A-Za-z0-9]+$")
 TOKEN_PLACEHOLDER = "mog_YOUR_TOKEN"  # noqa: S105 - a placeholder shown in configs
 CREATE_TOKEN = "create one in Mogplex → Settings → Personal access tokens (scopes read + write)"  # noqa: S105
@@ -169,16 +170,25 @@ def journal_check(settings: Settings) -> Check | None:
     path = settings.state_dir / JOURNAL_FILE_NAME
     if not path.exists():
         return None
-    try:
-        # Shared side lock while connecting: a server replacing a damaged file never moves it under this check.
-        with side_lock(path, exclusive=False, wait=1.0):
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
-        with closing(db):
-            found = [str(row[0]) for row in db.execute("PRAGMA integrity_check(5)")]
-    except sqlite3.DatabaseError as exc:
-        if not is_damage(exc):
-            return Check("warn", f"start journal {path} could not be checked ({exc})", "run doctor again in a moment")
-        found = [str(exc)]
+    # The shared side lock for the whole check, not just the connect (which takes no SQLite lock): a server
+    # healing the file takes it exclusively before moving it, so it cannot move the file under this check,
+    # and the report is about the file that is there, not a copy moved aside.
+    with side_lock(path, exclusive=False, wait=2.0) as held:
+        if held is False:
+            return Check(
+                "warn",
+                f"start journal {path} could not be checked: a server is repairing it right now",
+                "run doctor again in a moment",
+            )
+        try:
+            with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)) as db:
+                found = [str(row[0]) for row in db.execute("PRAGMA integrity_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                return Check(
+                    "warn", f"start journal {path} could not be checked ({exc})", "run doctor again in a moment"
+                )
+            found = [str(exc)]
     if found == ["ok"]:
         return Check("ok", f"start journal {path} passed SQLite's integrity check")
     detail = "; ".join(line for text in found for line in text.splitlines() if not line.startswith("***"))
@@ -194,7 +204,7 @@ def redis_check(settings: Settings, network: bool) -> Check:
     """Whether the shared store (`MOGPLEX_REDIS_URL`) answers; its password shown only as ***."""
     shown = mask_redis_url(settings.redis_url or "")
     if not network:
-        return Check("ok", f"shared state in Redis at {shown} (not checked: --no-network)")
+        return Check("skipped", f"shared state in Redis at {shown}: not checked (--no-network)")
     from mogplex_mcp.runs.backends import shared_store_problem
 
     problem = shared_store_problem(settings)
@@ -260,19 +270,28 @@ def _json(value: object) -> str:
 
 
 def render(checks: list[Check], configs: Mapping[str, str]) -> str:
-    marks = {"ok": "ok     ", "warn": "warn   ", "problem": "PROBLEM"}
+    marks = {"ok": "ok     ", "warn": "warn   ", "problem": "PROBLEM", "skipped": "skipped"}
     lines = [f"mogplex-mcp doctor ({__version__})", ""]
     for check in checks:
         lines.append(f"  {marks[check.level]}  {check.what}")
         if check.fix:
             lines.append(f"             fix: {check.fix}")
     problems = sum(check.level == "problem" for check in checks)
-    lines += ["", f"{problems} problem(s)." if problems else "Ready.", ""]
+    lines += ["", f"{problems} problem(s)." if problems else _ready(checks), ""]
     lines.append(f"Ready-to-paste configs (replace {TOKEN_PLACEHOLDER} with your token):")
     for host, snippet in configs.items():
         lines += ["", f"--- {host}", snippet]
     # The last word: whatever a check or a snippet quoted (a URL, a path, an error), no token shows.
     return mask_secrets("\n".join(lines)) + "\n"
+
+
+def _ready(checks: list[Check]) -> str:
+    """ "Ready." only when every check ran; otherwise what it means with the skipped ones not known."""
+    if not any(check.level == "skipped" for check in checks):
+        return "Ready."
+    return (
+        "Ready (offline checks only: the token and the connection were not checked — run doctor without --no-network)."
+    )
 
 
 def run_checks(
@@ -314,6 +333,14 @@ def run_checks(
             checks += redis_setup_checks(settings)
     if network:
         checks += anyio.run(lambda: access_checks(settings, transport=transport))
+    else:
+        checks.append(
+            Check(
+                "skipped",
+                f"not checked (--no-network): whether {settings.base_url} is reachable and accepts the token",
+                "run `mogplex-mcp doctor` without --no-network",
+            )
+        )
     return checks, settings
 
 

@@ -52,7 +52,12 @@ def test_doctor_checks_the_connection_and_never_shows_the_password(tmp_path: Pat
     reachable = redis_check(Settings(redis_url=redis_server.url, state_dir=tmp_path), network=True)
     assert reachable.level == "ok" and "answers" in reachable.what
     offline, _ = run_checks({"MOGPLEX_REDIS_URL": f"redis://:{SECRET}@cache:6379"}, network=False)
-    assert any(c.level == "ok" and c.what.startswith("shared state in Redis at redis://***@cache") for c in offline)
+    assert any(
+        c.level == "skipped"
+        and c.what.startswith("shared state in Redis at redis://***@cache")
+        and "not checked" in c.what
+        for c in offline
+    ), "offline, Redis is reported as not checked, never as fine"
 
     down = {"MOGPLEX_MCP_STATE_DIR": str(tmp_path), "MOGPLEX_REDIS_URL": f"redis://:{SECRET}@127.0.0.1:{free_port()}"}
     result = run_cli("doctor", **down)

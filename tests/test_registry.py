@@ -60,6 +60,8 @@ def test_it_offers_the_pypi_package_the_bundle_and_the_remote_gateway() -> None:
     remote = data["remotes"][0]
     assert remote["type"] == "streamable-http" and remote["url"].endswith("/mcp")
     assert remote["headers"][0]["name"] == "Authorization" and remote["headers"][0]["isSecret"] is True
+    # With the OAuth front door (docs/oauth.md) a host connects by URL and signs in: the PAT header is optional.
+    assert remote["headers"][0]["isRequired"] is False and "OAuth" in remote["headers"][0]["description"]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"mcp-name: {data['name']}" in readme, "PyPI shows the README: the registry checks ownership there"
 

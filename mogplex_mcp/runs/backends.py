@@ -25,13 +25,20 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mogplex_mcp.config import REDIS_URL_ENV, Settings, mask_redis_url
-from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims
+from mogplex_mcp.runs.local import LocalKnownRuns, LocalStartClaims, LocalVerifiedTokens
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.mirrored_claims import MirroredStartClaims
 from mogplex_mcp.runs.mirrored_runs import MirroredKnownRuns
 from mogplex_mcp.runs.pacer import RequestPacer
 from mogplex_mcp.runs.shared_follow import LEASE_SECONDS, FollowCoordinator, SharedFollowing
-from mogplex_mcp.runs.store import KeyClaim, KnownRuns, StartClaims, StartClaimsUnavailableError, StoreUnavailableError
+from mogplex_mcp.runs.store import (
+    KeyClaim,
+    KnownRuns,
+    StartClaims,
+    StartClaimsUnavailableError,
+    StoreUnavailableError,
+    VerifiedTokens,
+)
 from mogplex_mcp.runs.token_pacer import SharedTokenPacer
 
 if TYPE_CHECKING:
@@ -75,8 +82,10 @@ class Backends:
 
     claims: StartClaims
     known: KnownRuns
+    verified: VerifiedTokens
     make_pacer: Callable[[str], RequestPacer] | None = None
     coordinator: FollowCoordinator | None = None
+    shared: bool = False
     # For readiness (/readyz): why the shared store cannot be used now (None: it answers, or there is none).
     store_problem: Callable[[], Awaitable[str | None]] | None = None
 
@@ -85,7 +94,12 @@ class Backends:
 async def open_backends(settings: Settings, journal: StartJournal, requests_per_minute: int) -> AsyncIterator[Backends]:
     """The local backend, or Redis when `settings.redis_url` is set (raises StoreUnavailableError if down)."""
     if not settings.redis_url:
-        yield Backends(claims=LocalStartClaims(journal), known=LocalKnownRuns(journal))
+        verified = LocalVerifiedTokens.in_state_dir(settings.state_dir, settings.verified_token_seconds)
+        try:
+            local = LocalKnownRuns(journal, settings.known_run_max_age_days * 86_400)
+            yield Backends(claims=LocalStartClaims(journal), known=local, verified=verified)
+        finally:
+            verified.close()
         return
     from mogplex_mcp.runs import redis as shared
 
@@ -98,7 +112,10 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
             shared.RedisStartClaims(store, window_seconds=settings.dedupe_window_seconds), LocalStartClaims(journal)
         )
         pacer = shared.RedisPacer(store, requests_per_minute)
-        known = MirroredKnownRuns(shared.RedisKnownRuns(store), LocalKnownRuns(journal))
+        known = MirroredKnownRuns(
+            shared.RedisKnownRuns(store, retention_seconds=int(settings.known_run_max_age_days * 86_400)),
+            LocalKnownRuns(journal, settings.known_run_max_age_days * 86_400),
+        )
         lease = shared.RedisFollowLease(store, holder=uuid.uuid4().hex, lease_seconds=LEASE_SECONDS)
 
         async def store_problem() -> str | None:
@@ -111,6 +128,8 @@ async def open_backends(settings: Settings, journal: StartJournal, requests_per_
         yield Backends(
             claims=GuardedStartClaims(claims),
             known=known,
+            verified=shared.RedisVerifiedTokens(store, settings.verified_token_seconds),
+            shared=True,
             make_pacer=lambda fp: SharedTokenPacer(pacer, fp),
             coordinator=SharedFollowing(lease, shared.RedisFollowFeed(store, limits=feed_limits(settings))),
             store_problem=store_problem,

@@ -8,7 +8,7 @@ honest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,7 +41,12 @@ def tool_failed(event: RunEvent) -> bool:
     return event.payload.get("ok") is False or tool_state(event).lower() in FAILED_TOOL_STATES
 
 
-@dataclass
+# A message line keeps this much of its words (views show far less); the rest is only counted, so joining
+# thousands of long deltas costs linear time and bounded memory.
+MESSAGE_TEXT_KEPT = 2_000
+
+
+@dataclass(eq=False)
 class CompactLine:
     """One line of a compact view; `count` raw events stand behind it (first .. last)."""
 
@@ -50,45 +55,102 @@ class CompactLine:
     last: RunEvent
     count: int = 1
     state: str | None = None  # a tool's: "running" until its finish is seen
-    text: str = ""  # a message's words, joined
+    text: str = ""  # a message's words, joined (the first MESSAGE_TEXT_KEPT characters)
+    text_chars: int = 0  # how many characters the message's words have in all
+    # Bumped on every change, so what was rendered from the line (server/compact_views.py) can be reused.
+    revision: int = 0
+    rendered: tuple[int, str] | None = None
+    seq: int = 0  # the compactor's position of the line's last event
 
     @property
     def tool_name(self) -> str | None:
         return self.first.tool_name or self.last.tool_name
 
+    def add_text(self, words: str) -> None:
+        self.text_chars += len(words)
+        room = MESSAGE_TEXT_KEPT - len(self.text)
+        if room > 0:
+            self.text += words[:room]
 
-def compact(events: Iterable[RunEvent]) -> list[CompactLine]:
-    """The events as compact lines, oldest first."""
-    lines: list[CompactLine] = []
-    open_tools: dict[str, CompactLine] = {}
-    for event in events:
-        previous = lines[-1] if lines else None
+
+class Compactor:
+    """Compact lines built incrementally, event by event, in constant time per event.
+
+    Lines stay in the order of their last events (a joined tool line moves to where the tool finished), so a
+    line's id (its last event's) is a cursor no earlier line reaches past. `trim` forgets lines whose last
+    event the caller no longer keeps.
+    """
+
+    def __init__(self) -> None:
+        self._lines: dict[int, CompactLine] = {}  # by the position of their last event, ascending
+        self._open_tools: dict[str, CompactLine] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def lines(self) -> list[CompactLine]:
+        return list(self._lines.values())
+
+    def newest_first(self) -> Iterator[CompactLine]:
+        return reversed(self._lines.values())
+
+    def add_all(self, events: Iterable[RunEvent]) -> Compactor:
+        for event in events:
+            self.add(event)
+        return self
+
+    def add(self, event: RunEvent) -> None:
+        self._seq += 1
+        previous = next(reversed(self._lines.values()), None)
         if is_assistant_delta(event):
-            if previous is not None and previous.kind == "message" and is_assistant_delta(previous.last):
-                previous.last, previous.count, previous.text = (
-                    event,
-                    previous.count + 1,
-                    previous.text + (event.message or ""),
-                )
+            if previous is not None and previous.kind == "message":
+                self._move(previous, event)
+                previous.count += 1
+                previous.add_text(event.message or "")
             else:
-                lines.append(CompactLine("message", event, event, text=event.message or ""))
+                line = CompactLine("message", event, event)
+                line.add_text(event.message or "")
+                self._append(line)
         elif event.type == "tool_started":
             line = CompactLine("tool", event, event, state="running")
-            open_tools[tool_call_key(event)] = line
-            lines.append(line)
+            self._open_tools[tool_call_key(event)] = line
+            self._append(line)
         elif event.type == "tool_finished":
-            started = open_tools.pop(tool_call_key(event), None)
+            started = self._open_tools.pop(tool_call_key(event), None)
             if started is None:
-                lines.append(CompactLine("tool", event, event, state=tool_state(event)))
+                self._append(CompactLine("tool", event, event, state=tool_state(event)))
             else:
-                # The joined line moves to where the tool finished: lines stay in the order of their last
-                # events, so a line's id (its last event's) is a cursor no earlier line reaches past.
-                lines.remove(started)
-                started.last, started.count, started.state = event, started.count + 1, tool_state(event)
-                lines.append(started)
+                self._move(started, event)
+                started.count, started.state = started.count + 1, tool_state(event)
         else:
-            lines.append(CompactLine("event", event, event))
-    return lines
+            self._append(CompactLine("event", event, event))
+
+    def trim(self, keep_from: int) -> None:
+        """Forget lines whose last event came before the `keep_from`-th event added (1-based)."""
+        while self._lines:
+            seq, line = next(iter(self._lines.items()))
+            if seq >= keep_from:
+                return
+            del self._lines[seq]
+            if line.state == "running":
+                self._open_tools.pop(tool_call_key(line.first), None)
+
+    def _append(self, line: CompactLine) -> None:
+        line.seq = self._seq
+        self._lines[self._seq] = line
+
+    def _move(self, line: CompactLine, event: RunEvent) -> None:
+        """The line's last event is now `event`: it moves to the end (O(1): a dict keeps insertion order)."""
+        del self._lines[line.seq]
+        line.last = event
+        line.revision += 1
+        self._append(line)
+
+
+def compact(events: Iterable[RunEvent]) -> list[CompactLine]:
+    """The events as compact lines, oldest first (linear in the events)."""
+    return Compactor().add_all(events).lines()
 
 
 def line_text(line: CompactLine) -> str:

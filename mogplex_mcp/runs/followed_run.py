@@ -6,14 +6,17 @@ subscriptions read them and wait on their change signal.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 import anyio
 
 from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent
 from mogplex_mcp.api.stream import StreamItem
+from mogplex_mcp.runs.compact import Compactor
+from mogplex_mcp.runs.slim import slim_event
 
 # Event types after which the stream closes; the run's own status follows with the next poll.
 TERMINAL_EVENT_TYPES = frozenset({"finished", "failed", "cancelled"})
@@ -30,15 +33,43 @@ class FollowSettings:
     # Events kept, across all followers nobody watches any more: a cache, so it is bounded by size, not
     # only by count (a parsed event costs ~2 KB; 2,000 ≈ 4 MB). Re-reading a dropped run re-fetches it.
     max_idle_events: int = 2_000
+    # Bytes (estimated: characters of text, runs/slim.py) of events kept per run, and by all followers together.
+    # Events are cut to what views show on arrival, so these hold whatever the upstream sends.
+    max_bytes_per_run: int = 8 * 1024 * 1024
+    max_cache_bytes: int = 64 * 1024 * 1024
     use_stream: bool = True
     # A stream silent this long is reopened (production sends no heartbeats): a cheap status check.
     stream_idle_seconds: float = 30.0
 
 
+# However full the whole cache is, a run being followed keeps at least its newest events up to this size.
+MIN_BYTES_KEPT = 256 * 1024
+
+
+class EventCache:
+    """The bytes of events every follower of a hub holds together, against one budget."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    @property
+    def over(self) -> bool:
+        return self.bytes > self.max_bytes
+
+
 class RunFollower:
     """The shared, de-duplicated view of one run: its latest state and every event seen so far."""
 
-    def __init__(self, run_id: str, fingerprint: str, max_events: int) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        fingerprint: str,
+        max_events: int,
+        *,
+        max_bytes: int = FollowSettings.max_bytes_per_run,
+        cache: EventCache | None = None,
+    ) -> None:
         self.run_id = run_id
         self.fingerprint = fingerprint
         self.run: RunDetail | None = None
@@ -59,8 +90,18 @@ class RunFollower:
         self.stream_failures = 0
         self.stream_resume_at = 0.0
         self._page_full = False
-        self._events: OrderedDict[str, RunEvent] = OrderedDict()
+        # Oldest first; `_ids` maps an id to its position among every event ever added (1-based), so a
+        # cursor is found in O(1) and the events after it are sliced without a scan of the rest.
+        self._events: deque[RunEvent] = deque()
+        self._ids: dict[str, int] = {}
+        self._added = 0
         self._max_events = max_events
+        self._sizes: deque[int] = deque()
+        self.bytes = 0
+        self._max_bytes = max_bytes
+        self._cache = cache or EventCache(FollowSettings.max_cache_bytes)
+        # The compact view of the events kept, built as they arrive: a view costs what it shows, not the run.
+        self.compactor = Compactor()
         self._changed = anyio.Event()
 
     @property
@@ -73,7 +114,7 @@ class RunFollower:
         return self.terminal or self.fatal is not None
 
     def events(self) -> list[RunEvent]:
-        return list(self._events.values())
+        return list(self._events)
 
     @property
     def saw_the_end(self) -> bool:
@@ -86,7 +127,16 @@ class RunFollower:
 
     @property
     def last_event_id(self) -> str | None:
-        return next(reversed(self._events)) if self._events else None
+        return self._events[-1].id if self._events else None
+
+    def events_from(self, index: int) -> list[RunEvent]:
+        """The events kept from position `index` on (0: all of them)."""
+        return list(islice(self._events, max(0, index), None))
+
+    def position_after(self, event_id: str) -> int | None:
+        """Where the events after `event_id` start among those kept; None when no kept event has that id."""
+        seq = self._ids.get(event_id)
+        return None if seq is None else seq - (self._added - len(self._events))
 
     def merge(self, page: EventPage) -> tuple[list[RunEvent], bool]:
         """Take a fresh page; return the events not seen before and whether the status changed."""
@@ -138,13 +188,45 @@ class RunFollower:
         self._update_window()
 
     def add_events(self, events: list[RunEvent]) -> list[RunEvent]:
-        fresh = [event for event in events if event.id not in self._events]
-        for event in fresh:
-            self._events[event.id] = event
-        while len(self._events) > self._max_events:
-            self._events.popitem(last=False)
-            self.dropped_events += 1
+        """Keep the events not seen before, cut to what views show (runs/slim.py); return them as kept."""
+        fresh: list[RunEvent] = []
+        for raw in events:
+            if raw.id in self._ids:
+                continue
+            event, size = slim_event(raw)
+            self._added += 1
+            self._ids[event.id] = self._added
+            self._events.append(event)
+            self._sizes.append(size)
+            self.bytes += size
+            self._cache.bytes += size
+            self.compactor.add(event)
+            fresh.append(event)
+        if self._over_budget():
+            while self._over_budget():
+                del self._ids[self._events.popleft().id]
+                size = self._sizes.popleft()
+                self.bytes -= size
+                self._cache.bytes -= size
+                self.dropped_events += 1
+            self.compactor.trim(self._added - len(self._events) + 1)
         return fresh
+
+    def _over_budget(self) -> bool:
+        if len(self._events) <= 1:
+            return False
+        if len(self._events) > self._max_events or self.bytes > self._max_bytes:
+            return True
+        return self._cache.over and self.bytes > MIN_BYTES_KEPT
+
+    def release(self) -> None:
+        """Give this follower's bytes back to the cache (it is being forgotten)."""
+        self._cache.bytes -= self.bytes
+        self.bytes = 0
+        self._events.clear()
+        self._sizes.clear()
+        self._ids.clear()
+        self.compactor = Compactor()
 
     def signal(self) -> None:
         self.version += 1

@@ -43,10 +43,10 @@ from mogplex_mcp.api.limits import StreamBudgetExhaustedError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunEvent
 from mogplex_mcp.api.stream import EventStreamClient, StreamUnsupportedError
 from mogplex_mcp.runs.fingerprints import token_fingerprint
-from mogplex_mcp.runs.followed_run import FollowSettings, RunFollower
+from mogplex_mcp.runs.followed_run import EventCache, FollowSettings, RunFollower
 from mogplex_mcp.runs.health import TaskHealth, supervise
 from mogplex_mcp.runs.local.pacer import LocalPacer
-from mogplex_mcp.runs.pacer import RequestPacer
+from mogplex_mcp.runs.pacer import PacerTable, RequestPacer
 from mogplex_mcp.runs.shared_follow import FollowCoordinator
 from mogplex_mcp.runs.store_budget import unbudgeted
 
@@ -76,6 +76,8 @@ class FollowerHub:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         make_pacer: Callable[[str], RequestPacer] | None = None,
         coordinator: FollowCoordinator | None = None,
+        verified: Callable[[str], bool] | None = None,
+        known_verified: Callable[[str], Awaitable[bool]] | None = None,
         health: TaskHealth | None = None,
     ) -> None:
         self._tg = task_group
@@ -86,11 +88,18 @@ class FollowerHub:
         # One budget per token: this process's (the store's local backend), or one shared by every replica
         # (runs/token_pacer.py over Redis) when given.
         local = LocalPacer(self.settings.requests_per_minute, clock=clock, sleep=sleep)
-        self._make_pacer = make_pacer or local.for_token
         self._clock = clock
         self._sleep = sleep
         self._followers: OrderedDict[tuple[str, str], RunFollower] = OrderedDict()
-        self._pacers: dict[str, RequestPacer] = {}
+        self.cache = EventCache(self.settings.max_cache_bytes)
+        # Per-token pacers only for tokens upstream accepted (`verified`, by fingerprint); the others share one,
+        # so a made-up bearer never makes per-identity state here (issue 23, #3). Bounded in count and age.
+        self._pacers = PacerTable(make_pacer or local.for_token)
+        self._verified = verified
+        self._known_verified = known_verified
+        # Fingerprints whose first request is on its way (its other followers wait for its verdict).
+        self._verifying: dict[str, anyio.Event] = {}
+        self._strangers = RequestPacer(self.settings.requests_per_minute, clock=clock, sleep=sleep)
         self._listeners: list[Listener] = []
         self._no_stream: set[str] = set()
         self.health = health or TaskHealth(clock=clock)
@@ -107,9 +116,40 @@ class FollowerHub:
         return self._followers.get((token_fingerprint(token), run_id))
 
     def pacer(self, fingerprint: str) -> RequestPacer:
-        if fingerprint not in self._pacers:
-            self._pacers[fingerprint] = self._make_pacer(fingerprint)
-        return self._pacers[fingerprint]
+        """The token's pacer; one shared by every token upstream has not accepted (yet)."""
+        if self._verified is not None and not self._verified(fingerprint):
+            return self._strangers
+        return self._pacers.get(fingerprint)
+
+    @asynccontextmanager
+    async def _paced(self, fingerprint: str) -> AsyncIterator[RequestPacer]:
+        """A slot of the token's pacer for one request (see `pacer`). A token not yet accepted has one request
+        on its way at a time: its other followers wait for that verdict, then take the token's own pacer."""
+        while not (accepted := await self._accepted(fingerprint)) and fingerprint in self._verifying:
+            await self._verifying[fingerprint].wait()
+        if accepted:
+            pacer = self._pacers.get(fingerprint)
+            await pacer.acquire()
+            yield pacer
+            return
+        # Not accepted (yet): this one request is limited by the upstream gate's fair queue for such tokens, not
+        # by a pacer (a stranger's flood must not use up a budget a real newcomer's first poll then waits for),
+        # and nothing is kept for the token: the pacer is a throwaway, for _record_failure's sake.
+        verdict = self._verifying[fingerprint] = anyio.Event()
+        try:
+            yield RequestPacer(self.settings.requests_per_minute, clock=self._clock, sleep=self._sleep)
+        finally:
+            del self._verifying[fingerprint]
+            verdict.set()
+
+    async def _accepted(self, fingerprint: str) -> bool:
+        if self._known_verified is not None:
+            return await self._known_verified(fingerprint)
+        return self._verified is None or self._verified(fingerprint)
+
+    @property
+    def pacer_count(self) -> int:
+        return len(self._pacers)
 
     @property
     def active_count(self) -> int:
@@ -152,7 +192,15 @@ class FollowerHub:
         key = (token_fingerprint(token), run_id)
         follower = self._followers.get(key)
         if follower is None or (follower.fatal is not None and not follower.active):
-            follower = RunFollower(run_id, key[0], self.settings.max_events_per_run)
+            if follower is not None and follower.watchers <= 0:
+                follower.release()
+            follower = RunFollower(
+                run_id,
+                key[0],
+                self.settings.max_events_per_run,
+                max_bytes=self.settings.max_bytes_per_run,
+                cache=self.cache,
+            )
             self._followers[key] = follower
         self._followers.move_to_end(key)
         follower.watchers += 1
@@ -163,15 +211,15 @@ class FollowerHub:
         return follower
 
     def _prune(self) -> None:
-        """Drop the least recently used idle followers beyond the count and event budgets."""
+        """Drop the least recently used idle followers beyond the count, event and byte budgets."""
         idle = [key for key, f in self._followers.items() if not f.active and f.watchers == 0]
         held = sum(self._followers[key].event_count for key in idle)
         for position, key in enumerate(idle):
             over_count = len(idle) - position > self.settings.max_finished_kept
-            if not over_count and held <= self.settings.max_idle_events:
+            if not over_count and held <= self.settings.max_idle_events and not self.cache.over:
                 break
             held -= self._followers[key].event_count
-            del self._followers[key]
+            self._followers.pop(key).release()
 
     async def _follow(self, follower: RunFollower, token: str) -> None:
         # Started from inside a tool call, whose store budget (a context variable) it would otherwise inherit.
@@ -243,13 +291,12 @@ class FollowerHub:
 
     async def _poll_once(self, follower: RunFollower, client: MogplexClient) -> bool:
         """One request; True when something changed. Errors are recorded on the follower."""
-        pacer = self.pacer(follower.fingerprint)
-        await pacer.acquire()
-        try:
-            page = await client.list_events(follower.run_id, limit=EVENTS_LIMIT_MAX)
-        except MogplexError as exc:
-            self._record_failure(follower, exc, pacer)
-            return False
+        async with self._paced(follower.fingerprint) as pacer:
+            try:
+                page = await client.list_events(follower.run_id, limit=EVENTS_LIMIT_MAX)
+            except MogplexError as exc:
+                self._record_failure(follower, exc, pacer)
+                return False
         fresh, status_changed = follower.merge(page)
         follower.ready.set()
         await self._announce(follower, fresh, status_changed)

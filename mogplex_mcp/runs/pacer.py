@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 import anyio
 
 WINDOW_SECONDS = 60.0
+# Pacers kept at most (one per token fingerprint); past it, the least recently used idle ones go first.
+MAX_PACERS = 10_000
 
 
 class RequestPacer:
@@ -57,3 +59,47 @@ class RequestPacer:
     def sent_in_window(self) -> int:
         self.delay_needed()
         return len(self._sent)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in its window and no pause: forgetting it loses nothing (a new one would behave the same)."""
+        return self.delay_needed() == 0 and not self._sent and not self._lock.locked()
+
+
+class PacerTable:
+    """One pacer per token fingerprint, bounded in count and age (issue 23, #3).
+
+    A pacer idle for a whole window is forgotten when the table is touched, and past `max_pacers` the least
+    recently used idle ones go: whatever bearers come and go, the table holds only the tokens that sent a
+    request within the last minute (and at most `max_pacers` more).
+    """
+
+    def __init__(self, make: Callable[[str], RequestPacer], max_pacers: int = MAX_PACERS) -> None:
+        self._make = make
+        self._max = max_pacers
+        self._pacers: OrderedDict[str, RequestPacer] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pacers)
+
+    def values(self) -> list[RequestPacer]:
+        return list(self._pacers.values())
+
+    def get(self, fingerprint: str) -> RequestPacer:
+        pacer = self._pacers.get(fingerprint)
+        if pacer is None:
+            self._sweep()
+            pacer = self._pacers[fingerprint] = self._make(fingerprint)
+        self._pacers.move_to_end(fingerprint)
+        return pacer
+
+    def _sweep(self) -> None:
+        """Drop idle pacers from the least recently used end; stop at the first busy one unless over the cap."""
+        over = len(self._pacers) - self._max + 1
+        for fingerprint in list(self._pacers):
+            pacer = self._pacers[fingerprint]
+            if pacer.idle:
+                del self._pacers[fingerprint]
+                over -= 1
+            elif over <= 0:
+                return

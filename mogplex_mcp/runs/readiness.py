@@ -5,7 +5,8 @@ passes (the start journal can be written, the configured Redis answers), no back
 failure, and it is not draining. Anything may take part:
 
 - `add_check(name, probe)`: `probe()` returns None when fine, else the reason (it is asked at most once per
-  `CACHE_SECONDS`, bounded by `CHECK_TIMEOUT_SECONDS`, so a flood of probes costs the journal and Redis nothing);
+  `CACHE_SECONDS`, bounded by `check_timeout` (default
+  `CHECK_TIMEOUT_SECONDS`; `serve --readiness-timeout`), so a flood of probes costs the journal and Redis nothing);
 - `report_failure(name, reason)` / `report_ok(name)`: a background task (a Redis feed reader, a notifier) says
   it crashed or cannot do its work, and later that it recovered;
 - `supervise(name, fn)`: runs `fn`, reporting its crash (not its cancellation) instead of taking the server down.
@@ -45,8 +46,11 @@ class _Cached:
 class Readiness:
     """Named checks, reported failures and the drain state of one process (see the module docstring)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, check_timeout: float = CHECK_TIMEOUT_SECONDS
+    ) -> None:
         self._clock = clock
+        self.check_timeout = check_timeout
         self._checks: dict[str, Probe] = {}
         self._failures: dict[str, str] = {}
         self._hooks: list[Callable[[], None]] = []
@@ -108,8 +112,8 @@ class Readiness:
                 return dict(self._cached.problems)
             problems: dict[str, str] = {}
             for name, probe in list(self._checks.items()):
-                reason: str | None = f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s"
-                with anyio.move_on_after(CHECK_TIMEOUT_SECONDS):
+                reason: str | None = f"no answer within {self.check_timeout:g} s"
+                with anyio.move_on_after(self.check_timeout):
                     try:
                         reason = await probe()
                     except Exception as exc:  # a probe that fails is the answer, not a crash of /readyz

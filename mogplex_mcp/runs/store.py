@@ -1,4 +1,4 @@
-"""The run-supervision state behind one seam: start claims, known runs, the pacer, follow leases.
+"""The run-supervision state behind one seam: start claims, known runs, the pacer, follow leases, verified tokens.
 
 Each protocol is small and async, with two backends: `runs/local/` (the embedded default: today's SQLite
 journal and in-memory pacer, one process) and `runs/redis/` (shared by every replica of an HTTP server).
@@ -34,6 +34,7 @@ __all__ = [
     "StartClaims",
     "StartClaimsUnavailableError",
     "StoreUnavailableError",
+    "VerifiedTokens",
     "facts_of",
 ]
 
@@ -217,6 +218,25 @@ class Pacer(Protocol):
 
     async def delay_needed(self, fingerprint: str) -> float:
         """Seconds until this token's next request may go out (0 when it may go now)."""
+        ...
+
+
+class VerifiedTokens(Protocol):
+    """Which token fingerprints upstream accepted, and when: kept across restarts (and shared by replicas).
+
+    Entries older than the backend's `keep_seconds` are gone; a refusal (401) removes one at once.
+    """
+
+    async def record(self, fingerprint: str, accepted_at: float | None) -> None:
+        """Upstream accepted the token at `accepted_at` (wall clock); None: it refused it, forget it."""
+        ...
+
+    async def recent(self, since: float, limit: int = 10_000) -> dict[str, float]:
+        """Fingerprints accepted at or after `since` (within `keep_seconds`), the newest `limit`, with when."""
+        ...
+
+    async def accepted_at(self, fingerprint: str) -> float | None:
+        """When upstream last accepted this token (within `keep_seconds`); None when not known."""
         ...
 
 

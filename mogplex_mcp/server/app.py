@@ -18,10 +18,12 @@ from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
 from mogplex_mcp import __version__
+from mogplex_mcp.api.limits import CALLER
 from mogplex_mcp.api.stream import stream_clients
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.backends import open_backends
 from mogplex_mcp.runs.follower import FollowerHub, FollowSettings
+from mogplex_mcp.runs.identities import remember_verified
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.outcome_recorder import outcome_recorder
 from mogplex_mcp.runs.readiness import Readiness
@@ -165,7 +167,21 @@ def create_server(
         for name in WRITE_TOOLS:
             server.remove_tool(name)
     viewer.install(server)
+    server.middleware.append(_note_caller)
     return server
+
+
+async def _note_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Who is asking (the HTTP client's address), for the upstream gate's fair queue of unverified tokens."""
+    client = getattr(ctx.request, "client", None)
+    host = getattr(client, "host", None)
+    if not isinstance(host, str):
+        return await call_next(ctx)
+    token = CALLER.set(host)
+    try:
+        return await call_next(ctx)
+    finally:
+        CALLER.reset(token)
 
 
 def _short_text(result: Any) -> Any:
@@ -222,13 +238,18 @@ async def open_state(
         wait_seconds=settings.journal_wait_seconds,
     )
     pool = HttpPool(settings, transport)
-    following = follow or FollowSettings(requests_per_minute=settings.follow_requests_per_minute)
+    following = follow or FollowSettings(
+        requests_per_minute=settings.follow_requests_per_minute,
+        max_bytes_per_run=settings.run_event_bytes,
+        max_cache_bytes=settings.event_cache_bytes,
+    )
     per_minute = following.requests_per_minute
     try:
         async with (
             open_backends(settings, the_journal, per_minute) as backends,
             anyio.create_task_group() as tg,
         ):
+            await remember_verified(pool.gate, backends.verified, tg, shared=backends.shared)
             streams = stream_clients(pool.streams, gate=pool.gate, max_event_bytes=settings.max_stream_event_bytes)
             hub = FollowerHub(
                 tg,
@@ -237,6 +258,8 @@ async def open_state(
                 make_stream=streams,
                 make_pacer=backends.make_pacer,
                 coordinator=backends.coordinator,
+                verified=pool.gate.verified_fingerprint,
+                known_verified=pool.gate.known_verified,
             )
             state = AppState(
                 settings=settings,

@@ -13,9 +13,15 @@ from mogplex_mcp.server.results import MESSAGE_CHARS, EventView
 TRANSCRIPT_LINE_CHARS = 400
 
 
-def compact_event_views(events: Sequence[RunEvent], secret: str | None) -> list[EventView]:
-    """One view per compact line; a coalesced line carries its last event's id (a valid cursor)."""
-    return [_view(line, secret) for line in compact(events)]
+def compact_event_views(
+    events: Sequence[RunEvent], secret: str | None, limit: int | None = None, *, lines: list[CompactLine] | None = None
+) -> list[EventView]:
+    """One view per compact line (the first `limit`); a coalesced line carries its last event's id (a valid cursor).
+
+    `lines`: the events' compact lines already built (a follower keeps them), so only the views shown cost.
+    """
+    chosen = (lines if lines is not None else compact(events))[:limit]
+    return [_view(line, secret) for line in chosen]
 
 
 def _view(line: CompactLine, secret: str | None) -> EventView:
@@ -38,6 +44,31 @@ def _view(line: CompactLine, secret: str | None) -> EventView:
 def transcript_lines(events: Sequence[RunEvent], secret: str) -> list[str]:
     """The transcript's lines, one per compact line (a tool's start and finish share one; deltas form one)."""
     return [_transcript_line(line, secret) for line in compact(events)]
+
+
+def transcript_tail(lines: Sequence[CompactLine], secret: str, budget: int) -> list[str]:
+    """The last transcript lines that fit in `budget` characters, oldest first.
+
+    Costs what it shows: lines are rendered newest first until the budget is spent, and a line's rendering is
+    kept on it (until the line changes), so a viewer re-reading a long run renders only what is new.
+    """
+    kept: list[str] = []
+    used = 0
+    for line in reversed(lines):
+        text = _rendered(line, secret)
+        used += len(text) + 1
+        if used > budget:
+            break
+        kept.append(text)
+    return kept[::-1]
+
+
+def _rendered(line: CompactLine, secret: str) -> str:
+    if line.rendered is not None and line.rendered[0] == line.revision:
+        return line.rendered[1]
+    text = _transcript_line(line, secret)
+    line.rendered = (line.revision, text)
+    return text
 
 
 def coalescing_note(event_count: int, line_count: int) -> str | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import anyio
 
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, EventPage, RunDetail, RunEvent
+from mogplex_mcp.runs.compact import CompactLine, compact
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.server.state import AppState
 
@@ -27,6 +28,11 @@ class RunSnapshot:
     live: bool = False
     # The run's last events are among `events` (False: cut at the API's window, or a backfill still running).
     saw_last_events: bool = True
+    # The events' compact lines, when a follower kept them (built as events arrived): None, build on demand.
+    lines: list[CompactLine] | None = None
+
+    def compact_lines(self) -> list[CompactLine]:
+        return self.lines if self.lines is not None else compact(self.events)
 
     @classmethod
     def of(cls, follower: RunFollower, run: RunDetail) -> RunSnapshot:
@@ -37,6 +43,7 @@ class RunSnapshot:
             follower.dropped_events,
             follower.active,
             saw_last_events=follower.saw_the_end and not follower.window_exhausted,
+            lines=follower.compactor.lines(),
         )
 
     @classmethod
@@ -73,6 +80,7 @@ async def load_snapshot(
     follower = None if fresh else state.hub.get(token, run_id)
     cached = from_follower(follower)
     if follower is not None and cached is not None:
+        await state.confirm_token(token, deadline)  # cached: only for a token upstream accepted recently
         return await settled_snapshot(follower, deadline) if cached.run.terminal else cached
     async with state.client(token) as api:
         page = await api.list_events(run_id, limit=EVENTS_LIMIT_MAX, deadline=deadline)

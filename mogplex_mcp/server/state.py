@@ -15,7 +15,7 @@ import httpx2
 from mcp.server.mcpserver import Context
 
 from mogplex_mcp.api.client import MogplexClient
-from mogplex_mcp.api.errors import MogplexError, UpstreamTimeoutError
+from mogplex_mcp.api.errors import MogplexError, PermissionDeniedError, UpstreamTimeoutError
 from mogplex_mcp.api.limits import GateLimits, UpstreamGate
 from mogplex_mcp.api.models import RunDetail
 from mogplex_mcp.api.pool import make_http_client, make_stream_client
@@ -147,6 +147,23 @@ class AppState:
         """
         written = await self.known_runs.remember_run(token_fingerprint(token), run_id, facts=facts)
         return written is not None
+
+    async def confirm_token(self, token: str, deadline: float) -> None:
+        """Cached run data goes only to a token upstream accepted within `recheck_token_seconds` (issue 23, #7).
+
+        Raises the 401 at once when upstream refused this token lately; otherwise, when its last acceptance is
+        older, asks upstream (one cheap request) before anything cached is shown: a revoked token gets the
+        401, not the runs it could once read.
+        """
+        gate = self.pool.gate
+        gate.check_rejected(token, "show cached run data")
+        if gate.accepted_within(token_fingerprint(token), self.settings.recheck_token_seconds):
+            return
+        try:
+            async with self.client(token) as api:
+                await api.list_repos(limit=1, deadline=deadline)
+        except PermissionDeniedError:
+            return  # a known user without the read scope: accepted (production does not check it for GETs)
 
     def client(self, token: str | None) -> MogplexClient:
         return MogplexClient.from_settings(self.settings, token=token, http=self.http, gate=self.pool.gate)

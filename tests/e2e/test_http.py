@@ -179,8 +179,10 @@ async def test_read_only_hides_the_writers_over_http(tmp_path: Path, mode: Mode)
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_stateless_mode_serves_both_eras(tmp_path: Path, mode: Mode) -> None:
+    # A run slow enough to be still running when the wait begins on a loaded machine (at the suite's usual 50x
+    # it can finish before the wait starts, and a wait on a finished run rightly reports no progress).
     async with (
-        gateway(tmp_path, HttpOptions(port=0, stateless=True)) as (url, _),
+        gateway(tmp_path, HttpOptions(port=0, stateless=True), emulator=emulator_config(speed=5.0)) as (url, _),
         http_client(url, mode, DEMO_TOKEN) as client,
     ):
         run_id = (await ok(client, "start_run", repoId=REPO_ID, prompt="Stateless start"))["run"]["runId"]

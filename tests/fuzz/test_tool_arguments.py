@@ -2,7 +2,9 @@
 
 Each example breaks exactly one argument of an otherwise valid call (or sends a wrong type, or leaves a
 required one out), so the error must name that argument. Across the whole run the emulator must have
-received zero requests: validation happens before anything is sent.
+received no request but one kind: validation happens before anything is sent. The one exception is a
+repository *name* given as start_run's repoId (all else valid): one read-only `GET /repos` looks it up so
+that the refusal can name its id. Never a POST, never a run, never more than that one lookup per call.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from hypothesis import strategies as st
 
 from mogplex_mcp.api.models import is_uuid
 from mogplex_mcp.emulator import EmulatorConfig
+from mogplex_mcp.emulator.app import Emulator
+from mogplex_mcp.server.tools.repo_names import looks_like_name
 from tests.faults.support import served
 from tests.fuzz.support import LiveSession, assert_clear_error, live_session
 from tests.server.harness import Session
 
 UNKNOWN_RUN = "00000000-0000-4000-8000-000000000000"
 REPO_ID = "8f3a2b1c-1234-4abc-9def-1234567890ab"
+REPOS = "/api/v1/mogplex/repos"
 CANARY = "mog_FuzzCanary7Tq2Lx9Wv4Np"
 TOKENISH = re.compile(r"mog_[A-Za-z0-9]{8,}")
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
@@ -94,6 +99,7 @@ BAD_RUN_IDS = st.one_of(
     st.builds(lambda a, b: f"{a}/{b}", st.text(max_size=10), st.text(max_size=10)),
     WRONG_TYPES,
 )
+REPO_NAMES = st.from_regex(r"([A-Za-z0-9][A-Za-z0-9-]{0,8}/)?[A-Za-z0-9._-]{1,16}", fullmatch=True)
 HUGE_INTS = st.one_of(st.integers(max_value=0), st.integers(min_value=201), st.just(2**70), st.just(-(2**70)))
 NOT_INTEGERS = st.one_of(
     st.sampled_from(["ten", "", "1e400", "0x10", "NaN"]), st.floats(1.1, 1e6).filter(lambda f: f != int(f))
@@ -143,6 +149,8 @@ BAD_FIELDS: dict[str, list[tuple[str, st.SearchStrategy[Any]]]] = {
     ],
     "start_run": [
         ("repoId", st.one_of(st.sampled_from(["", " ", "acme/api", "a/b", "x" * 201, "r\x00"]), WRONG_TYPES)),
+        ("repoId", REPO_NAMES),
+        ("repoId", BAD_RUN_IDS),
         ("prompt", st.one_of(BLANK_PROMPTS, OVERSIZED_PROMPTS, WRONG_TYPES)),
         ("harness", st.one_of(st.sampled_from(["Codex", "claude_code", "gpt", "", "mogplex"]), st.integers())),
         ("baseBranch", INVALID_BRANCHES),
@@ -184,6 +192,20 @@ def invalid_call(draw: st.DrawFn, tool: str) -> tuple[dict[str, Any], str]:
     return arguments, field
 
 
+def _looked_up(tool: str, field: str, arguments: dict[str, Any]) -> bool:
+    """Whether this call may make the one read-only name lookup: a name-like repoId, every other field valid."""
+    value = arguments.get("repoId")
+    return tool == "start_run" and field == "repoId" and isinstance(value, str) and looks_like_name(value)
+
+
+def _assert_nothing_but_a_lookup(emulator: Emulator, before: int, lookups_allowed: int, what: str) -> None:
+    """No POST, no run, and at most `lookups_allowed` requests since `before`, each a GET of /repos."""
+    sent = emulator.requests[before:]
+    assert emulator.run_ids() == [], f"{what} started a run"
+    assert all(r.method == "GET" and r.path == REPOS for r in sent), f"{what} reached the upstream: {sent}"
+    assert len(sent) <= lookups_allowed, f"{what}: {len(sent)} upstream requests, at most {lookups_allowed} allowed"
+
+
 # --- the properties ------------------------------------------------------------------------------
 
 
@@ -200,8 +222,25 @@ def test_an_invalid_argument_is_a_clear_error_and_never_a_request(
         arguments, field = case
         before = emulator.request_count()
         text = assert_clear_error(tool, client.call(tool, arguments), names=field)
-        assert emulator.request_count() == before, f"{tool}({field}) reached the upstream"
+        _assert_nothing_but_a_lookup(emulator, before, int(_looked_up(tool, field, arguments)), f"{tool}({field})")
         assert not TOKENISH.search(text), f"{tool}: a token-looking value was echoed: {text[:300]}"
+
+    check()
+
+
+def test_a_repository_name_is_one_read_only_lookup_and_never_a_start(server: tuple[LiveSession, Session]) -> None:
+    client, session = server
+    emulator = session.emulator.emulator
+
+    @settings(FUZZ, max_examples=60)
+    @given(REPO_NAMES.filter(looks_like_name))
+    def check(name: str) -> None:
+        before = emulator.request_count()
+        text = assert_clear_error("start_run", client.call("start_run", {**VALID["start_run"], "repoId": name}))
+        assert text.startswith(f"start_run: invalid arguments: repoId {name.strip()!r}"), text
+        assert "No run was started" in text, text
+        assert emulator.request_count() - before == 1, "a name is looked up exactly once"
+        _assert_nothing_but_a_lookup(emulator, before, 1, f"start_run(repoId={name!r})")
 
     check()
 
@@ -255,7 +294,7 @@ def test_any_unknown_argument_name_is_refused_and_never_a_request(
 
 def test_the_server_still_serves_after_the_fuzzing(server: tuple[LiveSession, Session]) -> None:
     client, session = server
-    assert session.emulator.emulator.request_count() == 0, "an invalid argument reached the upstream"
+    _assert_nothing_but_a_lookup(session.emulator.emulator, 0, 10**6, "an invalid argument")
     repos = client.call("list_repos", {})
     assert not repos.is_error and repos.structured_content is not None
     assert repos.structured_content["count"] >= 1

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,7 +19,14 @@ import pytest
 
 from mogplex_mcp.runs import redis as redis_backend
 from mogplex_mcp.runs.fingerprints import token_fingerprint
-from mogplex_mcp.runs.local import LocalFollowLease, LocalKnownRuns, LocalLeaseTable, LocalPacer, LocalStartClaims
+from mogplex_mcp.runs.local import (
+    LocalFollowLease,
+    LocalKnownRuns,
+    LocalLeaseTable,
+    LocalPacer,
+    LocalStartClaims,
+    LocalVerifiedTokens,
+)
 from mogplex_mcp.runs.local.journal import StartJournal
 from mogplex_mcp.runs.store import (
     FollowLease,
@@ -28,6 +36,7 @@ from mogplex_mcp.runs.store import (
     RunsQuery,
     StartClaims,
     StoreUnavailableError,
+    VerifiedTokens,
 )
 from tests.redis_server import RedisServer, free_port
 
@@ -65,7 +74,7 @@ class Backend:
     def claims(self, window_seconds: float = 600.0) -> StartClaims:
         raise NotImplementedError
 
-    def known_runs(self, max_runs: int = 200) -> KnownRuns:
+    def known_runs(self, max_runs: int = 200, max_age_seconds: int = 30 * 86_400) -> KnownRuns:
         raise NotImplementedError
 
     def pacer(self, per_minute: int, window_seconds: float) -> Pacer:
@@ -73,6 +82,12 @@ class Backend:
 
     def lease(self, holder: str, lease_seconds: float) -> FollowLease:
         raise NotImplementedError
+
+    def verified(self, keep_seconds: float, max_kept: int = 10_000) -> VerifiedTokens:
+        raise NotImplementedError
+
+    def now(self) -> float:
+        return time.time()
 
 
 class LocalBackend(Backend):
@@ -84,6 +99,7 @@ class LocalBackend(Backend):
         self.journals: list[StartJournal] = []
         self.leases = LocalLeaseTable(clock=self.clock)
         self.pacers: dict[int, LocalPacer] = {}
+        self.verified_stores: list[LocalVerifiedTokens] = []
 
     async def elapse(self, seconds: float) -> None:
         await self.clock.sleep(seconds)
@@ -96,8 +112,8 @@ class LocalBackend(Backend):
     def claims(self, window_seconds: float = 600.0) -> StartClaims:
         return LocalStartClaims(self._journal(window_seconds=window_seconds))
 
-    def known_runs(self, max_runs: int = 200) -> KnownRuns:
-        return LocalKnownRuns(self._journal(max_runs=max_runs))
+    def known_runs(self, max_runs: int = 200, max_age_seconds: int = 30 * 86_400) -> KnownRuns:
+        return LocalKnownRuns(self._journal(max_runs=max_runs), max_age_seconds, clock=self.clock)
 
     def pacer_window(self, wanted: float) -> float:
         return 60.0  # RequestPacer's window; the fake clock makes it free to wait out
@@ -111,9 +127,21 @@ class LocalBackend(Backend):
     def lease(self, holder: str, lease_seconds: float) -> FollowLease:
         return LocalFollowLease(self.leases, holder, lease_seconds)
 
+    def verified(self, keep_seconds: float, max_kept: int = 10_000) -> VerifiedTokens:
+        made = LocalVerifiedTokens(
+            self.path.with_name("verified.sqlite3"), keep_seconds, max_kept=max_kept, clock=self.clock
+        )
+        self.verified_stores.append(made)
+        return made
+
+    def now(self) -> float:
+        return self.clock()
+
     async def aclose(self) -> None:
         for journal in self.journals:
             journal.close()
+        for store in self.verified_stores:
+            store.close()
 
 
 class RedisBackend(Backend):
@@ -135,14 +163,17 @@ class RedisBackend(Backend):
     def claims(self, window_seconds: float = 600.0) -> StartClaims:
         return redis_backend.RedisStartClaims(self._store(), window_seconds=window_seconds)
 
-    def known_runs(self, max_runs: int = 200) -> KnownRuns:
-        return redis_backend.RedisKnownRuns(self._store(), max_runs=max_runs)
+    def known_runs(self, max_runs: int = 200, max_age_seconds: int = 30 * 86_400) -> KnownRuns:
+        return redis_backend.RedisKnownRuns(self._store(), max_runs=max_runs, retention_seconds=max_age_seconds)
 
     def pacer(self, per_minute: int, window_seconds: float) -> Pacer:
         return redis_backend.RedisPacer(self._store(), per_minute, window_seconds=window_seconds)
 
     def lease(self, holder: str, lease_seconds: float) -> FollowLease:
         return redis_backend.RedisFollowLease(self._store(), holder, lease_seconds)
+
+    def verified(self, keep_seconds: float, max_kept: int = 10_000) -> VerifiedTokens:
+        return redis_backend.RedisVerifiedTokens(self._store(), keep_seconds, max_kept=max_kept)
 
     async def aclose(self) -> None:
         for store in self.stores:
@@ -261,6 +292,16 @@ async def test_known_runs_are_bounded_per_token(backend: Backend) -> None:
     assert not await runs.is_known(FP_A, "run-0")
     assert await runs.is_known(FP_A, "run-4")
     assert (await runs.known_runs(FP_A))[0].title == "run-4"  # no title: the run id stands in
+
+
+async def test_known_runs_are_not_served_past_their_age_limit(backend: Backend) -> None:
+    """Issue 23, #7: retention has an age limit (MOGPLEX_KNOWN_RUN_MAX_AGE_DAYS, 30 days by default)."""
+    runs = backend.known_runs(max_age_seconds=1)
+    await runs.remember_run(FP_A, "run-old", title="Old", status="success")
+    assert await runs.is_known(FP_A, "run-old")
+    await backend.elapse(1.5)
+    assert not await runs.is_known(FP_A, "run-old") and await runs.known_run(FP_A, "run-old") is None
+    assert await runs.known_runs(FP_A) == []
 
 
 async def test_known_runs_are_isolated_by_token_and_shared_by_replicas(backend: Backend) -> None:
@@ -395,3 +436,29 @@ async def test_unreachable_redis_is_a_clear_error_without_the_password() -> None
     message = str(caught.value)
     assert "unavailable" in message and "claim an idempotency key" in message
     assert "hunter2" not in message and "***" in message
+
+
+# --- verified tokens ----------------------------------------------------------------------------
+
+
+async def test_a_verified_token_is_known_to_the_next_process_and_a_refusal_forgets_it(backend: Backend) -> None:
+    first, restarted = backend.verified(600.0), backend.verified(600.0)
+    accepted_at = backend.now()
+    await first.record(FP_A, accepted_at)
+    await first.record(FP_B, accepted_at)
+    assert await restarted.recent(0.0) == {FP_A: accepted_at, FP_B: accepted_at}
+    assert await restarted.accepted_at(FP_A) == accepted_at and await restarted.accepted_at("f" * 32) is None
+    await restarted.record(FP_B, None)  # upstream said 401 for it
+    assert set(await first.recent(0.0)) == {FP_A}
+    assert await first.recent(accepted_at + 1) == {}, "only acceptances since the time asked for"
+
+
+async def test_verified_tokens_are_bounded_in_age_and_count(backend: Backend) -> None:
+    store = backend.verified(1.0, max_kept=3)
+    await store.record(FP_A, backend.now())
+    await backend.elapse(1.3)
+    assert await store.recent(0.0) == {}, "older than keep_seconds: gone"
+    fingerprints = [token_fingerprint(f"mog_store_suite_many_{n}") for n in range(5)]
+    for n, fingerprint in enumerate(fingerprints):
+        await store.record(fingerprint, backend.now() + n / 100)
+    assert set(await store.recent(0.0)) == set(fingerprints[2:]), "the newest max_kept stay"

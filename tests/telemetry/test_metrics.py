@@ -8,6 +8,8 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from mogplex_mcp.api.observed import ROUTES
 from mogplex_mcp.emulator import DEMO_TOKEN
@@ -106,8 +108,9 @@ async def test_429s_with_retry_after_401_cache_hits_and_oversized_answers_are_co
 async def test_unknown_tool_names_do_not_become_labels(tmp_path: Path) -> None:
     async with observed(tmp_path) as s, http_client(s.url, "legacy", DEMO_TOKEN) as alice:
         for name in ("mog_LooksLikeAToken123456", "x" * 200, "list_repos2"):
-            result = await alice.call_tool(name, {})
-            assert result.is_error
+            with pytest.raises(MCPError) as refused:  # an unknown tool is a protocol error naming the tools
+                await alice.call_tool(name, {})
+            assert refused.value.error.code == INVALID_PARAMS
         scrape = await s.scrape()
         assert scrape.value("mogplex_mcp_tool_calls_total", tool="unknown") == 3
         assert not any("mog_" in value or "xxx" in value for value in scrape.label_values())

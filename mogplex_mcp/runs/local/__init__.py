@@ -11,5 +11,13 @@ May import: `runs/` top level, `api/`. Never `runs/redis/`.
 from mogplex_mcp.runs.local.journal_store import LocalKnownRuns, LocalStartClaims
 from mogplex_mcp.runs.local.lease import LocalFollowLease, LocalLeaseTable
 from mogplex_mcp.runs.local.pacer import LocalPacer
+from mogplex_mcp.runs.local.verified import LocalVerifiedTokens
 
-__all__ = ["LocalFollowLease", "LocalKnownRuns", "LocalLeaseTable", "LocalPacer", "LocalStartClaims"]
+__all__ = [
+    "LocalFollowLease",
+    "LocalKnownRuns",
+    "LocalLeaseTable",
+    "LocalPacer",
+    "LocalStartClaims",
+    "LocalVerifiedTokens",
+]

@@ -7,6 +7,7 @@ never waits on the file. The journal degrades to memory on its own when its file
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -45,11 +46,27 @@ class LocalStartClaims:
         await _journal("forget", self.journal.forget, fingerprint, request_hash)
 
 
-class LocalKnownRuns:
-    """`KnownRuns` on the SQLite journal (bounded per token by the journal's `max_runs`)."""
+# Known runs not seen for this long are no longer served (issue 23, #7; Redis keeps them as long).
+DEFAULT_MAX_AGE_SECONDS = 30 * 86_400.0
 
-    def __init__(self, journal: StartJournal) -> None:
+
+class LocalKnownRuns:
+    """`KnownRuns` on the SQLite journal (bounded per token by the journal's `max_runs`, and in age: a run not
+    seen for `max_age_seconds` is not served any more, and newer runs overwrite it)."""
+
+    def __init__(
+        self,
+        journal: StartJournal,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.journal = journal
+        self.max_age_seconds = max_age_seconds
+        self._clock = clock
+
+    def _fresh(self, known: KnownRun | None) -> bool:
+        return known is not None and known.last_seen >= self._clock() - self.max_age_seconds
 
     async def remember_run(
         self,
@@ -67,13 +84,16 @@ class LocalKnownRuns:
         return await _journal("remember_run", upsert)
 
     async def runs_page(self, fingerprint: str, query: RunsQuery) -> list[KnownRun]:
-        return await _journal("runs_page", self.journal.runs_page, fingerprint, query)
+        rows = await _journal("runs_page", self.journal.runs_page, fingerprint, query)
+        return [known for known in rows if self._fresh(known)]
 
     async def known_run(self, fingerprint: str, run_id: str) -> KnownRun | None:
-        return await _journal("known_run", self.journal.known_run, fingerprint, run_id)
+        known = await _journal("known_run", self.journal.known_run, fingerprint, run_id)
+        return known if self._fresh(known) else None
 
     async def known_runs(self, fingerprint: str, limit: int = 50) -> list[KnownRun]:
-        return await _journal("known_runs", self.journal.known_runs, fingerprint, limit)
+        rows = await _journal("known_runs", self.journal.known_runs, fingerprint, limit)
+        return [known for known in rows if self._fresh(known)]
 
     async def is_known(self, fingerprint: str, run_id: str) -> bool:
-        return await _journal("is_known", self.journal.is_known, fingerprint, run_id)
+        return await self.known_run(fingerprint, run_id) is not None

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from mogplex_mcp.runs.pacer import RequestPacer
+from mogplex_mcp.runs.pacer import MAX_PACERS, PacerTable, RequestPacer
 
 
 class LocalPacer:
@@ -19,19 +19,24 @@ class LocalPacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        max_pacers: int = MAX_PACERS,
     ) -> None:
         self.per_minute = max(1, per_minute)
         self._clock = clock
         self._sleep = sleep
-        self._pacers: dict[str, RequestPacer] = {}
+        self._pacers = PacerTable(self._new, max_pacers)
+
+    def _new(self, fingerprint: str) -> RequestPacer:
+        return RequestPacer(self.per_minute, clock=self._clock, sleep=self._sleep)
+
+    @property
+    def tracked(self) -> int:
+        """Pacers held (bounded: see PacerTable)."""
+        return len(self._pacers)
 
     def for_token(self, fingerprint: str) -> RequestPacer:
-        """The token's `RequestPacer`, made on first use."""
-        pacer = self._pacers.get(fingerprint)
-        if pacer is None:
-            pacer = RequestPacer(self.per_minute, clock=self._clock, sleep=self._sleep)
-            self._pacers[fingerprint] = pacer
-        return pacer
+        """The token's `RequestPacer`, made on first use (and forgotten once idle for a window)."""
+        return self._pacers.get(fingerprint)
 
     async def acquire(self, fingerprint: str) -> float:
         await self.for_token(fingerprint).acquire()

@@ -13,6 +13,7 @@ from mogplex_mcp.runs.redis.follow_feed import RedisFollowFeed
 from mogplex_mcp.runs.redis.known_runs import RedisKnownRuns
 from mogplex_mcp.runs.redis.lease import RedisFollowLease
 from mogplex_mcp.runs.redis.pacer import RedisPacer
+from mogplex_mcp.runs.redis.verified import RedisVerifiedTokens
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -23,5 +24,6 @@ __all__ = [
     "RedisPacer",
     "RedisStartClaims",
     "RedisStore",
+    "RedisVerifiedTokens",
     "connect",
 ]

@@ -42,7 +42,7 @@ from mogplex_mcp.runs.health import TaskHealth, supervise
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.store import KnownRun, RunsUnreadable
 from mogplex_mcp.server import guidance
-from mogplex_mcp.server.compact_views import coalescing_note, transcript_lines
+from mogplex_mcp.server.compact_views import coalescing_note, transcript_tail
 from mogplex_mcp.server.errors import missing_token_error, runs_unreadable_message, tool_error
 from mogplex_mcp.server.outcomes import JudgedRun, judge
 from mogplex_mcp.server.resources.subscribers import request_headers, run_not_found
@@ -152,7 +152,7 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface, *, 
         resources = list(await server.list_resources())
         state = ctx.lifespan_context
         token = token_from_request(request_headers(ctx), state.settings) if isinstance(state, AppState) else None
-        if isinstance(state, AppState) and token:
+        if isinstance(state, AppState) and token and await _confirmed(state, token):
             try:
                 known = await state.known_runs.known_runs(token_fingerprint(token), LIST_LIMIT)
             except RunsUnreadable as exc:  # an empty list would say "no runs": say what is true instead
@@ -188,6 +188,16 @@ def _add_protocol_handlers(server: MCPServer[Any], surface: ResourceSurface, *, 
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
+
+
+async def _confirmed(state: AppState, token: str) -> bool:
+    """Whether the runs list may be shown: upstream accepted the token lately (asked now if need be)."""
+    try:
+        with anyio.fail_after(state.budget + 2.0):
+            await state.confirm_token(token, time.monotonic() + state.budget)
+    except (MogplexError, TimeoutError):
+        return False
+    return True
 
 
 class ResourceSurface:
@@ -303,10 +313,10 @@ def transcript(snap: RunSnapshot, token: str, judged: JudgedRun) -> str:
     """One line per event, oldest first, then the outcome; the earliest lines give way beyond the budget."""
     run = snap.run
     head = [f"Mogplex run {run.run_id} — status {clean_text(run.status, token)}", f"({UNTRUSTED_NOTE})", ""]
-    lines = transcript_lines(snap.events, token)
+    lines = snap.compact_lines()
     if (coalesced := coalescing_note(len(snap.events), len(lines))) is not None:
         head.append(coalesced)
-    kept = _last_lines_within(lines, TRANSCRIPT_CHAR_BUDGET)
+    kept = transcript_tail(lines, token, TRANSCRIPT_CHAR_BUDGET)
     omitted = len(lines) - len(kept)
     if snap.dropped_events:
         head.append(f"… {snap.dropped_events} earliest events not kept by this server …")
@@ -323,17 +333,6 @@ def transcript(snap: RunSnapshot, token: str, judged: JudgedRun) -> str:
     verb = "Outcome" if run.terminal else "So far"
     tail += ["", f"{verb}: run {run.run_id} {clean_text(judged.outcome.sentence(), token)}."]
     return "\n".join(head + body + tail) + "\n"
-
-
-def _last_lines_within(lines: list[str], budget: int) -> list[str]:
-    kept: list[str] = []
-    used = 0
-    for line in reversed(lines):
-        used += len(line) + 1
-        if used > budget:
-            break
-        kept.append(line)
-    return kept[::-1]
 
 
 def _coverage_note(snap: RunSnapshot) -> str | None:

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from mogplex_mcp.api.errors import InvalidRequestError, MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, checked_uuid
-from mogplex_mcp.runs.compact import ProgressCompactor
+from mogplex_mcp.runs.compact import CompactLine, ProgressCompactor
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.follower import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
@@ -113,6 +113,9 @@ def _add_wait_for_run(server: MCPServer[Any]) -> None:
         _check_run_id(runId)
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
         started = time.monotonic()
+        if (cached := state.hub.get(token, runId)) is not None and cached.terminal:
+            async with upstream("wait for the run", token, state.budget) as deadline:
+                await state.confirm_token(token, deadline)  # a finished run is answered from cache
         async with state.hub.watch(token, runId) as follower:
             # A draining server (SIGTERM) ends the wait with what it has: "still running", so the caller asks again.
             with state.readiness.cut_short() as drain:
@@ -138,7 +141,9 @@ def _add_wait_for_run(server: MCPServer[Any]) -> None:
         cursor, events_from = callers.start_after(afterEventId, snap.events)
         start = _cursor_position(snap.events, cursor, runId, "wait_for_run")
         judged = await judge(state, token, snap)
-        result = _wait_result(judged, snap.run, follower.error, snap.events[start:], waited, cursor, token, events_from)
+        lines = snap.lines if start == 0 else None  # no cursor: the follower's lines, kept as events came
+        trouble = follower.error
+        result = _wait_result(judged, snap.run, trouble, snap.events[start:], waited, cursor, token, events_from, lines)
         callers.given(result.next_cursor)
         return result
 
@@ -212,13 +217,13 @@ def _cursor_position(events: list[RunEvent], cursor: str | None, run_id: str, to
     """Where the events after `cursor` start; a cursor that names no event of the run is the caller's error."""
     if cursor is None:
         return 0
-    ids = [event.id for event in events]
-    if cursor not in ids:
+    position = next((index for index, event in enumerate(events) if event.id == cursor), None)
+    if position is None:
         raise ToolError(
             f"invalid arguments: afterEventId {clean_text(cursor)[:80]!r} is not an event of run {run_id}. Pass "
             f"the nextCursor of an earlier {tool_name} call, or omit afterEventId to start at the first event."
         )
-    return ids.index(cursor) + 1
+    return position + 1
 
 
 def _check_run_id(run_id: str) -> None:
@@ -249,11 +254,11 @@ async def _follow_until_done(ctx: Context[Any, Any], follower: RunFollower, wait
                 ticks += 1
                 await ctx.report_progress(ticks, None, f"status: {status}")
                 last_status = status
-            events = follower.events()
-            for line in compactor.lines(events[reported:]):
+            fresh = follower.events_from(reported)  # only what is new: a wake costs what it reports
+            reported = follower.event_count
+            for line in compactor.lines(fresh):
                 ticks += 1
                 await ctx.report_progress(ticks, None, _progress_line(follower, line))
-            reported = len(events)
             if settled(follower):  # over, needs a person's input in Mogplex, or no longer followable
                 return
             await follower.wait_changed(version)
@@ -273,9 +278,10 @@ def _wait_result(
     cursor: str | None,
     token: str,
     events_from: EventsFrom,
+    lines: list[CompactLine] | None,
 ) -> WaitForRunResult:
     # Compact: a tool's start and finish share a view, streamed words form one; a view's id is its last event's.
-    shown = fit_to_budget(compact_event_views(after, token)[:WAIT_EVENTS_SHOWN], budget=8_000)
+    shown = fit_to_budget(compact_event_views(after, token, WAIT_EVENTS_SHOWN, lines=lines), budget=8_000)
     next_cursor = shown[-1].id if shown else cursor
     ids = [event.id for event in after]
     remaining = len(after) - (ids.index(next_cursor) + 1 if next_cursor in ids else 0)

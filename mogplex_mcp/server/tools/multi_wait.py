@@ -44,10 +44,10 @@ class _Progress:
         if status is not None and status != self.statuses[index]:
             self.statuses[index] = status
             await self._say(f"{label} status: {status}")
-        events = follower.events()
-        for line in self.compactors[index].lines(events[self.reported[index] :]):
+        fresh = follower.events_from(self.reported[index])  # only what is new since the last wake
+        self.reported[index] = follower.event_count
+        for line in self.compactors[index].lines(fresh):
             await self._say(f"{label} [{status or '?'}] {shorten(line, 160)}")
-        self.reported[index] = len(events)
 
     async def _say(self, message: str) -> None:
         self.ticks += 1

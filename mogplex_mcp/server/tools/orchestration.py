@@ -59,6 +59,8 @@ def _add_list_runs(server: MCPServer[Any]) -> None:
         except BadCursor as exc:
             raise ToolError(f"invalid arguments: {exc}. Omit it to start at the newest run.") from None
         query = RunsQuery(limit, before, repoId.strip() if repoId and repoId.strip() else None, _STATUS_FILTER[status])
+        async with upstream("list your runs", token, state.budget) as deadline:
+            await state.confirm_token(token, deadline)  # the list is cached: only for a token accepted lately
         try:
             page = await list_page(state, token, query)
         except RunsUnreadable as exc:  # not "no runs seen": the list exists, it cannot be read just now
@@ -83,6 +85,8 @@ def _add_wait_for_runs(server: MCPServer[Any]) -> None:
         token = require_token(ctx, state)
         run_ids = _checked_run_ids(runIds)
         timeout = min(timeoutSeconds, state.settings.wait_max_seconds)
+        async with upstream("wait for the runs", token, state.budget) as deadline:
+            await state.confirm_token(token, deadline)  # finished runs are answered from cache
         return await wait_on_runs(ctx, state, token, run_ids, mode, timeout)
 
 

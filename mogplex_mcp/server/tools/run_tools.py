@@ -42,6 +42,7 @@ from mogplex_mcp.server.results import (
 from mogplex_mcp.server.snapshots import RunSnapshot, settled_snapshot
 from mogplex_mcp.server.state import AppState, app_state, require_token, upstream
 from mogplex_mcp.server.tools.definitions import READ_ONLY, RunId, tool
+from mogplex_mcp.server.tools.repo_names import looks_like_name, name_error, not_an_id_error
 
 
 def register_run_tools(server: MCPServer[Any]) -> None:
@@ -169,6 +170,8 @@ def _add_start_run(server: MCPServer[Any]) -> None:
         }
         request = _start_request(repoId, prompt, optional, idempotencyKey)
         state = app_state(ctx)
+        if request is None:  # never a start: a name is looked up (read-only) so that the refusal can name its id
+            raise await name_error(ctx, state, repoId)
         token = require_token(ctx, state)
         result = await start(state, token, request, idempotencyKey)
         if request.conversation_id or request.workspace_session_id:  # what continue_run may carry over
@@ -177,11 +180,16 @@ def _add_start_run(server: MCPServer[Any]) -> None:
         return result
 
 
-def _start_request(repo_id: str, prompt: str, optional: dict[str, Any], idempotency_key: str | None) -> StartRunRequest:
-    """start_run's arguments checked into the request to send; invalid ones are refused before anything is sent."""
+def _start_request(
+    repo_id: str, prompt: str, optional: dict[str, Any], idempotency_key: str | None
+) -> StartRunRequest | None:
+    """start_run's arguments checked into the request to send; invalid ones are refused before anything is sent.
+
+    None: every argument is valid but repoId is a repository name, which only a lookup can answer.
+    """
     # Models often send "" for an optional field they mean to leave out; the service treats it as unset too.
     given = {name: value for name, value in optional.items() if not (isinstance(value, str) and not value.strip())}
-    named = bool(repo_id.strip()) and not is_uuid(repo_id.strip())  # "web", "acme/web": names
+    named = bool(repo_id.strip()) and not is_uuid(repo_id.strip())  # "web", "acme/web", or junk
     fields = {"repoId": _ANY_ID if named else repo_id, "prompt": prompt, **given}
     try:  # every other argument's problem first, then the name's: one error names them all in turn
         request = StartRunRequest.model_validate(fields)
@@ -190,22 +198,13 @@ def _start_request(repo_id: str, prompt: str, optional: dict[str, Any], idempote
     if idempotency_key is not None and (problem := idempotency_key_problem(idempotency_key)):
         raise ToolError(f"invalid arguments: idempotencyKey {problem}. Nothing was sent to Mogplex.")
     if named:
-        raise _repo_name_error(repo_id)
+        if not looks_like_name(repo_id):
+            raise not_an_id_error(repo_id)
+        return None
     return request
 
 
 _ANY_ID = "00000000-0000-4000-8000-000000000000"  # stands in for a named repoId while the rest is validated
-
-
-def _repo_name_error(given: str) -> ToolError:
-    """Every repository name is refused alike ("web" and "acme/web"), before anything is sent: the API takes
-    only the repository's id (a UUID, from list_repos), and a guess could start a run on the wrong one."""
-    shown = clean_text(given)[:100]
-    short = clean_text(given.strip().rsplit("/", 1)[-1])[:100] or shown
-    return ToolError(
-        f"invalid arguments: repoId {shown!r} is not a repository id (ids are UUIDs). If it is a repository name, "
-        f"call list_repos with query {short!r} and pass the id it shows as repoId. Nothing was sent to Mogplex."
-    )
 
 
 def _add_get_run(server: MCPServer[Any]) -> None:
@@ -218,7 +217,9 @@ def _add_get_run(server: MCPServer[Any]) -> None:
         follower = state.hub.get(token, runId)
         async with upstream("get the run", token, state.budget) as deadline:
             if follower is not None and follower.run is not None and follower.terminal:
-                # A finished run never changes: answer from what its follower saw (once any backfill is done).
+                # A finished run never changes: answer from what its follower saw (once any backfill is done),
+                # to a token upstream accepted recently.
+                await state.confirm_token(token, deadline)
                 snap = await settled_snapshot(follower, deadline)
             else:
                 async with state.client(token) as api:

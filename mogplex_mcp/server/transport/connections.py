@@ -13,9 +13,10 @@ with 503 but keeps accepting connections: 1,100 such connections once held all 1
   for headers, or idle between keep-alive requests); only when every connection is busy is the newcomer
   closed. So a flood of half-open connections can never keep a real request (or `/healthz`) out.
 - the probes (`GET /healthz`, `GET /readyz`) never compete with MCP traffic for those slots: when every slot
-  is busy, up to `PROBE_SLOTS` more connections are let in on probation; one whose request line is a probe is
-  answered (then closed), any other is closed before its request reaches the app. So a load balancer or
-  orchestrator still hears "alive"/"not ready" from a server whose connections are all serving calls.
+  is busy, up to `probe_slots` (`--probe-slots`, default `PROBE_SLOTS`) more connections are let in on
+  probation; one whose request line is a probe is answered (then closed), any other is closed before its
+  request reaches the app. So a load balancer or orchestrator still hears "alive"/"not ready" from a server
+  whose connections are all serving calls.
 """
 
 from __future__ import annotations
@@ -46,13 +47,20 @@ class GatewayConfig(uvicorn.Config):
     """uvicorn's config plus the connection limits `GuardedH11Protocol` enforces."""
 
     def __init__(
-        self, app: Any, *, max_connections: int, header_timeout: float, body_timeout: float, **kwargs: Any
+        self,
+        app: Any,
+        *,
+        max_connections: int,
+        header_timeout: float,
+        body_timeout: float,
+        probe_slots: int = PROBE_SLOTS,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             app,
             http=GuardedH11Protocol,
             # A backstop only: the protocol keeps connections at or below the cap, so this never fires for them.
-            limit_concurrency=max_connections + PROBE_SLOTS + 1,
+            limit_concurrency=max_connections + probe_slots + 1,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             **kwargs,
@@ -60,6 +68,7 @@ class GatewayConfig(uvicorn.Config):
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.probe_slots = probe_slots
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -77,6 +86,7 @@ class GuardedH11Protocol(H11Protocol):
         self._max_connections = guarded.max_connections if guarded else None
         self._header_timeout = guarded.header_timeout if guarded else None
         self._body_timeout = guarded.body_timeout if guarded else None
+        self._probe_slots = guarded.probe_slots if guarded else PROBE_SLOTS
         self._deadline: asyncio.TimerHandle | None = None
         self.opened_at = 0.0
         # Let in past the cap for a probe only; its first bytes are held until the request line shows which.
@@ -134,11 +144,11 @@ class GuardedH11Protocol(H11Protocol):
         # has not shown a probe's request line yet (a real probe sends it at once, so a flood cannot hold it).
         probation = [other for other in guarded if other.on_probation]
         waiting = [other for other in probation if not other._probe_admitted]
-        if len(probation) >= PROBE_SLOTS and waiting:
+        if len(probation) >= self._probe_slots and waiting:
             victim = min(waiting, key=lambda other: other.opened_at)
             victim.drop()
             probation.remove(victim)
-        if len(probation) < PROBE_SLOTS:
+        if len(probation) < self._probe_slots:
             self.on_probation = True  # counted apart from the slots: it may ask a probe, nothing else
             return
         logger.warning("refusing a connection: all %d connections are serving requests", self._max_connections)

@@ -34,13 +34,14 @@ DEFAULT_GRACE_SECONDS = 30.0
 # Of the grace period, what uvicorn's own graceful shutdown may use; the rest is for the lifespan's cleanup.
 CLEANUP_RESERVE_SECONDS = 3.0
 # How long a forced exit waits for its last writes (start claims held in memory).
+# Both are defaults: `serve --drain-cleanup-reserve`, `--drain-flush` (cli_ops.py).
 FORCED_FLUSH_SECONDS = 2.0
 EXIT_FORCED = 1
 
 
-def uvicorn_grace(grace_seconds: float) -> int:
+def uvicorn_grace(grace_seconds: float, reserve_seconds: float = CLEANUP_RESERVE_SECONDS) -> int:
     """uvicorn's `timeout_graceful_shutdown` (whole seconds) for a grace period: room left for cleanup."""
-    return max(1, int(grace_seconds - CLEANUP_RESERVE_SECONDS))
+    return max(1, int(grace_seconds - reserve_seconds))
 
 
 class Drain:
@@ -54,12 +55,14 @@ class Drain:
         session_manager: Any = None,
         *,
         exit_now: Callable[[int], None] = os._exit,
+        flush_seconds: float = FORCED_FLUSH_SECONDS,
     ) -> None:
         self._server = server
         self._readiness = readiness
         self.grace_seconds = grace_seconds
         self._sessions = session_manager
         self._exit_now = exit_now
+        self.flush_seconds = flush_seconds
         self._signals = 0
         self._timer: threading.Timer | None = None
         self._forced = threading.Lock()
@@ -107,7 +110,7 @@ class Drain:
         logger.warning("exiting now (%s)", why)
         flush = threading.Thread(target=self._readiness.run_exit_hooks, daemon=True)
         flush.start()
-        flush.join(FORCED_FLUSH_SECONDS)
+        flush.join(self.flush_seconds)
         for handler in logging.getLogger().handlers:
             handler.flush()
         self._exit_now(EXIT_FORCED)

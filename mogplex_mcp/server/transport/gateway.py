@@ -35,8 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mogplex_mcp.runs.fingerprints import token_fingerprint
 from mogplex_mcp.runs.store import StoreUnavailableError
+from mogplex_mcp.server.transport.bodies import BodyBudget, BodyRefused, client_address
 from mogplex_mcp.server.transport.oauth.revocation import GRANT_KEY
 from mogplex_mcp.server.transport.sessions import OpenSession, SessionLimitError, SessionRegistry
+from mogplex_mcp.server.transport.strangers import StrangerRefused, StrangerRequests
 
 if TYPE_CHECKING:
     from mogplex_mcp.server.transport.oauth import FrontDoor
@@ -53,6 +55,8 @@ HOW_TO_AUTHENTICATE = (
 _SESSION_ID_HEADER = MCP_SESSION_ID_HEADER.lower()
 _SDK_SESSION_LOGGERS = ("mcp.server.streamable_http_manager", "mcp.server.streamable_http")
 _SESSION_ID = re.compile(r"\b[0-9a-f]{32}\b")
+# RFC 6750's token68: what a bearer can plausibly be. Anything else is refused before its body is read.
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _PER_REQUEST = frozenset({"headers", "user", "auth", GRANT_KEY, "query_string"})
 
 
@@ -101,7 +105,7 @@ def bearer_of(headers: Headers) -> str | None:
     token = credentials.strip()
     if scheme.lower() != "bearer" or not token:
         raise BearerProblem("the Authorization header must be `Bearer <token>`")
-    if len(token) > MAX_TOKEN_CHARS or any(char.isspace() for char in token):
+    if len(token) > MAX_TOKEN_CHARS or not _TOKEN68.fullmatch(token):
         raise BearerProblem("the bearer token is malformed")
     return token
 
@@ -110,11 +114,19 @@ class Gateway:
     """ASGI middleware in front of the MCP endpoint (see the module docstring)."""
 
     def __init__(
-        self, app: ASGIApp, policy: GatewayPolicy, sessions: SessionRegistry, front_door: FrontDoor | None = None
+        self,
+        app: ASGIApp,
+        policy: GatewayPolicy,
+        sessions: SessionRegistry,
+        bodies: BodyBudget | None = None,
+        strangers: StrangerRequests | None = None,
+        front_door: FrontDoor | None = None,
     ) -> None:
         self.app = app
         self.policy = policy
         self.sessions = sessions
+        self.bodies = bodies or BodyBudget()
+        self.strangers = strangers or StrangerRequests()
         # With OAuth on (`--public-url`), access tokens stand for their grant's PAT and the 401 names the metadata.
         self.front_door = front_door
         # The last session-opening request's scope, without its headers and caller: what a session ended outside
@@ -148,6 +160,39 @@ class Gateway:
         user = caller.user()
         if user is not None:
             scope["user"], scope["auth"] = user, AuthCredentials([])
+        if not self.sessions.stranger(caller.fingerprint):
+            await self._admitted(caller, headers, scope, receive, send)
+            return
+        client = client_address(scope)
+        try:
+            self.strangers.enter(client)
+        except StrangerRefused as refused:
+            logger.info("refused a request of an unverified token: %s", refused.message)
+            await _json_error(refused.status, refused.message, headers={"Retry-After": "1"})(scope, receive, send)
+            return
+        try:
+            await self._admitted(caller, headers, scope, receive, send)
+        finally:
+            self.strangers.leave(client)
+
+    async def _admitted(self, caller: Caller, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await self._route(caller, headers, scope, receive, send)
+            return
+        held, client = [0], client_address(scope)
+        try:
+            try:
+                replay = await self.bodies.read(scope, receive, held)
+            except BodyRefused as refused:
+                logger.info("refused a request body: %s", refused.message)
+                retry = {} if refused.status == 413 else {"Retry-After": "1"}
+                await _json_error(refused.status, refused.message, headers=retry)(scope, receive, send)
+                return
+            await self._route(caller, headers, scope, replay, send)
+        finally:
+            self.bodies.release(client, held[0])
+
+    async def _route(self, caller: Caller, headers: Headers, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.policy.stateful or _modern(headers):
             await self.app(scope, receive, send)  # no HTTP session on these paths
             return
@@ -191,7 +236,9 @@ class Gateway:
         if self.front_door is not None:
             self._template = {key: value for key, value in scope.items() if key not in _PER_REQUEST}
         try:
-            victims = self.sessions.reserve(caller.fingerprint)
+            client = client_address(scope)
+            stranger = self.sessions.stranger(caller.fingerprint)
+            victims = self.sessions.reserve(caller.fingerprint, client)
         except SessionLimitError as exc:
             logger.info("refused a new MCP session: %s", exc.message)  # per request: INFO, not a flood of warnings
             await _json_error(exc.status, exc.message)(scope, receive, send)
@@ -204,10 +251,11 @@ class Gateway:
             if message["type"] == "http.response.start" and message["status"] < 400:
                 session_id = Headers(raw=message.get("headers", [])).get(_SESSION_ID_HEADER)
                 if session_id and not opened:
-                    session = self.sessions.opened(session_id, caller.fingerprint, headers.get("host", "").encode())
+                    host = headers.get("host", "").encode()
+                    session = self.sessions.opened(session_id, caller.fingerprint, host, client)
                     if grant_id := scope.get(GRANT_KEY):
                         session.grants.add(grant_id)
-                    self.sessions.release(caller.fingerprint)  # from now on the session counts itself
+                    self.sessions.release(caller.fingerprint, client, stranger=stranger)  # the session counts itself
                     self.sessions.begin(session)
                     opened.append(session)
             await send(message)
@@ -218,7 +266,7 @@ class Gateway:
             if opened:
                 self.sessions.end(opened[0])
             else:
-                self.sessions.release(caller.fingerprint)
+                self.sessions.release(caller.fingerprint, client, stranger=stranger)
 
     async def _use(self, caller: Caller, session_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         session = self.sessions.get(session_id)

@@ -34,14 +34,34 @@ from starlette.responses import JSONResponse, Response
 
 from mogplex_mcp import __version__
 from mogplex_mcp.config import ConfigError, Settings
-from mogplex_mcp.runs.readiness import Readiness
+from mogplex_mcp.runs.readiness import CHECK_TIMEOUT_SECONDS, Readiness
 from mogplex_mcp.server.app import create_server
-from mogplex_mcp.server.transport.connections import GatewayConfig, connection_cap, raise_open_file_limit
-from mogplex_mcp.server.transport.drain import DEFAULT_GRACE_SECONDS, Drain, uvicorn_grace
+from mogplex_mcp.server.state import AppState
+from mogplex_mcp.server.transport.bodies import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_BODY_BYTES_PER_CLIENT,
+    BodyBudget,
+    BodyLimits,
+)
+from mogplex_mcp.server.transport.connections import (
+    PROBE_SLOTS,
+    GatewayConfig,
+    connection_cap,
+    raise_open_file_limit,
+)
+from mogplex_mcp.server.transport.drain import (
+    CLEANUP_RESERVE_SECONDS,
+    DEFAULT_GRACE_SECONDS,
+    FORCED_FLUSH_SECONDS,
+    Drain,
+    uvicorn_grace,
+)
 from mogplex_mcp.server.transport.gateway import Gateway, GatewayPolicy
 from mogplex_mcp.server.transport.oauth.limits import OAuthOptions
 from mogplex_mcp.server.transport.protocol_checks import ProtocolChecks
 from mogplex_mcp.server.transport.sessions import SessionLimits, SessionRegistry
+from mogplex_mcp.server.transport.strangers import StrangerLimits, StrangerRequests
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
     from mogplex_mcp.telemetry.metrics import PrometheusRecorder
@@ -67,6 +87,12 @@ class HttpOptions:
     allowed_origins: tuple[str, ...] = ()
     # SIGTERM: how long the drain may take before the process exits regardless (drain.py).
     graceful_shutdown_seconds: float = DEFAULT_GRACE_SECONDS
+    # Probes and drain (cli_ops.py): a readiness check's bound, connections kept for probes past the cap,
+    # a forced exit's last-write bound, and the part of the grace period kept for the lifespan's cleanup.
+    readiness_timeout_seconds: float = CHECK_TIMEOUT_SECONDS
+    probe_slots: int = PROBE_SLOTS
+    drain_flush_seconds: float = FORCED_FLUSH_SECONDS
+    drain_cleanup_seconds: float = CLEANUP_RESERVE_SECONDS
     # The gateway's limits (docs/http.md, "Threat model"): sessions per token and in all, idle expiry,
     # connections, and how long a request's headers and body may take.
     max_sessions_per_token: int = 32
@@ -75,6 +101,15 @@ class HttpOptions:
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
+    # Request bodies: one request's, one client address's in flight, and all in flight (transport/bodies.py).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes_per_client: int = DEFAULT_MAX_BODY_BYTES_PER_CLIENT
+    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
+    # Callers whose token upstream has not accepted (yet): sessions and requests in flight, per address and in all.
+    max_unverified_sessions_per_client: int = 16
+    max_unverified_sessions: int = 128
+    max_unverified_requests_per_client: int = 32
+    max_unverified_requests: int = 128
     # Prometheus metrics on a listener of their own (docs/operations.md); None: off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
@@ -149,9 +184,20 @@ def build_http_app(
         per_token=options.max_sessions_per_token,
         total=options.max_sessions,
         idle_seconds=options.session_idle_minutes * 60,
+        unverified_per_client=options.max_unverified_sessions_per_client,
+        unverified_total=options.max_unverified_sessions,
     )
     served = http_settings(settings, options)
-    readiness = server_kwargs.pop("readiness", None) or Readiness()
+    sessions = SessionRegistry(limits)
+    told = server_kwargs.pop("on_state", None)
+
+    def on_state(state: AppState) -> None:
+        sessions.verified = state.pool.gate.verified_fingerprint  # who upstream accepted: the gateway's strangers
+        if told is not None:
+            told(state)
+
+    server_kwargs["on_state"] = on_state
+    readiness = server_kwargs.pop("readiness", None) or Readiness(check_timeout=options.readiness_timeout_seconds)
     front_door = None
     if options.oauth is not None:
         from mogplex_mcp.server.transport.oauth import build_front_door, with_front_door
@@ -168,6 +214,7 @@ def build_http_app(
         session_idle_timeout=limits.idle_seconds,
         # The gateway admits sessions (and evicts idle ones to make room); the SDK's cap is only a backstop.
         max_sessions=limits.total + limits.per_token,
+        max_request_body_size=options.max_body_bytes,
     )
     _add_probes(app, readiness, stateless=options.stateless)
     if front_door is not None:
@@ -178,10 +225,19 @@ def build_http_app(
         fallback_token=served.token if served.http_token_fallback else None,
         stateful=not options.stateless,
     )
-    sessions = SessionRegistry(limits)
+    bodies = BodyBudget(
+        BodyLimits(options.max_body_bytes, options.max_body_bytes_per_client, options.max_body_bytes_in_flight)
+    )
+    strangers = StrangerRequests(
+        StrangerLimits(options.max_unverified_requests_per_client, options.max_unverified_requests)
+    )
     app.add_middleware(ProtocolChecks, path=MCP_PATH, stateless=options.stateless)  # inside the gateway
-    app.add_middleware(Gateway, policy=policy, sessions=sessions, front_door=front_door)
+    app.add_middleware(
+        Gateway, policy=policy, sessions=sessions, bodies=bodies, strangers=strangers, front_door=front_door
+    )
     app.state.sessions = sessions
+    app.state.bodies = bodies
+    app.state.strangers = strangers
     app.state.session_manager = server.session_manager
     app.state.readiness = readiness
     app.state.metrics = metrics
@@ -261,8 +317,9 @@ def uvicorn_server(
         max_connections=max_connections or options.max_connections,
         header_timeout=options.header_timeout_seconds,
         body_timeout=options.body_timeout_seconds,
+        probe_slots=options.probe_slots,
         log_level=log_level.lower(),
-        timeout_graceful_shutdown=uvicorn_grace(options.graceful_shutdown_seconds),
+        timeout_graceful_shutdown=uvicorn_grace(options.graceful_shutdown_seconds, options.drain_cleanup_seconds),
         lifespan="on",
         access_log=log_level.lower() in ("debug", "info"),
         server_header=False,
@@ -287,7 +344,13 @@ async def serve_http(
     config = uvicorn_server(app, options, log_level=log_level, max_connections=cap, json_logs=json_logs).config
     server = _EmbeddedServer(config)
     watch_connections(app, server)
-    drain = Drain(server, app.state.readiness, options.graceful_shutdown_seconds, app.state.session_manager)
+    drain = Drain(
+        server,
+        app.state.readiness,
+        options.graceful_shutdown_seconds,
+        app.state.session_manager,
+        flush_seconds=options.drain_flush_seconds,
+    )
     loop = asyncio.get_running_loop()
 
     def stop(signum: int, frame: FrameType | None) -> None:

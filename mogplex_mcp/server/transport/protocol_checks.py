@@ -91,7 +91,7 @@ def _null_id_request(body: bytes | None) -> bool:
         return False
     try:
         parsed: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than json can follow (issue 23, #9)
         return False  # the SDK answers a parse error itself
     return isinstance(parsed, dict) and "method" in parsed and "id" in parsed and parsed["id"] is None
 

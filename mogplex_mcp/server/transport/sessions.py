@@ -28,9 +28,12 @@ class SessionLimits:
     per_token: int = 32
     total: int = 1000
     idle_seconds: float = 600.0
+    # Sessions of tokens upstream has not accepted (yet): per client address, and in all (issue 23).
+    unverified_per_client: int = 16
+    unverified_total: int = 128
 
     def __post_init__(self) -> None:
-        if self.per_token < 1 or self.total < 1:
+        if min(self.per_token, self.total, self.unverified_per_client, self.unverified_total) < 1:
             raise ValueError("session caps must be at least 1")
         if not self.idle_seconds > 0:
             raise ValueError("the session idle timeout must be positive")
@@ -46,6 +49,7 @@ class OpenSession:
     last_active: float
     in_flight: int = 0
     requests: int = 0
+    client: str = "local"
     # OAuth grants whose access tokens opened or used this session: it ends when any of them is revoked.
     grants: set[str] = field(default_factory=set)
 
@@ -75,6 +79,9 @@ class SessionRegistry:
         self._clock = clock
         self._sessions: dict[str, OpenSession] = {}
         self._opening: Counter[str | None] = Counter()
+        self._opening_strangers: Counter[str] = Counter()  # openings by unverified tokens, per client address
+        # Whether upstream accepted a token (by fingerprint): the server's gate, once its lifespan runs.
+        self.verified: Callable[[str], bool] = lambda fingerprint: False
         # Counters for operators and tests: sessions evicted, openings refused, requests without a bearer.
         self.evicted = 0
         self.refused = 0
@@ -94,7 +101,11 @@ class SessionRegistry:
     def count_for_token(self, token: str) -> int:
         return self.count_for(token_fingerprint(token))
 
-    def reserve(self, fingerprint: str | None) -> list[OpenSession]:
+    def stranger(self, fingerprint: str | None) -> bool:
+        """A token upstream has not accepted (yet); the anonymous local caller is no stranger."""
+        return fingerprint is not None and not self.verified(fingerprint)
+
+    def reserve(self, fingerprint: str | None, client: str = "local") -> list[OpenSession]:
         """Admit one opening request for `fingerprint`; return the sessions to terminate to make room.
 
         The returned sessions are forgotten here already. Raises `SessionLimitError` when every session that
@@ -102,9 +113,11 @@ class SessionRegistry:
         """
         self._expire()
         victims: list[OpenSession] = []
+        if self.stranger(fingerprint):
+            victims += self._room_for_stranger(client)
         mine = [s for s in self._sessions.values() if s.fingerprint == fingerprint]
         if len(mine) + self._opening[fingerprint] >= self.limits.per_token:
-            victim = min((s for s in mine if s.idle), key=lambda s: s.last_active, default=None)
+            victim = min((s for s in mine if s.idle and s not in victims), key=lambda s: s.last_active, default=None)
             if victim is None:
                 self.refused += 1
                 raise SessionLimitError(
@@ -125,16 +138,53 @@ class SessionRegistry:
             del self._sessions[victim.session_id]
         self.evicted += len(victims)
         self._opening[fingerprint] += 1
+        if self.stranger(fingerprint):
+            self._opening_strangers[client] += 1
         return victims
 
-    def release(self, fingerprint: str | None) -> None:
-        """The opening request reserved by `reserve` has ended (its session, if any, is registered)."""
+    def _room_for_stranger(self, client: str) -> list[OpenSession]:
+        """Sessions of unverified tokens have their own small budget, per client address and in all: past it a
+        newcomer of theirs evicts one of their idle sessions, or is refused (never a verified user's session)."""
+        strangers = [s for s in self._sessions.values() if self.stranger(s.fingerprint)]
+        victims: list[OpenSession] = []
+        mine = [s for s in strangers if s.client == client]
+        if len(mine) + self._opening_strangers[client] >= self.limits.unverified_per_client:
+            victim = min((s for s in mine if s.idle), key=lambda s: s.last_active, default=None)
+            if victim is None:
+                self.refused += 1
+                raise SessionLimitError(
+                    429,
+                    f"This address already holds {self.limits.unverified_per_client} MCP sessions of tokens "
+                    "Mogplex has not accepted yet, all busy: retry when one finishes.",
+                )
+            victims.append(victim)
+        if len(strangers) - len(victims) + sum(self._opening_strangers.values()) >= self.limits.unverified_total:
+            victim = min(
+                (s for s in strangers if s.idle and s not in victims), key=lambda s: s.last_active, default=None
+            )
+            if victim is None:
+                self.refused += 1
+                raise SessionLimitError(
+                    503, "The server holds as many sessions of not-yet-accepted tokens as it takes: retry shortly."
+                )
+            victims.append(victim)
+        return victims
+
+    def release(self, fingerprint: str | None, client: str = "local", *, stranger: bool = False) -> None:
+        """The opening request reserved by `reserve` has ended (its session, if any, is registered).
+
+        `stranger`: what `stranger(fingerprint)` said when it was reserved.
+        """
         self._opening[fingerprint] -= 1
         if self._opening[fingerprint] <= 0:
             del self._opening[fingerprint]
+        if stranger and self._opening_strangers[client] > 0:
+            self._opening_strangers[client] -= 1
+            if self._opening_strangers[client] <= 0:
+                del self._opening_strangers[client]
 
-    def opened(self, session_id: str, fingerprint: str | None, host: bytes) -> OpenSession:
-        session = OpenSession(session_id, fingerprint, host, last_active=self._clock())
+    def opened(self, session_id: str, fingerprint: str | None, host: bytes, client: str = "local") -> OpenSession:
+        session = OpenSession(session_id, fingerprint, host, last_active=self._clock(), client=client)
         self._sessions[session_id] = session
         return session
 

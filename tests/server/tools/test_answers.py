@@ -218,18 +218,6 @@ async def test_mode_is_what_the_api_documents_and_anything_else_is_refused_befor
         assert schemas["start_run"]["properties"]["mode"]["enum"] == ["SAFE", "YOLO", "AUTO"]
 
 
-@pytest.mark.parametrize("name", ["web", "acme/web", "ACME/Web"])
-async def test_a_repository_name_is_refused_alike_pointing_at_the_lookup(tmp_path: Path, name: str) -> None:
-    async with session(tmp_path, "auto") as s:
-        before = s.emulator.emulator.request_count()
-        refused = await s.error("start_run", repoId=name, prompt="Fix it")
-        assert s.emulator.emulator.request_count() == before, "nothing was sent for a name"
-        assert "not a repository id" in refused and "call list_repos with query" in refused, refused
-        assert repr(name.rsplit("/", 1)[-1]) in refused and "Nothing was sent to Mogplex" in refused
-        web = next(repo for repo in (await s.ok("list_repos", query=name.rsplit("/", 1)[-1]))["repos"])
-        assert web["fullName"] == "acme/web", "the lookup the error names finds the repository"
-
-
 async def test_smaller_answers_say_what_happened(tmp_path: Path) -> None:
     async with session(tmp_path, "auto") as s:
         missing = await s.error("get_run", runId=str(uuid.uuid4()))

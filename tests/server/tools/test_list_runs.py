@@ -126,6 +126,7 @@ async def test_a_long_page_is_cut_to_stay_small_and_the_cursor_resumes_after_it(
         run_ids = [str(uuid.UUID(int=n, version=4)) for n in range(60)]
         for n, run_id in enumerate(run_ids):  # runs this server saw earlier, finished: no upstream read needed
             s.state.journal.remember_run(fingerprint, run_id, title=f"Task {n} " + "x" * 70, status="success")
+        await s.ok("list_repos")  # the token was accepted just now: the cached list is served without a re-check
         before = s.emulator.emulator.request_count()
         first = await s.ok("list_runs", limit=100)
         assert 0 < first["count"] < 60 and "Cut short" in first["summary"] and first["nextCursor"]
