@@ -25,6 +25,15 @@ _DEFAULTS = {
     "registrations_per_minute": 10,
     "registrations_per_minute_total": 100,
     "revocation_check_seconds": 5.0,
+    "sign_in_minutes": 10.0,
+    "code_seconds": 120.0,
+    "pat_checks_in_flight": 8,
+    "pat_check_seconds": 10.0,
+    "metadata_fetch_seconds": 5.0,
+    "metadata_max_bytes": 16 * 1024,
+    "metadata_fetches_in_flight": 4,
+    "metadata_fetches_per_minute": 60,
+    "store_wait_seconds": 2.0,
 }
 
 
@@ -46,6 +55,15 @@ def configure_oauth(group: argparse._ArgumentGroup, positive: Positive) -> None:
         ("registrations_per_minute", "N", int, "client registrations per address per minute"),
         ("registrations_per_minute_total", "N", int, "client registrations per minute in all"),
         ("revocation_check_seconds", "SECONDS", float, "re-check open sessions' grants this often"),
+        ("sign_in_minutes", "MINUTES", float, "a sign-in link (the page's URL) expires after this long"),
+        ("code_seconds", "SECONDS", float, "an authorization code expires after this long"),
+        ("pat_checks_in_flight", "N", int, "sign-in PAT checks with Mogplex at once (more get 'busy, try again')"),
+        ("pat_check_seconds", "SECONDS", float, "longest wait for Mogplex to answer one sign-in PAT check"),
+        ("metadata_fetch_seconds", "SECONDS", float, "longest fetch of a client ID metadata document"),
+        ("metadata_max_bytes", "BYTES", int, "largest client ID metadata document read"),
+        ("metadata_fetches_in_flight", "N", int, "client ID metadata documents fetched at once (whole server)"),
+        ("metadata_fetches_per_minute", "N", int, "client ID metadata documents fetched per minute (whole server)"),
+        ("store_wait_seconds", "SECONDS", float, "longest wait for the SQLite grant store another process holds"),
     )
     for name, metavar, kind, text in flags:
         group.add_argument(

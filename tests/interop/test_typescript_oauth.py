@@ -1,5 +1,6 @@
 """The TypeScript SDK's auth provider signs in through the OAuth front door (the page filled in Chromium), then
-lists the tools and calls one as the signed-in user."""
+lists the tools and calls one as the signed-in user; and, its access token short-lived
+(`--oauth-access-token-minutes`), keeps working across expiries by refreshing, without signing in again."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from anyio.streams.text import TextReceiveStream
 
 from mogplex_mcp.emulator import DEMO_TOKEN
 from tests.interop.support import CLIENT_LIMIT, INTEROP, NODE, requires_node
-from tests.oauth.support import REDIRECT_URI, BrowserSignIn, new_page, oauth_server
+from tests.oauth.support import REDIRECT_URI, BrowserSignIn, new_page, oauth_server, options_from_cli
 from tests.viewer.support import launched_browser
 
 pytestmark = [pytest.mark.anyio, requires_node]
@@ -39,8 +40,12 @@ class Lines:
 
 async def test_the_typescript_sdk_auth_provider_signs_in_and_calls_tools(tmp_path: Path) -> None:
     assert NODE is not None
-    async with oauth_server(tmp_path) as server, launched_browser() as browser:
-        config = json.dumps({"url": server.url, "redirectUrl": REDIRECT_URI})
+    lifetime = 2.0  # seconds, so the client meets expiry twice
+    flags = options_from_cli("--oauth-access-token-minutes", str(lifetime / 60))
+    async with oauth_server(tmp_path, **flags) as server, launched_browser() as browser:
+        config = json.dumps(
+            {"url": server.url, "redirectUrl": REDIRECT_URI, "refreshRounds": 2, "expireMs": (lifetime + 0.5) * 1000}
+        )
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "NO_COLOR": "1"}
         process = await anyio.open_process([NODE, "ts_oauth_client.mjs", config], cwd=INTEROP, env=env)
         async with process:
@@ -58,3 +63,10 @@ async def test_the_typescript_sdk_auth_provider_signs_in_and_calls_tools(tmp_pat
     assert "start_run" in report["tools"] and "list_repos" in report["tools"]
     assert not report["listRepos"]["isError"] and report["listRepos"]["structured"]["repos"]
     assert "TypeScript Assistant" in sign_in.page_html[0]
+    # Past each expiry the SDK refreshed (both tokens new: the refresh token rotates) and the calls kept working,
+    # with no second trip to the sign-in page.
+    assert len(report["rounds"]) == 2
+    for round_ in report["rounds"]:
+        assert round_["newAccessToken"] and round_["newRefreshToken"] and round_["tokenPrefix"] == "mcpa_", round_
+        assert not round_["isError"] and round_["repos"] > 0 and round_["tools"] == len(report["tools"]), round_
+    assert report["authorizeRequests"] == 1

@@ -1,7 +1,10 @@
 // A remote connector's view of mogplex-mcp's OAuth front door through the official TypeScript SDK's auth
 // provider (dynamic registration, PKCE, `finishAuth`), pinned in package.json.
 //
-// Usage: node ts_oauth_client.mjs '{"url": "http://127.0.0.1:PORT/mcp", "redirectUrl": "http://127.0.0.1:N/cb"}'
+// Usage: node ts_oauth_client.mjs '{"url": "http://127.0.0.1:PORT/mcp", "redirectUrl": "http://127.0.0.1:N/cb",
+//   "refreshRounds": 2, "expireMs": 2500}'
+// After signing in it calls a tool, then `refreshRounds` times waits `expireMs` (past the access token's life,
+// which the test makes short) and calls it again: the SDK meets the server's 401, refreshes, and retries.
 // Protocol with the Python test: this script prints `AUTHORIZE <url>` when the user must sign in; the test
 // fills the sign-in page in Chromium and writes `CODE <code>` on stdin. At the end it prints one
 // `REPORT <json>` line with what the client saw (the test judges it).
@@ -13,6 +16,7 @@ import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 const config = JSON.parse(process.argv[2]);
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const kept = {};
+const report = { signIns: 0, authorizeRequests: 0 };
 const authProvider = {
   get redirectUrl() {
     return config.redirectUrl;
@@ -35,6 +39,7 @@ const authProvider = {
     kept.tokens = tokens;
   },
   redirectToAuthorization: (url) => {
+    report.authorizeRequests += 1;
     console.log(`AUTHORIZE ${url.toString()}`);
   },
   saveCodeVerifier: (verifier) => {
@@ -50,7 +55,6 @@ async function connect() {
   return client;
 }
 
-const report = { signIns: 0 };
 let client;
 try {
   client = await connect();
@@ -67,6 +71,23 @@ const repos = await client.callTool({ name: "list_repos", arguments: {} });
 report.listRepos = { isError: repos.isError === true, structured: repos.structuredContent ?? null };
 report.tokenPrefix = kept.tokens.access_token.slice(0, 5);
 report.hasRefreshToken = Boolean(kept.tokens.refresh_token);
+// Each round: the access token expires, the next call meets a 401, the SDK refreshes (rotating the refresh
+// token) and retries. The tokens themselves are never printed: only whether they changed.
+report.rounds = [];
+for (let round = 0; round < (config.refreshRounds ?? 0); round += 1) {
+  const before = { access: kept.tokens.access_token, refresh: kept.tokens.refresh_token };
+  await new Promise((resolve) => setTimeout(resolve, config.expireMs));
+  const again = await client.callTool({ name: "list_repos", arguments: {} });
+  const tools = (await client.listTools()).tools.length;
+  report.rounds.push({
+    newAccessToken: kept.tokens.access_token !== before.access,
+    newRefreshToken: kept.tokens.refresh_token !== before.refresh,
+    tokenPrefix: kept.tokens.access_token.slice(0, 5),
+    isError: again.isError === true,
+    repos: (again.structuredContent?.repos ?? []).length,
+    tools,
+  });
+}
 console.log(`REPORT ${JSON.stringify(report)}`);
 await client.close();
 process.exit(0);

@@ -8,6 +8,7 @@ Playwright answers that one navigation (there is no app behind it) and hands the
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAu
 from playwright.async_api import Browser, Page, Route
 from starlette.applications import Starlette
 
+from mogplex_mcp.cli import build_parser
+from mogplex_mcp.cli_oauth import oauth_options
 from mogplex_mcp.emulator import EmulatorConfig, EmulatorHandle, running_emulator
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.http import HttpOptions, build_http_app, running_http
@@ -35,6 +38,7 @@ from tests.redis_server import free_port
 from tests.server.harness import FAST_FOLLOW, settings_for
 from tests.server.resources.test_run_resources import Inbox
 
+NOT_LIMITS = {"public_url", "allow_loopback_metadata", "metadata_ca_file"}  # settings, or for tests only
 CALLBACK_PORT = free_port()
 REDIRECT_URI = f"http://127.0.0.1:{CALLBACK_PORT}/callback"
 SIGN_IN_LIMIT = 10.0
@@ -52,6 +56,14 @@ class OAuthServer:
     def front_door(self) -> FrontDoor:
         door: FrontDoor = self.app.state.front_door
         return door
+
+
+def options_from_cli(*flags: str) -> dict[str, Any]:
+    """The `OAuthOptions` fields `serve --public-url … <flags>` sets (all of them), as `oauth_server` takes them."""
+    args = build_parser("serve").parse_args(["serve", "--public-url", "https://mcp.example.com", *flags])
+    options = oauth_options(args, env={})
+    assert options is not None
+    return {name: value for name, value in dataclasses.asdict(options).items() if name not in NOT_LIMITS}
 
 
 def public_options(port: int, **oauth: Any) -> HttpOptions:

@@ -10,7 +10,6 @@ import httpx2
 import pytest
 
 from mogplex_mcp.emulator import DEMO_TOKEN
-from mogplex_mcp.server.transport.oauth.clients import FETCHES_PER_MINUTE
 from tests.e2e.support import ok
 from tests.oauth.documents import https_documents
 from tests.oauth.support import (
@@ -21,6 +20,7 @@ from tests.oauth.support import (
     oauth_client,
     oauth_provider,
     oauth_server,
+    options_from_cli,
 )
 from tests.viewer.support import launched_browser
 
@@ -78,15 +78,17 @@ async def test_slow_huge_redirecting_or_impostor_documents_are_refused_within_th
 
 
 async def test_a_flood_of_metadata_urls_fetches_at_most_the_servers_budget(tmp_path: Path) -> None:
+    budget = 12  # set as an operator would: --oauth-metadata-fetches-per-minute
+    flags = options_from_cli("--oauth-metadata-fetches-per-minute", str(budget))
     async with (
         https_documents(tmp_path) as docs,
-        oauth_server(tmp_path, allow_loopback_metadata=True, metadata_ca_file=str(docs.ca_file)) as server,
+        oauth_server(tmp_path, allow_loopback_metadata=True, metadata_ca_file=str(docs.ca_file), **flags) as server,
         httpx2.AsyncClient(timeout=20) as http,
     ):
         raw = RawFlow(server, http)
         statuses = []
-        for number in range(FETCHES_PER_MINUTE + 5):
+        for number in range(budget + 5):
             raw.client_id = docs.url(f"client-{number}.json")
             statuses.append((await raw.authorize()).status_code)
-        assert statuses == [302] * FETCHES_PER_MINUTE + [400] * 5  # known clients reach the sign-in page
-        assert len(docs.hits) == FETCHES_PER_MINUTE
+        assert statuses == [302] * budget + [400] * 5  # known clients reach the sign-in page
+        assert len(docs.hits) == budget

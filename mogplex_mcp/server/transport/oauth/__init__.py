@@ -48,6 +48,7 @@ from mogplex_mcp.api.pool import make_http_client
 from mogplex_mcp.api.retry import RetryPolicy
 from mogplex_mcp.config import Settings
 from mogplex_mcp.runs.grant_store import GrantStore
+from mogplex_mcp.runs.store import StoreUnavailableError
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.transport.oauth.clients import MetadataDocuments
 from mogplex_mcp.server.transport.oauth.keys import load_keys
@@ -74,7 +75,6 @@ __all__ = [
 
 logger = logging.getLogger("mogplex_mcp.oauth")
 
-PAT_CHECK_SECONDS = 10.0
 ROOT_RESOURCE_METADATA = "/.well-known/oauth-protected-resource"
 
 
@@ -116,7 +116,9 @@ class FrontDoor:
             if route.path == "/register":
                 route = Route(route.path, Limited(route.app, self.registrations), methods=["POST", "OPTIONS"])
             elif route.path == "/revoke":
-                route = Route(route.path, PublicClientRevocation(route.app), methods=["POST", "OPTIONS"])
+                route = Route(route.path, PublicClientRevocation(StoreBusy(route.app)), methods=["POST", "OPTIONS"])
+            elif route.path in ("/authorize", "/token"):
+                route = Route(route.path, StoreBusy(route.app), methods=sorted(route.methods or ()))
             routes.append(route)
         # The SDK's metadata does not say we read client ID metadata documents; ours does.
         metadata = build_metadata(issuer, None, registration, revocation)
@@ -166,10 +168,10 @@ class FrontDoor:
             self._http = make_http_client(self.settings)
         client = MogplexClient(
             base_url=self.settings.base_url, token=pat, http=self._http,
-            retry=RetryPolicy(max_retries=0, budget_seconds=PAT_CHECK_SECONDS),
+            retry=RetryPolicy(max_retries=0, budget_seconds=self.options.pat_check_seconds),
         )  # fmt: skip
         try:
-            await client.list_repos(limit=1, deadline=time.monotonic() + PAT_CHECK_SECONDS)
+            await client.list_repos(limit=1, deadline=time.monotonic() + self.options.pat_check_seconds)
         except AuthenticationError:
             return (
                 "Mogplex did not accept this token (401): check that you pasted all of it and that it has not "
@@ -205,6 +207,31 @@ class Limited:
             return
         body = {"error": "temporarily_unavailable", "error_description": "too many requests: retry in a minute"}
         await JSONResponse(body, status_code=429, headers={"Retry-After": "60"})(scope, receive, send)
+
+
+class StoreBusy:
+    """An SDK auth endpoint whose grant store failed for a moment (another process holds the SQLite file, Redis
+    is away) answers 503 with a JSON OAuth error and Retry-After, instead of a bare 500: the client retries."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except StoreUnavailableError as exc:
+            if started:
+                raise
+            logger.warning("an OAuth request could not reach the grant store: %s", exc)
+            body = {"error": "temporarily_unavailable", "error_description": "sign-in state is busy: retry shortly"}
+            await JSONResponse(body, status_code=503, headers={"Retry-After": "1"})(scope, receive, send)
 
 
 class PublicClientRevocation:
@@ -259,13 +286,14 @@ def with_front_door(
 def build_front_door(settings: Settings, options: OAuthOptions) -> FrontDoor:
     """The front door for these settings: its key (ConfigError when Redis lacks a shared one) and store."""
     keys = load_keys(settings.state_dir, shared=bool(settings.redis_url))
-    store, closers = grant_store_for(settings)
+    store, closers = grant_store_for(settings, options.store_wait_seconds)
     provider = FrontDoorProvider(options, keys, store, MetadataDocuments(options))
     return FrontDoor(settings, options, provider, closers)
 
 
-def grant_store_for(settings: Settings) -> tuple[GrantStore, list[Any]]:
-    """Redis when configured (shared by replicas), else SQLite in the state dir; and how to close it."""
+def grant_store_for(settings: Settings, wait_seconds: float = 2.0) -> tuple[GrantStore, list[Any]]:
+    """Redis when configured (shared by replicas), else SQLite in the state dir, waiting at most `wait_seconds`
+    for a file another process holds; and how to close it."""
     if settings.redis_url:
         from mogplex_mcp.runs import redis as shared
         from mogplex_mcp.runs.backends import redis_limits
@@ -275,5 +303,5 @@ def grant_store_for(settings: Settings) -> tuple[GrantStore, list[Any]]:
         return RedisGrantStore(connection), [connection.aclose]
     from mogplex_mcp.runs.local.grants import LocalGrantStore
 
-    local = LocalGrantStore.in_state_dir(settings.state_dir)
+    local = LocalGrantStore.in_state_dir(settings.state_dir, busy_seconds=wait_seconds)
     return local, [local.close]

@@ -6,8 +6,8 @@
 - **Client ID metadata documents** (the spec's preferred way): the client id is an https URL whose JSON
   document names the client. It is fetched SSRF-safely: https only (loopback http in tests), every resolved
   address public, the connection pinned to the checked address (the TLS name still verified), no redirects,
-  at most `metadata_max_bytes` within `metadata_fetch_seconds`, a few at a time and at most
-  `FETCHES_PER_MINUTE` for the whole server, cached briefly (a bounded number), failures too.
+  at most `metadata_max_bytes` within `metadata_fetch_seconds`, `metadata_fetches_in_flight` at a time and at
+  most `metadata_fetches_per_minute` for the whole server, cached briefly (a bounded number), failures too.
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ _FORBIDDEN_SCHEMES = {"javascript", "data", "file", "vbscript", "blob", "about"}
 _CACHE_SIZE = 256
 _CACHE_SECONDS = 300.0
 _FAILURE_CACHE_SECONDS = 60.0
-_PARALLEL_FETCHES = 4
-# Fetches a minute for the whole server: callers choose the URLs, so outbound work stays bounded however many
-# addresses they come from (a cached document costs nothing).
-FETCHES_PER_MINUTE = 60
 PUBLIC_CLIENT = "none"
 
 
@@ -117,8 +113,9 @@ class MetadataDocuments:
         self._options = options
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, OAuthClientInformationFull | None]] = OrderedDict()
-        self._parallel = anyio.Semaphore(_PARALLEL_FETCHES)
-        self._budget = RateLimiter(per_address=FETCHES_PER_MINUTE, total=FETCHES_PER_MINUTE, clock=clock)
+        self._parallel = anyio.Semaphore(options.metadata_fetches_in_flight)
+        per_minute = options.metadata_fetches_per_minute
+        self._budget = RateLimiter(per_address=per_minute, total=per_minute, clock=clock)
         self.fetches = 0
 
     @staticmethod

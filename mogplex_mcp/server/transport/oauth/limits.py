@@ -29,6 +29,10 @@ class OAuthOptions:
     grant_days: float = 30.0
     code_seconds: float = 120.0
     sign_in_minutes: float = 10.0
+    # Sign-in submissions whose PAT is being checked with Mogplex at once (more get "busy, try again"), and
+    # how long one check may take.
+    pat_checks_in_flight: int = 8
+    pat_check_seconds: float = 10.0
     sign_ins_per_minute: int = 10
     sign_ins_per_minute_total: int = 120
     registrations_per_minute: int = 10
@@ -38,6 +42,12 @@ class OAuthOptions:
     revocation_check_seconds: float = 5.0
     metadata_fetch_seconds: float = 5.0
     metadata_max_bytes: int = 16 * 1024
+    # Client metadata documents fetched at once, and a minute, by the whole server: callers choose the URLs,
+    # so outbound work stays bounded however many addresses they come from (a cached document costs nothing).
+    metadata_fetches_in_flight: int = 4
+    metadata_fetches_per_minute: int = 60
+    # Longest a request waits for the SQLite grant store while another process holds it (then 503, retry).
+    store_wait_seconds: float = 2.0
     # Client metadata documents must be https on a public address; tests (only) may serve them on loopback,
     # and trust an extra CA for them (a private CA, or a test's self-signed certificate).
     allow_loopback_metadata: bool = False

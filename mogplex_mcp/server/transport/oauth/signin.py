@@ -35,7 +35,6 @@ from mogplex_mcp.telemetry import hooks
 CSRF_COOKIE = "mogplex_sign_in"
 MAX_FORM_BYTES = 16 * 1024
 MAX_PAT_CHARS = 1024
-PARALLEL_CHECKS = 8
 # Checks a PAT with Mogplex: None when it is accepted, else what to tell the user.
 PatCheck = Callable[[str], Awaitable[str | None]]
 
@@ -64,7 +63,7 @@ class SignInPage:
         self.check_pat = check_pat
         self.limiter = limiter
         self.secure_cookie = secure_cookie
-        self._checks = anyio.Semaphore(PARALLEL_CHECKS)
+        self._checks = anyio.Semaphore(provider.options.pat_checks_in_flight)
 
     async def get(self, request: Request) -> Response:
         sealed = request.query_params.get("request", "")
