@@ -235,3 +235,47 @@ async def test_open_streams_end_cleanly_so_the_drain_does_not_wait_for_the_grace
     # uvicorn would have waited 22 of the 25 s for the open streams; it did not wait for them at all.
     assert exited < 12, f"exited {exited:.1f} s after SIGTERM"
     assert "timeout graceful shutdown exceeded" not in server.output.text
+
+
+@pytest.mark.parametrize("tool", ["wait_for_run", "wait_for_runs"])
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "on Redis"])
+async def test_a_wait_whose_first_read_the_drain_interrupts_still_gets_the_run(
+    tmp_path: Path, shared: bool, tool: str, request: pytest.FixtureRequest
+) -> None:
+    """The drain comes while a wait's follower is still reading the run for the first time (its request held
+    upstream; on Redis the follower leads the run and hands it over): the caller still gets the run as it is,
+    "still running", a true answer to ask again with — not an error that it could not be read."""
+    redis_url = request.getfixturevalue("redis_server").url if shared else None
+    with slow_emulator(0.5) as emu:
+        env = replica_env(emu.base_url, tmp_path / "replica", redis_url)
+        async with http_server(env, "--stateless", "--grace-period", "20") as server:
+            async with http_client(server.url, "auto", DEMO_TOKEN) as c:
+                run_id = await start(c, "Add pagination to the orders endpoint")
+                events = f"{RUNS}/{run_id}/events"
+                emu.emulator.inject_fault("delay", count=1, method="GET", path=events, delay=4.0)
+                answers: list[Any] = []
+
+                async def wait() -> None:
+                    ids = {"runId": run_id} if tool == "wait_for_run" else {"runIds": [run_id]}
+                    answers.append(await c.call_tool(tool, {**ids, "timeoutSeconds": 30}))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait)
+                    with anyio.fail_after(20):
+                        while emu.emulator.request_count("GET", events) < 1:  # noqa: ASYNC110 - no event to await
+                            await anyio.sleep(0.02)
+                    await anyio.sleep(0.3)  # the follower's first read is on its way, held upstream for 4 s
+                    server.process.send_signal(signal.SIGTERM)
+            code = await exit_code(server, 25)
+
+    waited = answers[0]
+    assert not waited.is_error, text_of(waited)
+    content = waited.structured_content
+    assert content is not None
+    run = content["run"] if tool == "wait_for_run" else content["runs"][0]
+    assert run["runId"] == run_id and run["status"] in ("pending", "running"), run  # read, not "not read yet"
+    assert not run["terminal"] and content["finished"] in (False, [])
+    assert content["waitedSeconds"] < 4, "answered at the drain, not after the held read or the 30 s wait"
+    assert code == 0, server.output.text[-2000:]
+    if shared:  # the path the rolling restart took: the run's lease was handed over before its first read
+        assert "handing the run over to another replica" in server.output.text

@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from mogplex_mcp.api.errors import InvalidRequestError
+from mogplex_mcp.api.errors import InvalidRequestError, MogplexError
 from mogplex_mcp.api.models import EVENTS_LIMIT_MAX, RunDetail, RunEvent, checked_uuid
 from mogplex_mcp.runs.compact import CompactLine, ProgressCompactor
 from mogplex_mcp.runs.fingerprints import token_fingerprint
@@ -116,37 +116,61 @@ def _add_wait_for_run(server: MCPServer[Any]) -> None:
         if (cached := state.hub.get(token, runId)) is not None and cached.terminal:
             async with upstream("wait for the run", token, state.budget) as deadline:
                 await state.confirm_token(token, deadline)  # a finished run is answered from cache
-        # A draining server (SIGTERM) ends the wait with what it has: "still running", so the caller asks again.
         async with state.hub.watch(token, runId) as follower:
-            with state.readiness.cut_short():
-                with anyio.move_on_after(timeout):
-                    await follower.ready.wait()
-                if follower.run is not None and follower.fatal is None:
-                    await _until_cursor_known(follower, afterEventId)
-                    _cursor_position(follower.events(), afterEventId, runId, "wait_for_run")
-                await _follow_until_done(ctx, follower, timeout - (time.monotonic() - started), follower.event_count)
-                if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
-                    with anyio.move_on_after(max(0.0, timeout - (time.monotonic() - started))):
-                        await follower.wait_stopped()
-        waited = round(time.monotonic() - started, 1)
+            # A draining server (SIGTERM) ends the wait with what it has: "still running", so the caller asks again.
+            with state.readiness.cut_short() as drain:
+                await _follow_within(ctx, follower, afterEventId, runId, started + timeout)
         if follower.fatal is not None:
             raise tool_error(follower.fatal, "wait for the run", token=token)
-        if follower.run is None:
+        snap = _followed_view(follower, afterEventId, drained=drain.cancel_called)
+        if snap is None and drain.cancel_called:
+            # The drain came before this replica's follower read the run (or caught up with the caller's cursor),
+            # and a handed-over follower reads nothing more here: read the run once, directly, and answer with it.
+            left = max(1.0, min(state.budget, timeout - (time.monotonic() - started)))
+            async with upstream("wait for the run", token, left) as deadline:
+                snap = await load_snapshot(state, token, runId, deadline, fresh=True)
+        waited = round(time.monotonic() - started, 1)
+        if snap is None:
             reason = f" ({follower.error})" if follower.error else ""
-            when = "before this server began shutting down" if state.readiness.draining else f"within {timeout:.0f} s"
             raise ToolError(
-                f"could not get run {runId} from Mogplex {when}{reason}. Call wait_for_run with runId {runId} again."
+                f"could not get run {runId} from Mogplex within {timeout:.0f} s{reason}. "
+                f"Call wait_for_run with runId {runId} again."
             )
-        await state.remember(token, follower.run)
-        snap = RunSnapshot.of(follower, follower.run)
+        await state.remember(token, snap.run)
         callers = _CallerCursors(state, ctx, token, runId)
         cursor, events_from = callers.start_after(afterEventId, snap.events)
         start = _cursor_position(snap.events, cursor, runId, "wait_for_run")
         judged = await judge(state, token, snap)
         lines = snap.lines if start == 0 else None  # no cursor: the follower's lines, kept as events came
-        result = _wait_result(judged, follower, snap.events[start:], waited, cursor, token, events_from, lines)
+        trouble = follower.error
+        result = _wait_result(judged, snap.run, trouble, snap.events[start:], waited, cursor, token, events_from, lines)
         callers.given(result.next_cursor)
         return result
+
+
+async def _follow_within(
+    ctx: Context[Any, Any], follower: RunFollower, cursor: str | None, run_id: str, until: float
+) -> None:
+    """The wait itself: the first read, the caller's cursor, then the run's progress until done or `until`."""
+    with anyio.move_on_after(until - time.monotonic()):
+        await follower.ready.wait()
+    if follower.run is not None and follower.fatal is None:
+        await _until_cursor_known(follower, cursor)
+        _cursor_position(follower.events(), cursor, run_id, "wait_for_run")
+    await _follow_until_done(ctx, follower, until - time.monotonic(), follower.event_count)
+    if follower.terminal and follower.active:  # finished: let a backfill of its last events complete
+        with anyio.move_on_after(max(0.0, until - time.monotonic())):
+            await follower.wait_stopped()
+
+
+def _followed_view(follower: RunFollower, cursor: str | None, *, drained: bool) -> RunSnapshot | None:
+    """What the follower knows of the run; None when it never read it, or (cut short by a drain) when it has not
+    caught up with the caller's cursor yet — a cursor it lacks then says nothing about the caller's mistake."""
+    if follower.run is None:
+        return None
+    if drained and cursor is not None and all(event.id != cursor for event in follower.events()):
+        return None
+    return RunSnapshot.of(follower, follower.run)
 
 
 class _CallerCursors:
@@ -247,7 +271,8 @@ def _progress_line(follower: RunFollower, line: str) -> str:
 
 def _wait_result(
     judged: JudgedRun,
-    follower: RunFollower,
+    run: RunDetail,
+    trouble_seen: MogplexError | None,
     after: list[RunEvent],
     waited: float,
     cursor: str | None,
@@ -261,10 +286,10 @@ def _wait_result(
     ids = [event.id for event in after]
     remaining = len(after) - (ids.index(next_cursor) + 1 if next_cursor in ids else 0)
     outcome = judged.outcome
-    if outcome.terminal or needs_input(follower.run):
+    if outcome.terminal or needs_input(run):
         summary = judged.summary
     else:
-        trouble = f" (Mogplex is having trouble: {follower.error})" if follower.error else ""
+        trouble = f" (Mogplex is having trouble: {trouble_seen})" if trouble_seen else ""
         summary = f"Still going after {waited:.0f} s: {judged.summary[:-1]}{trouble}."
     steps = guidance.next_steps(outcome, caller="wait_for_run", cursor=next_cursor)
     if events_from == "runStart" and after:

@@ -6,6 +6,7 @@ token's pacer); this module only waits on their change signals and tells progres
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -14,13 +15,14 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import Context
 
+from mogplex_mcp.api.errors import MogplexError
 from mogplex_mcp.runs.compact import ProgressCompactor
 from mogplex_mcp.runs.followed_run import RunFollower
 from mogplex_mcp.runs.sanitize import clean_text, shorten
 from mogplex_mcp.runs.settled import needs_input, settled, wait_any_changed
 from mogplex_mcp.server.errors import tool_error
 from mogplex_mcp.server.outcomes import judge
-from mogplex_mcp.server.snapshots import RunSnapshot
+from mogplex_mcp.server.snapshots import RunSnapshot, load_snapshot
 from mogplex_mcp.server.state import AppState
 from mogplex_mcp.server.tools.orchestration_results import WaitedRun, WaitForRunsResult, WaitMode
 
@@ -78,7 +80,7 @@ async def wait_for_runs(
         known = [{event.id for event in follower.events()} for follower in followers]
         progress = _Progress(ctx, followers, token)
         done = False
-        with anyio.move_on_after(wait_seconds), state.readiness.cut_short():  # a draining server answers now
+        with anyio.move_on_after(wait_seconds), state.readiness.cut_short() as drain:  # a draining server answers now
             while True:
                 versions = [follower.version for follower in followers]
                 for index, follower in enumerate(followers):
@@ -86,21 +88,45 @@ async def wait_for_runs(
                 if done := condition_met(mode, followers):
                     break
                 await wait_any_changed(followers, versions)
-        # A run not read yet when the condition was met (a wait that returns at once) gets a moment to be
-        # read, so it is reported as what it is (running, or an id that cannot be read), not as "not read yet".
-        with anyio.move_on_after(min(FIRST_READ_SECONDS, max(0.0, wait_seconds - (time.monotonic() - started)))):
-            for follower in followers:
-                await follower.ready.wait()
+        read: dict[str, RunSnapshot] = {}
+        if drain.cancel_called:
+            read = await _read_directly(state, token, followers)
+        else:
+            # A run not read yet when the condition was met (a wait that returns at once) gets a moment to be
+            # read, so it is reported as what it is (running, or an id that cannot be read), not "not read yet".
+            left = wait_seconds - (time.monotonic() - started)
+            with anyio.move_on_after(min(FIRST_READ_SECONDS, max(0.0, left))):
+                for follower in followers:
+                    await follower.ready.wait()
         waited = round(time.monotonic() - started, 1)
-        runs = [await _waited(state, token, follower, seen) for follower, seen in zip(followers, known, strict=True)]
-    return _result(mode, done, waited, runs, token)
+        runs = [
+            await _waited(state, token, follower, seen, read.get(follower.run_id))
+            for follower, seen in zip(followers, known, strict=True)
+        ]
+    return _result(mode, done, waited, runs, token, drained=drain.cancel_called)
 
 
-async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[str]) -> WaitedRun:
-    events = follower.events()
+async def _read_directly(state: AppState, token: str, followers: Sequence[RunFollower]) -> dict[str, RunSnapshot]:
+    """Cut short by a drain: the runs this replica's followers never read (a handed-over follower reads nothing
+    more here) are read once, directly, so they are reported as what they are; one that cannot be read stays
+    "not read yet"."""
+    read: dict[str, RunSnapshot] = {}
+    deadline = time.monotonic() + state.budget
+    for follower in followers:
+        if follower.run is not None or follower.fatal is not None or time.monotonic() >= deadline:
+            continue
+        with anyio.move_on_after(deadline - time.monotonic() + 1.0), contextlib.suppress(MogplexError):
+            read[follower.run_id] = await load_snapshot(state, token, follower.run_id, deadline, fresh=True)
+    return read
+
+
+async def _waited(
+    state: AppState, token: str, follower: RunFollower, seen: set[str], direct: RunSnapshot | None = None
+) -> WaitedRun:
+    events = direct.events if direct is not None else follower.events()
     new_count = sum(1 for event in events if event.id not in seen)
-    cursor = follower.last_event_id
-    run = follower.run
+    cursor = events[-1].id if direct is not None and events else follower.last_event_id
+    run = direct.run if direct is not None else follower.run
     if run is None:
         if follower.fatal is not None:
             why = str(tool_error(follower.fatal, "follow the run", token=token))
@@ -118,7 +144,7 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
             unreadable_reason=why if follower.fatal is not None else None,
         )
     await state.remember(token, run)
-    judged = await judge(state, token, RunSnapshot.of(follower, run))
+    judged = await judge(state, token, direct if direct is not None else RunSnapshot.of(follower, run))
     view = judged.view
     return WaitedRun(
         run_id=run.run_id,
@@ -141,7 +167,9 @@ async def _waited(state: AppState, token: str, follower: RunFollower, seen: set[
     )
 
 
-def _result(mode: WaitMode, done: bool, waited: float, runs: list[WaitedRun], token: str) -> WaitForRunsResult:
+def _result(
+    mode: WaitMode, done: bool, waited: float, runs: list[WaitedRun], token: str, *, drained: bool = False
+) -> WaitForRunsResult:
     finished = [run.run_id for run in runs if run.terminal]
     asking = [run.run_id for run in runs if run.needs_input]
     bad = [run for run in runs if run.unreadable_reason is not None]
@@ -157,6 +185,8 @@ def _result(mode: WaitMode, done: bool, waited: float, runs: list[WaitedRun], to
     if bad:
         parts.append(f"{len(bad)} could not be read (see unreadable; not waited on)")
     head = "" if done or not still else f"Timeout after {waited:.0f} s: "
+    if head and drained:  # not the caller's timeout: this replica is shutting down, the next wait goes elsewhere
+        head = f"Ended after {waited:.0f} s (this server is restarting): "
     summary = f"{head}{', '.join(parts)} (of {len(runs)})."
     return WaitForRunsResult(
         summary=clean_text(summary, token),
